@@ -1,0 +1,2 @@
+//! Berth's image archives: docker-archive and OCI layout tarballs
+#![deny(missing_docs)]
