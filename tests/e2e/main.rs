@@ -1,1 +1,12 @@
-//! End-to-end tests: the real `berth` binary against real registries and images.
+//! End-to-end tests: the real `berth` binary against real registries, real archives and real
+//! peer tools (skopeo, podman, umoci), each test with its own store, config and registry.
+
+mod common;
+
+mod archive;
+mod auth;
+mod cli;
+mod hostile;
+mod pull_push;
+mod rootless;
+mod umoci;

@@ -1,1 +1,29 @@
-fn main() {}
+//! `berth`: daemonless, rootless containers for HPC clusters, with Docker's command line.
+//!
+//! This binary stays thin: `settings` resolves flags, config files and environment once;
+//! `commands/<verb>.rs` call the library crates; `dispatch` wires store and registry together
+//! for work that needs both; `printer` owns every byte written to the terminal.
+
+mod commands;
+mod dispatch;
+mod humanize;
+mod printer;
+mod settings;
+mod template;
+
+use std::process::ExitCode;
+
+use berth_cli::Cli;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let debug = cli.global.debug;
+    match commands::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            printer::error(&err, debug);
+            ExitCode::from(berth_types::EXIT_BERTH_FAILED as u8)
+        }
+    }
+}

@@ -1,2 +1,146 @@
-//! Berth's command line: flags, help and environment variable names
+//! Berth's command line, as data.
+//!
+//! Flag names, help text and environment variable names live here and nowhere else, spelled as
+//! Docker spells them so that muscle memory and scripts carry over. Nothing in this crate does I/O
+//! or validates beyond what clap parses: `berth::settings` turns these values, the config files and
+//! the environment into resolved settings.
 #![deny(missing_docs)]
+
+mod env;
+mod image;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use env::EnvVars;
+pub use image::*;
+
+/// Top-level `berth` invocation.
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Daemonless, rootless containers for HPC clusters, with Docker's command line",
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Options that apply to every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after any command.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Image store directory (default: /var/lib/berth for root, ~/.local/share/berth otherwise).
+    #[arg(long, global = true, env = EnvVars::BERTH_ROOT, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Extra config file, read after /etc/berth/config.toml and ~/.config/berth/config.toml.
+    #[arg(long, global = true, env = EnvVars::BERTH_CONFIG, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Docker credential file directory (holds config.json), as with docker --config.
+    #[arg(long = "docker-config", global = true, env = EnvVars::DOCKER_CONFIG, value_name = "DIR")]
+    pub docker_config: Option<PathBuf>,
+    /// Print debug information on stderr.
+    #[arg(long, short = 'D', global = true)]
+    pub debug: bool,
+}
+
+/// Every `berth` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
+    /// List images.
+    Images(ImagesArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(TagArgs),
+    /// Remove one or more images.
+    Rmi(RmiArgs),
+    /// Display detailed information on images.
+    Inspect(InspectArgs),
+    /// Log in to a registry.
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout(LogoutArgs),
+    /// Save one or more images to a tar archive (streamed to stdout by default).
+    Save(SaveArgs),
+    /// Load images from a tar archive or stdin.
+    Load(LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(ImportArgs),
+    /// Manage Berth itself.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Show the Berth version information.
+    Version(VersionArgs),
+    /// Print a shell completion script.
+    Completion(CompletionArgs),
+}
+
+/// `berth system …`
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show disk usage of the image store.
+    Df(DfArgs),
+}
+
+/// `berth system df`
+#[derive(Debug, clap::Args)]
+pub struct DfArgs {
+    /// Output format: `json` or a Go-style template.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `berth version`
+#[derive(Debug, clap::Args)]
+pub struct VersionArgs {
+    /// Output format: `json` or a Go-style template.
+    #[arg(long, short = 'f')]
+    pub format: Option<String>,
+}
+
+/// `berth completion SHELL`
+#[derive(Debug, clap::Args)]
+pub struct CompletionArgs {
+    /// Shell to generate the script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn docker_spellings_parse() {
+        let c = Cli::try_parse_from(["berth", "pull", "-q", "--platform", "linux/amd64", "alpine"]);
+        assert!(c.is_ok());
+        let c = Cli::try_parse_from(["berth", "images", "--format", "{{.Repository}}"]).unwrap();
+        assert!(matches!(c.command, Command::Images(_)));
+        let c = Cli::try_parse_from(["berth", "push", "--tls-verify=false", "x"]).unwrap();
+        match c.command {
+            Command::Push(p) => assert_eq!(p.registry.tls_verify, Some(false)),
+            _ => panic!(),
+        }
+    }
+}

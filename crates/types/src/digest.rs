@@ -223,9 +223,18 @@ mod tests {
 
     #[test]
     fn rejects_bad() {
-        assert!(matches!("sha256:abc".parse::<Digest>(), Err(DigestError::Hex(_))));
-        assert!(matches!("md5:abc".parse::<Digest>(), Err(DigestError::Algorithm(_))));
-        assert!(matches!("abc".parse::<Digest>(), Err(DigestError::Format(_))));
+        assert!(matches!(
+            "sha256:abc".parse::<Digest>(),
+            Err(DigestError::Hex(_))
+        ));
+        assert!(matches!(
+            "md5:abc".parse::<Digest>(),
+            Err(DigestError::Algorithm(_))
+        ));
+        assert!(matches!(
+            "abc".parse::<Digest>(),
+            Err(DigestError::Format(_))
+        ));
         let upper = format!("sha256:{}", "A".repeat(64));
         assert!(upper.parse::<Digest>().is_err());
     }

@@ -1,0 +1,54 @@
+//! Work that needs both the registry and the store: the registry hands over checked streams,
+//! the store decides where they land. Neither library knows the other.
+
+pub mod archive;
+pub mod pull;
+pub mod push;
+
+use std::os::unix::fs::MetadataExt;
+
+/// The effective uid of this process (the owner of `/proc/self`), without a syscall wrapper.
+pub fn euid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+/// How many blobs move at once: enough to hide latency, few enough not to thrash one disk.
+pub const PARALLEL_BLOBS: usize = 4;
+
+/// Runs `f` over `items` on up to `PARALLEL_BLOBS` threads; the first error wins.
+pub fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(usize, &T) -> anyhow::Result<R> + Sync,
+) -> anyhow::Result<Vec<R>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<anyhow::Result<R>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_BLOBS.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= items.len() || failed.load(Ordering::SeqCst) {
+                    break;
+                }
+                let r = f(i, &items[i]);
+                if r.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                results.lock().expect("no panics hold this lock")[i] = Some(r);
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for r in results.into_inner().expect("threads joined") {
+        match r {
+            Some(r) => out.push(r?),
+            None => anyhow::bail!("interrupted after an earlier failure"),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,175 @@
+//! `pull`: resolve the manifest, fetch config and layers in parallel with resume, unpack each
+//! layer once, and only then publish the image's names. A pull killed at any point leaves
+//! blobs that are either complete and verified or merely partial files to resume from.
+
+use std::io;
+
+use anyhow::{Context, Result};
+use berth_registry::{Client, RegistryError};
+use berth_store::{Ingest, NewImage, Store, UnpackOptions};
+use berth_types::{Digest, ImageRef, Platform};
+
+use crate::printer::{Bar, Counting, Printer};
+
+/// Attempts per blob; later attempts resume where the previous one stopped.
+const ATTEMPTS: usize = 4;
+
+pub struct Pulled {
+    pub digest: Digest,
+    pub up_to_date: bool,
+}
+
+pub fn pull(
+    store: &Store,
+    client: &Client,
+    r: &ImageRef,
+    platform: &Platform,
+    p: &Printer,
+) -> Result<Pulled> {
+    p.status(format!(
+        "{}: Pulling from {}",
+        r.reference(),
+        r.familiar_name()
+    ));
+    let resolved = client.resolve(r, platform)?;
+    // Blobs stored before the image record names them must survive a concurrent prune.
+    let _gc = store.hold_gc()?;
+    let top = resolved
+        .index
+        .as_ref()
+        .map(|i| i.digest.clone())
+        .unwrap_or_else(|| resolved.manifest.digest.clone());
+    let up_to_date = store.images()?.iter().any(|i| {
+        i.manifest == resolved.manifest.digest && r.tag().is_none_or(|_| i.repo_tags.contains(r))
+    });
+
+    let config_digest: Digest = resolved.parsed.config().digest().to_string().parse()?;
+    let config_size = resolved.parsed.config().size();
+    fetch_blob(store, client, r, &config_digest, config_size, None)?;
+    let config = store.read_blob(&config_digest)?;
+    let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config)
+        .with_context(|| format!("invalid image config {config_digest}"))?;
+    let diff_ids: Vec<Digest> = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| d.parse())
+        .collect::<Result<_, _>>()?;
+    let layers = resolved.parsed.layers();
+    if layers.len() != diff_ids.len() {
+        anyhow::bail!(
+            "image {r}: manifest has {} layers but config {config_digest} lists {} diff_ids",
+            layers.len(),
+            diff_ids.len()
+        );
+    }
+    let rootless = super::euid() != 0;
+    let warnings = std::sync::Mutex::new(Vec::new());
+    super::parallel(layers, |i, layer| {
+        let digest: Digest = layer.digest().to_string().parse()?;
+        let bar = p.bar(digest.short(), Some(layer.size()));
+        if store.has_layer(&diff_ids[i]) {
+            bar.finish("Already exists");
+            return Ok(());
+        }
+        bar.message("Downloading");
+        fetch_blob(store, client, r, &digest, layer.size(), Some(&bar))?;
+        bar.message("Extracting");
+        let report = store.unpack_layer(&digest, &diff_ids[i], &UnpackOptions { rootless })?;
+        warnings.lock().expect("poisoned").extend(report.warnings);
+        bar.finish("Pull complete");
+        Ok(())
+    })?;
+    for w in warnings.into_inner().expect("poisoned") {
+        p.warn(w);
+    }
+
+    for f in resolved
+        .index
+        .iter()
+        .chain(std::iter::once(&resolved.manifest))
+    {
+        let d = store.put_blob(&f.bytes)?;
+        debug_assert_eq!(d, f.digest);
+    }
+    let names = match r.digest() {
+        Some(_) => Vec::new(),
+        None => vec![r.clone()],
+    };
+    store.commit_image(&NewImage {
+        manifest: resolved.manifest.digest.clone(),
+        manifest_media_type: resolved.manifest.media_type.clone(),
+        index: resolved.index.as_ref().map(|i| i.digest.clone()),
+        config: config_digest,
+        names,
+        repo_digest_names: vec![r.with_digest(top.clone())],
+    })?;
+    Ok(Pulled {
+        digest: top,
+        up_to_date,
+    })
+}
+
+/// Makes `digest` present in the store: skipped when there, resumed when partial, verified.
+pub fn fetch_blob(
+    store: &Store,
+    client: &Client,
+    r: &ImageRef,
+    digest: &Digest,
+    size: u64,
+    bar: Option<&Bar>,
+) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut w = match store.begin_blob(digest, Some(size))? {
+            Ingest::Present => return Ok(()),
+            Ingest::Write(w) => w,
+        };
+        let result: Result<()> = (|| {
+            let offset = w.offset();
+            let stream = client.blob(r, digest, offset)?;
+            if stream.start != offset {
+                w.restart()?;
+            }
+            match bar {
+                Some(bar) => {
+                    bar.set_position(stream.start);
+                    let mut c = Counting {
+                        inner: stream,
+                        bar: bar.clone(),
+                    };
+                    io::copy(&mut c, &mut w)?;
+                }
+                None => {
+                    let mut s = stream;
+                    io::copy(&mut s, &mut w)?;
+                }
+            }
+            w.commit()?;
+            Ok(())
+        })();
+        match result {
+            Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                std::thread::sleep(std::time::Duration::from_millis(200 * attempt as u64));
+                continue;
+            }
+            other => return other.with_context(|| format!("fetching blob {digest} of {r}")),
+        }
+    }
+}
+
+/// Network trouble is worth another try (resuming); a wrong digest or a refusal is not.
+fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        if let Some(r) = c.downcast_ref::<RegistryError>() {
+            return matches!(r, RegistryError::Unreachable { .. });
+        }
+        c.downcast_ref::<io::Error>().is_some_and(|io| {
+            !matches!(
+                io.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::PermissionDenied
+            )
+        })
+    })
+}

@@ -1,0 +1,139 @@
+//! Flags, config files and environment, resolved once into the settings commands use.
+//!
+//! Config is TOML, read from `/etc/berth/config.toml`, then `~/.config/berth/config.toml`, then
+//! `--config`/`BERTH_CONFIG`; later files override earlier keys, and flags override them all.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use berth_cli::{EnvVars, GlobalArgs, RegistryArgs};
+use serde::Deserialize;
+
+/// What the config files may say. Unknown keys are refused, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Image store directory.
+    pub root: Option<PathBuf>,
+    /// Default run profile (`docker` or `hpc`), used by `run`.
+    pub profile: Option<String>,
+    /// Registries reached over plain HTTP or with unverified TLS (`host:port`).
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// Registry host → mirror hosts tried first for pulls.
+    #[serde(default)]
+    pub registry_mirrors: HashMap<String, Vec<String>>,
+}
+
+impl ConfigFile {
+    fn merge(&mut self, other: ConfigFile) {
+        if other.root.is_some() {
+            self.root = other.root;
+        }
+        if other.profile.is_some() {
+            self.profile = other.profile;
+        }
+        self.insecure_registries.extend(other.insecure_registries);
+        self.registry_mirrors.extend(other.registry_mirrors);
+    }
+}
+
+/// Resolved settings shared by every command.
+pub struct Settings {
+    pub root: PathBuf,
+    pub config: ConfigFile,
+    pub docker_config: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn resolve(global: &GlobalArgs) -> Result<Settings> {
+        let mut config = ConfigFile::default();
+        let mut files = vec![PathBuf::from("/etc/berth/config.toml")];
+        if let Some(dir) = user_config_dir() {
+            files.push(dir.join("berth/config.toml"));
+        }
+        if let Some(f) = &global.config {
+            if !f.exists() {
+                anyhow::bail!("config file {} does not exist", f.display());
+            }
+            files.push(f.clone());
+        }
+        for f in files {
+            if let Some(c) = read_config(&f)? {
+                config.merge(c);
+            }
+        }
+        let root = global
+            .root
+            .clone()
+            .or_else(|| config.root.clone())
+            .unwrap_or_else(berth_store::Store::default_root);
+        let docker_config = global.docker_config.as_ref().map(|d| d.join("config.json"));
+        Ok(Settings {
+            root,
+            config,
+            docker_config,
+        })
+    }
+
+    /// Registry client options for a command with these registry flags.
+    pub fn registry_options(&self, args: &RegistryArgs) -> berth_registry::RegistryOptions {
+        berth_registry::RegistryOptions {
+            insecure: self.config.insecure_registries.clone(),
+            tls_verify: args.tls_verify.unwrap_or(true),
+            mirrors: self.config.registry_mirrors.clone(),
+            docker_config: self.docker_config.clone(),
+            user_agent: format!("berth/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    pub fn open_store(&self) -> Result<berth_store::Store> {
+        Ok(berth_store::Store::open(&self.root)?)
+    }
+}
+
+fn user_config_dir() -> Option<PathBuf> {
+    std::env::var_os(EnvVars::XDG_CONFIG_HOME)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os(EnvVars::HOME).map(|h| PathBuf::from(h).join(".config")))
+}
+
+fn read_config(path: &Path) -> Result<Option<ConfigFile>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let config = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start].lines().count().max(1))
+            .unwrap_or(0);
+        anyhow::anyhow!(
+            "{}:{}: {}",
+            path.display(),
+            line,
+            e.message().trim_end_matches('.')
+        )
+    })?;
+    Ok(Some(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "root = \"/x\"\nbogus = 1\n").unwrap();
+        let e = read_config(&f).unwrap_err().to_string();
+        assert!(e.contains("c.toml:2:"), "{e}");
+        std::fs::write(&f, "insecure_registries = [\"127.0.0.1:5000\"]\n").unwrap();
+        let c = read_config(&f).unwrap().unwrap();
+        assert_eq!(c.insecure_registries, vec!["127.0.0.1:5000"]);
+    }
+}

@@ -1,0 +1,33 @@
+//! Publishing files so that a crash at any instant leaves either the old or the new content.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{IoContext, StoreError};
+use crate::paths::Paths;
+
+/// Makes a completed rename durable: the rename is an update of the parent directory.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Writes `bytes` to `dest` via a temp file in `tmp/`: write, fsync, rename, fsync parent.
+pub fn write_atomic(paths: &Paths, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = paths.temp("write");
+    let result = (|| {
+        let mut f = File::create(&tmp).at(&tmp)?;
+        f.write_all(bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+        drop(f);
+        fs::rename(&tmp, dest).at(dest)?;
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,75 @@
+# Shell helpers shared by scripts/demo and bench/*.sh (sourced, not executed).
+# shellcheck shell=bash
+
+# Repository root, whichever script sourced this file.
+BERTH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
+
+say() { printf '\033[1m%s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Prints a command the way a user would type it, then runs it.
+run() {
+  printf '\n\033[1;34m$ %s\033[0m\n' "$*"
+  "$@"
+}
+
+# Builds the release `berth` binary and the fixture helper; puts both on PATH.
+build_tools() {
+  say "building berth (release)"
+  (cd "$BERTH_REPO" && cargo build --release --quiet -p berth --bin berth \
+    && cargo build --release --quiet -p berth-testkit --bin berth-fixtures)
+  PATH="$CARGO_TARGET_DIR/release:$PATH"
+  export PATH
+}
+
+# start_registry DIR: starts docker-registry on 127.0.0.1:<free port>, plain HTTP, with its
+# config, storage and log under DIR. Sets REGISTRY_PORT and REGISTRY_PID. Stop it with
+# stop_registry (by that PID only).
+start_registry() {
+  local dir=$1 try port
+  mkdir -p "$dir/storage"
+  for try in 1 2 3 4 5; do
+    port=$(berth-fixtures port)
+    cat > "$dir/config.yml" <<YAML
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: "$dir/storage"
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+  secret: local-registry-not-secret
+YAML
+    docker-registry serve "$dir/config.yml" > "$dir/registry.log" 2>&1 &
+    REGISTRY_PID=$!
+    # shellcheck disable=SC2034  # read by the scripts that source this file
+    REGISTRY_PORT=$port
+    # Ready once it has logged the bind and accepts connections; if it exits (port taken
+    # meanwhile by someone else), try another port.
+    local _
+    for _ in $(seq 100); do
+      kill -0 "$REGISTRY_PID" 2>/dev/null || break
+      if grep -q "listening on 127.0.0.1:$port" "$dir/registry.log" \
+         && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        say "registry on 127.0.0.1:$port (pid $REGISTRY_PID, try $try)"
+        return 0
+      fi
+      sleep 0.1
+    done
+    stop_registry
+  done
+  cat "$dir/registry.log" >&2
+  die "docker-registry did not start"
+}
+
+stop_registry() {
+  if [ -n "${REGISTRY_PID:-}" ]; then
+    kill "$REGISTRY_PID" 2>/dev/null || true
+    wait "$REGISTRY_PID" 2>/dev/null || true
+    REGISTRY_PID=
+  fi
+}

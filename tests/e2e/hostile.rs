@@ -1,0 +1,194 @@
+//! Hostile input end to end: a blob tampered with in the registry's storage, crafted layers
+//! imported as images, truncated archives. Each is refused or contained, and the store stays
+//! consistent.
+
+use std::os::unix::fs::MetadataExt;
+
+use berth_testkit::Registry;
+
+use crate::common::{files_under, Berth};
+
+#[test]
+fn tampered_blob_is_refused_with_both_digests() {
+    let reg = Registry::start();
+    let name = format!("{}/test/busybox:1", reg.addr());
+    let b = Berth::new();
+    b.import_busybox(&name);
+    b.ok(&["push", "--tls-verify=false", &name]);
+    let layer = b.inspect(&name);
+    let _ = layer;
+    // Find the layer blob in the registry's storage (the biggest data file) and flip its bytes.
+    let blobs = reg.storage_dir().join("docker/registry/v2/blobs/sha256");
+    let mut biggest = (0, std::path::PathBuf::new());
+    for f in files_under(&blobs) {
+        let p = blobs.join(&f);
+        let len = std::fs::metadata(&p).unwrap().len();
+        if len > biggest.0 {
+            biggest = (len, p);
+        }
+    }
+    let expected = format!(
+        "sha256:{}",
+        biggest
+            .1
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+    let mut data = std::fs::read(&biggest.1).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&biggest.1, &data).unwrap();
+    let actual = berth_types::Digest::sha256_of(&data).to_string();
+
+    let fresh = Berth::new();
+    let err = fresh.fails(&["pull", "--tls-verify=false", &name], 125);
+    assert!(err.contains(&expected) && err.contains(&actual), "{err}");
+    assert!(fresh.ok(&["images", "-q"]).trim().is_empty());
+    assert!(!fresh
+        .root()
+        .join("blobs/sha256")
+        .join(&expected[7..])
+        .exists());
+}
+
+/// A tar with raw (unvalidated) entry names, as an attacker would write it.
+fn evil_tar(path: &std::path::Path, outside: &std::path::Path) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut t = tar::Builder::new(f);
+    let raw = |t: &mut tar::Builder<std::fs::File>,
+               name: &str,
+               kind: tar::EntryType,
+               link: Option<&str>,
+               data: &[u8]| {
+        let mut h = tar::Header::new_old();
+        {
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(l) = link {
+                old.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append(&h, data).unwrap();
+    };
+    let out = outside.to_str().unwrap();
+    let depth = "../".repeat(20);
+    raw(
+        &mut t,
+        &format!("{depth}{}", &out[1..]),
+        tar::EntryType::Regular,
+        None,
+        b"escape1",
+    );
+    raw(
+        &mut t,
+        &format!("{out}/abs"),
+        tar::EntryType::Regular,
+        None,
+        b"escape2",
+    );
+    raw(&mut t, "link", tar::EntryType::Symlink, Some(out), b"");
+    raw(
+        &mut t,
+        "link/through",
+        tar::EntryType::Regular,
+        None,
+        b"escape3",
+    );
+    raw(
+        &mut t,
+        "chain1",
+        tar::EntryType::Symlink,
+        Some("chain2"),
+        b"",
+    );
+    raw(&mut t, "chain2", tar::EntryType::Symlink, Some(&depth), b"");
+    raw(
+        &mut t,
+        &format!("chain1/{}", &out[1..]),
+        tar::EntryType::Regular,
+        None,
+        b"escape4",
+    );
+    raw(
+        &mut t,
+        "passwd",
+        tar::EntryType::Link,
+        Some("/etc/passwd"),
+        b"",
+    );
+    raw(
+        &mut t,
+        "up",
+        tar::EntryType::Link,
+        Some("../../../../etc/passwd"),
+        b"",
+    );
+    raw(&mut t, "fine", tar::EntryType::Regular, None, b"ok");
+    t.finish().unwrap();
+}
+
+#[test]
+fn crafted_layer_is_contained() {
+    let b = Berth::new();
+    let outside = b.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let tar = b.dir.path().join("evil.tar");
+    evil_tar(&tar, &outside);
+    let links_before = std::fs::metadata("/etc/passwd").unwrap().nlink();
+    let out = b.run(&["import", tar.to_str().unwrap(), "localhost/evil"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        files_under(&outside).is_empty(),
+        "escaped: {:?}\n{stderr}",
+        files_under(&outside)
+    );
+    assert_eq!(
+        std::fs::metadata("/etc/passwd").unwrap().nlink(),
+        links_before
+    );
+    if out.status.success() {
+        assert!(
+            stderr.contains("WARNING"),
+            "no warning for refused entries: {stderr}"
+        );
+        let img = b.inspect("localhost/evil");
+        let layer = img["RootFS"]["Layers"][0].as_str().unwrap();
+        let dir = b.root().join("layers").join(&layer[7..]);
+        assert_eq!(std::fs::read(dir.join("fine")).unwrap(), b"ok");
+    } else {
+        assert_eq!(out.status.code(), Some(125));
+        assert!(b.ok(&["images", "-q"]).trim().is_empty());
+    }
+}
+
+#[test]
+fn truncated_gzip_import_stores_nothing() {
+    let b = Berth::new();
+    let src = berth_testkit::busybox_rootfs_tar();
+    let gz = b.dir.path().join("bb.tar.gz");
+    let status = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "gzip -c {} | head -c 300000 > {}",
+                src.display(),
+                gz.display()
+            ),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let err = b.fails(&["import", gz.to_str().unwrap(), "localhost/trunc"], 125);
+    assert!(err.contains("bb.tar.gz"), "{err}");
+    assert!(b.ok(&["images", "-q"]).trim().is_empty());
+    assert!(files_under(&b.root().join("blobs")).is_empty());
+    assert!(files_under(&b.root().join("layers")).is_empty());
+}
