@@ -109,7 +109,7 @@ fn read_config(path: &Path) -> Result<Option<ConfigFile>> {
     let config = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| text[..s.start].lines().count().max(1))
+            .map(|s| text[..s.start].matches('\n').count() + 1)
             .unwrap_or(0);
         anyhow::anyhow!(
             "{}:{}: {}",
