@@ -8,18 +8,33 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
 say() { printf '\033[1m%s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# Prints a command the way a user would type it, then runs it.
+# Prints a command the way a user would type it (quoting what the shell would need), then runs it.
 run() {
-  printf '\n\033[1;34m$ %s\033[0m\n' "$*"
+  local a shown=()
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+      shown+=("$a")
+    else
+      shown+=("'${a//\'/\'\\\'\'}'")
+    fi
+  done
+  printf '\n\033[1;34m$ %s\033[0m\n' "${shown[*]}"
   "$@"
 }
 
-# Builds the release `berth` binary and the fixture helper; puts both on PATH.
+# Builds the `berth` binary and the fixture helper, and puts both first on PATH.
+# BERTH_PROFILE=debug builds faster for a quick try; the default is release.
 build_tools() {
-  say "building berth (release)"
-  (cd "$BERTH_REPO" && cargo build --release --quiet -p berth --bin berth \
-    && cargo build --release --quiet -p berth-testkit --bin berth-fixtures)
-  PATH="$CARGO_TARGET_DIR/release:$PATH"
+  local profile=${BERTH_PROFILE:-release} flag=() dir
+  case "$profile" in
+    release) flag=(--release); dir=release ;;
+    debug) dir=debug ;;
+    *) die "BERTH_PROFILE must be release or debug" ;;
+  esac
+  say "building berth ($profile)"
+  (cd "$BERTH_REPO" && cargo build "${flag[@]}" --quiet -p berth --bin berth \
+    && cargo build "${flag[@]}" --quiet -p berth-testkit --bin berth-fixtures)
+  PATH="$CARGO_TARGET_DIR/$dir:$PATH"
   export PATH
 }
 
