@@ -9,4 +9,5 @@ mod cli;
 mod hostile;
 mod pull_push;
 mod rootless;
+mod run;
 mod umoci;

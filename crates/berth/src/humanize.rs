@@ -96,6 +96,15 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// RFC 3339 with nanoseconds of the current time, as Docker's log lines carry.
+pub fn now_nanos() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let base = rfc3339(d.as_secs() as i64);
+    format!("{}.{:09}Z", base.trim_end_matches('Z'), d.subsec_nanos())
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

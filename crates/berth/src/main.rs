@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             printer::error(&err, debug);
-            ExitCode::from(berth_types::EXIT_BERTH_FAILED as u8)
+            ExitCode::from(dispatch::start::exit_code_of(&err) as u8)
         }
     }
 }

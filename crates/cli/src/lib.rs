@@ -6,6 +6,7 @@
 //! the environment into resolved settings.
 #![deny(missing_docs)]
 
+mod container;
 mod env;
 mod image;
 
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use container::*;
 pub use env::EnvVars;
 pub use image::*;
 
@@ -81,6 +83,43 @@ pub enum Command {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image.
     Import(ImportArgs),
+    /// Run a command in a new container.
+    Run(Box<RunArgs>),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Stop running containers (stop signal, then SIGKILL after the timeout).
+    Stop(StopArgs),
+    /// Send a signal to running containers.
+    Kill(KillArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Fetch the logs of a container.
+    Logs(LogsArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(ContainersArgs),
+    /// Pause all processes of containers.
+    Pause(ContainersArgs),
+    /// Unpause containers.
+    Unpause(ContainersArgs),
+    /// Display the running processes of a container.
+    Top(ContainersArgs),
+    /// Display resource usage of containers.
+    Stats(StatsArgs),
+    /// List port mappings of a container.
+    Port(ContainersArgs),
+    /// Copy files between a container and the host.
+    Cp(CpArgs),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Manage named volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Run as a detached container's monitor (internal).
+    #[command(name = "__monitor", hide = true)]
+    Monitor(MonitorArgs),
     /// Manage Berth itself.
     #[command(subcommand)]
     System(SystemCommand),
@@ -88,6 +127,13 @@ pub enum Command {
     Version(VersionArgs),
     /// Print a shell completion script.
     Completion(CompletionArgs),
+}
+
+/// `berth __monitor ID` (internal).
+#[derive(Debug, clap::Args)]
+pub struct MonitorArgs {
+    /// Container id.
+    pub id: String,
 }
 
 /// `berth system …`

@@ -113,6 +113,31 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// No container matches what the user typed.
+    #[error("no such container: {0}")]
+    ContainerNotFound(String),
+    /// A container name is taken.
+    #[error("conflict: the container name {name:?} is already in use by container {id}")]
+    NameInUse {
+        /// The name asked for.
+        name: String,
+        /// The container holding it.
+        id: String,
+    },
+    /// No volume of that name.
+    #[error("no such volume: {0}")]
+    VolumeNotFound(String),
+    /// A volume name that would not be a single path component.
+    #[error("invalid volume name {0:?}: use letters, digits, '_', '.' and '-'")]
+    InvalidVolumeName(String),
+    /// A container still mounts the volume.
+    #[error("volume {volume} is in use by container {container}")]
+    VolumeInUse {
+        /// The volume.
+        volume: String,
+        /// The container.
+        container: String,
+    },
 }
 
 impl StoreError {

@@ -69,6 +69,7 @@
 
 mod atomic;
 mod blobs;
+mod containers;
 mod error;
 mod gc;
 mod images;
@@ -83,6 +84,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use blobs::{BlobWriter, Ingest};
+pub use containers::{ContainerRecord, ContainerState};
 pub use error::StoreError;
 pub use gc::{DiskUsage, GcGuard, PruneReport, RemoveReport};
 pub use images::{ImageRecord, NewImage};

@@ -124,4 +124,44 @@ impl Paths {
     pub fn container_config(&self, id: &str) -> PathBuf {
         self.containers_dir().join(id).join("config.json")
     }
+
+    /// `containers/<id>/`: record, state, writable layer and logs of one container.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    /// `containers/<id>/state.json`, rewritten by the container's monitor.
+    pub fn container_state(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("state.json")
+    }
+
+    /// `containers/<id>/upper` and `work`: the writable overlay layer.
+    pub fn container_upper(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("upper")
+    }
+
+    /// `containers/<id>/work`: overlayfs's work directory, beside the upper one.
+    pub fn container_work(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("work")
+    }
+
+    /// `containers/<id>/container.log`: JSON lines of a detached container's output.
+    pub fn container_log(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("container.log")
+    }
+
+    /// `locks/containers`: held while a container name is claimed.
+    pub fn containers_lock(&self) -> PathBuf {
+        self.locks_dir().join("containers")
+    }
+
+    /// `volumes/`.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    /// `volumes/<name>/_data`, what a named volume mounts.
+    pub fn volume_data(&self, name: &str) -> PathBuf {
+        self.volumes_dir().join(name).join("_data")
+    }
 }

@@ -7,7 +7,8 @@ use crate::humanize;
 use crate::printer::Printer;
 use crate::settings::Settings;
 
-pub fn run(s: &Settings, a: &InspectArgs) -> Result<u8> {
+/// `containers_too`: plain `berth inspect` also finds containers, as `docker inspect` does.
+pub fn run(s: &Settings, a: &InspectArgs, containers_too: bool) -> Result<u8> {
     let store = s.open_store()?;
     let p = Printer::new(false);
     let mut out = Vec::new();
@@ -15,6 +16,15 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<u8> {
     for name in &a.images {
         match store.lookup(name) {
             Ok(img) => out.push(image_json(&store, &img)?),
+            Err(berth_store::StoreError::ImageNotFound(_)) if containers_too => {
+                match store.lookup_container(name) {
+                    Ok(rec) => out.push(super::container::inspect_json(&store, &rec)?),
+                    Err(_) => {
+                        crate::printer::error(&anyhow::anyhow!("no such object: {name}"), false);
+                        failed = true;
+                    }
+                }
+            }
             Err(e) => {
                 crate::printer::error(&anyhow::Error::new(e), false);
                 failed = true;

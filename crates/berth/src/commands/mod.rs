@@ -2,17 +2,21 @@
 
 mod archive;
 mod completion;
+mod container;
 mod df;
+mod exec;
 mod history;
 mod images;
 mod inspect;
 mod login;
 mod pull;
 mod rmi;
+mod run;
 mod version;
+mod volume;
 
 use anyhow::Result;
-use berth_cli::{Cli, Command, ImageCommand, SystemCommand};
+use berth_cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 
 use crate::settings::Settings;
 
@@ -29,7 +33,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(&s, &a),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => pull::push_run(&s, &a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(&s, &a),
-        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(&s, &a),
+        Command::Inspect(a) => inspect::run(&s, &a, true),
+        Command::Image(ImageCommand::Inspect(a)) => inspect::run(&s, &a, false),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(&s, &a),
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => rmi::tag(&s, &a),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::rmi(&s, &a),
@@ -40,6 +45,28 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Login(a) => login::login(&s, &a),
         Command::Logout(a) => login::logout(&s, &a),
         Command::System(SystemCommand::Df(a)) => df::run(&s, &a),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&s, &a),
+        Command::Monitor(a) => run::monitor(&s, &a),
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::exec(&s, &a),
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => exec::logs(&s, &a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container::ps(&s, &a),
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => container::stop(&s, &a),
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => container::kill(&s, &a),
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container::rm(&s, &a),
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => container::wait(&s, &a),
+        Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => {
+            container::pause(&s, &a, true)
+        }
+        Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => {
+            container::pause(&s, &a, false)
+        }
+        Command::Container(ContainerCommand::Inspect(a)) => container::inspect(&s, &a),
+        Command::Container(ContainerCommand::Prune(a)) => container::prune(&s, &a),
+        Command::Top(a) => container::top(&s, &a),
+        Command::Port(a) => container::port(&s, &a),
+        Command::Stats(a) => container::stats(&s, &a),
+        Command::Cp(a) => container::cp(&s, &a),
+        Command::Volume(c) => volume::run(&s, &c),
         Command::Version(_) | Command::Completion(_) => unreachable!("handled above"),
     }
 }

@@ -2,8 +2,11 @@
 //! the store decides where they land. Neither library knows the other.
 
 pub mod archive;
+pub mod create;
+pub mod host;
 pub mod pull;
 pub mod push;
+pub mod start;
 
 use std::os::unix::fs::MetadataExt;
 

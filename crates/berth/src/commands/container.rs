@@ -1,0 +1,569 @@
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use berth_cli::{
+    ContainerInspectArgs, ContainersArgs, KillArgs, PruneArgs, PsArgs, RmArgs, StopArgs,
+};
+use berth_store::{ContainerRecord, ContainerState, Store};
+use serde_json::{json, Value};
+
+use crate::dispatch::host::{effective_status, monitor_alive};
+use crate::humanize;
+use crate::printer::Printer;
+use crate::settings::Settings;
+
+/// Runs `f` for each named container like Docker: errors are reported, the rest go on.
+fn each(
+    s: &Settings,
+    names: &[String],
+    mut f: impl FnMut(&Store, &ContainerRecord) -> Result<()>,
+) -> Result<u8> {
+    let store = s.open_store()?;
+    let mut status = 0;
+    for n in names {
+        let r = store
+            .lookup_container(n)
+            .map_err(anyhow::Error::from)
+            .and_then(|rec| f(&store, &rec));
+        if let Err(e) = r {
+            crate::printer::error(&e, false);
+            status = 1;
+        }
+    }
+    Ok(status)
+}
+
+fn running(store: &Store, rec: &ContainerRecord) -> Result<ContainerState> {
+    let st = store.container_state(&rec.id)?;
+    match effective_status(&st).as_str() {
+        "running" | "paused" => Ok(st),
+        other => bail!("container {} is not running (status: {other})", rec.name),
+    }
+}
+
+fn signal(name: &str) -> Result<i32> {
+    berth_runtime::signal_by_name(name).with_context(|| format!("invalid signal {name:?}"))
+}
+
+/// Waits until the container's monitor records an exit (or disappears).
+fn wait_exit(store: &Store, id: &str, timeout: Option<Duration>) -> Result<Option<i32>> {
+    let start = Instant::now();
+    loop {
+        let st = store.container_state(id)?;
+        if effective_status(&st) == "exited" {
+            return Ok(Some(st.exit_code.unwrap_or(-1)));
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop_one(store: &Store, rec: &ContainerRecord, timeout: Option<u64>) -> Result<()> {
+    let st = store.container_state(&rec.id)?;
+    if !matches!(effective_status(&st).as_str(), "running" | "paused") {
+        return Ok(());
+    }
+    let sig = signal(rec.config["StopSignal"].as_str().unwrap_or("SIGTERM"))?;
+    let t = timeout.unwrap_or(rec.config["StopTimeout"].as_u64().unwrap_or(10));
+    if st.status == "paused" {
+        let _ = unpause_one(store, rec);
+    }
+    berth_runtime::kill(st.pid, sig)?;
+    if wait_exit(store, &rec.id, Some(Duration::from_secs(t)))?.is_none() {
+        let _ = berth_runtime::kill(st.pid, 9);
+        wait_exit(store, &rec.id, Some(Duration::from_secs(10)))?;
+    }
+    Ok(())
+}
+
+pub fn stop(s: &Settings, a: &StopArgs) -> Result<u8> {
+    let p = Printer::new(false);
+    each(s, &a.containers, |store, rec| {
+        stop_one(store, rec, a.timeout)?;
+        p.out(&rec.name);
+        Ok(())
+    })
+}
+
+pub fn kill(s: &Settings, a: &KillArgs) -> Result<u8> {
+    let p = Printer::new(false);
+    let sig = signal(&a.signal)?;
+    each(s, &a.containers, |store, rec| {
+        let st = running(store, rec)?;
+        berth_runtime::kill(st.pid, sig)?;
+        p.out(&rec.name);
+        Ok(())
+    })
+}
+
+pub fn rm(s: &Settings, a: &RmArgs) -> Result<u8> {
+    let p = Printer::new(false);
+    each(s, &a.containers, |store, rec| {
+        let st = store.container_state(&rec.id)?;
+        if matches!(effective_status(&st).as_str(), "running" | "paused") {
+            if !a.force {
+                bail!("cannot remove container {}: container is running: stop the container before removing or use -f", rec.name);
+            }
+            let _ = berth_runtime::kill(st.pid, 9);
+            wait_exit(store, &rec.id, Some(Duration::from_secs(10)))?;
+        }
+        store.remove_container(&rec.id)?;
+        p.out(&rec.name);
+        Ok(())
+    })
+}
+
+pub fn wait(s: &Settings, a: &ContainersArgs) -> Result<u8> {
+    let p = Printer::new(false);
+    each(s, &a.containers, |store, rec| {
+        let code = wait_exit(store, &rec.id, None)?.unwrap_or(-1);
+        p.out(code);
+        Ok(())
+    })
+}
+
+/// Every process in the container: those whose pid namespace is the container init's.
+pub fn container_pids(pid: i32) -> Vec<i32> {
+    let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
+        return vec![pid];
+    };
+    let host_ns = std::fs::read_link("/proc/self/ns/pid").ok();
+    if Some(&ns) == host_ns.as_ref() {
+        // Shared pid namespace (hpc profile): the main process and its descendants.
+        return descendants(pid);
+    }
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            if let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() {
+                if std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                    .ok()
+                    .as_ref()
+                    == Some(&ns)
+                {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn descendants(root: i32) -> Vec<i32> {
+    let mut parent = std::collections::HashMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            if let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() {
+                if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+                    if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                        if let Some(pp) = rest
+                            .split_whitespace()
+                            .nth(1)
+                            .and_then(|x| x.parse::<i32>().ok())
+                        {
+                            parent.insert(p, pp);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let cur = out[i];
+        out.extend(parent.iter().filter(|(_, pp)| **pp == cur).map(|(p, _)| *p));
+        i += 1;
+    }
+    out
+}
+
+fn set_paused(store: &Store, rec: &ContainerRecord, paused: bool) -> Result<()> {
+    let mut st = running(store, rec)?;
+    // Without a writable freezer cgroup, stop the whole process tree instead.
+    let sig = if paused { 19 } else { 18 };
+    for pid in container_pids(st.pid) {
+        let _ = berth_runtime::kill(pid, sig);
+    }
+    st.status = if paused { "paused" } else { "running" }.into();
+    store.set_container_state(&rec.id, &st)?;
+    Ok(())
+}
+
+fn unpause_one(store: &Store, rec: &ContainerRecord) -> Result<()> {
+    set_paused(store, rec, false)
+}
+
+pub fn pause(s: &Settings, a: &ContainersArgs, paused: bool) -> Result<u8> {
+    let p = Printer::new(false);
+    each(s, &a.containers, |store, rec| {
+        let st = running(store, rec)?;
+        match (paused, st.status.as_str()) {
+            (true, "paused") => bail!("container {} is already paused", rec.name),
+            (false, "running") => bail!("container {} is not paused", rec.name),
+            _ => {}
+        }
+        set_paused(store, rec, paused)?;
+        p.out(&rec.name);
+        Ok(())
+    })
+}
+
+fn status_text(st: &ContainerState) -> String {
+    match effective_status(st).as_str() {
+        "running" => format!(
+            "Up {}",
+            humanize::since(&st.started_at).trim_end_matches(" ago")
+        ),
+        "paused" => format!(
+            "Up {} (Paused)",
+            humanize::since(&st.started_at).trim_end_matches(" ago")
+        ),
+        "exited" if !st.finished_at.is_empty() => format!(
+            "Exited ({}) {}",
+            st.exit_code.unwrap_or(-1),
+            humanize::since(&st.finished_at)
+        ),
+        "exited" => format!("Exited ({})", st.exit_code.unwrap_or(-1)),
+        _ => "Created".into(),
+    }
+}
+
+fn ps_row(rec: &ContainerRecord, st: &ContainerState, no_trunc: bool) -> Value {
+    let cmd = rec.config["Cmd"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let cmd = if !no_trunc && cmd.chars().count() > 20 {
+        format!("\"{}…\"", cmd.chars().take(19).collect::<String>())
+    } else {
+        format!("\"{cmd}\"")
+    };
+    json!({
+        "ID": if no_trunc { rec.id.clone() } else { rec.id[..12].to_string() },
+        "Image": rec.image_name,
+        "Command": cmd,
+        "CreatedAt": rec.created,
+        "RunningFor": humanize::since(&rec.created),
+        "Status": status_text(st),
+        "State": effective_status(st),
+        "Ports": "",
+        "Names": rec.name,
+        "Labels": rec.config["Labels"],
+    })
+}
+
+pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let p = Printer::new(false);
+    let mut rows = Vec::new();
+    for rec in store.containers()? {
+        let st = store.container_state(&rec.id)?;
+        let status = effective_status(&st);
+        if !a.all && !matches!(status.as_str(), "running" | "paused") {
+            continue;
+        }
+        rows.push(ps_row(&rec, &st, a.no_trunc));
+    }
+    if a.quiet {
+        for r in &rows {
+            p.out(r["ID"].as_str().unwrap_or_default());
+        }
+        return Ok(0);
+    }
+    p.rows(
+        a.format.as_deref(),
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
+        &rows,
+    )?;
+    Ok(0)
+}
+
+pub fn inspect_json(store: &Store, rec: &ContainerRecord) -> Result<Value> {
+    let st = store.container_state(&rec.id)?;
+    let status = effective_status(&st);
+    let spec = &rec.spec;
+    let mounts: Vec<Value> = spec["mounts"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| {
+                    m["type"] == "bind"
+                        && !m["source"].as_str().unwrap_or("").starts_with(
+                            &store.paths().container_dir(&rec.id).display().to_string(),
+                        )
+                })
+                .map(|m| {
+                    let opts = m["options"].as_array().cloned().unwrap_or_default();
+                    json!({
+                        "Type": "bind",
+                        "Source": m["source"],
+                        "Destination": m["destination"],
+                        "Mode": "",
+                        "RW": !opts.iter().any(|o| o == "ro"),
+                        "Propagation": "rprivate",
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(json!({
+        "Id": rec.id,
+        "Created": rec.created,
+        "Path": rec.config["Cmd"][0],
+        "Args": rec.config["Cmd"].as_array().map(|a| a[1..].to_vec()).unwrap_or_default(),
+        "State": {
+            "Status": status,
+            "Running": status == "running" || status == "paused",
+            "Paused": status == "paused",
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": if status == "exited" { 0 } else { st.pid },
+            "ExitCode": st.exit_code.unwrap_or(0),
+            "Error": st.error,
+            "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
+        },
+        "Image": rec.image.to_string(),
+        "Name": format!("/{}", rec.name),
+        "HostConfig": rec.host_config,
+        "Mounts": mounts,
+        "Config": rec.config,
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "LowerDir": rec.lower_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+            "UpperDir": store.paths().container_upper(&rec.id),
+            "WorkDir": store.paths().container_work(&rec.id),
+        }},
+        "LogPath": store.paths().container_log(&rec.id),
+        "MonitorAlive": monitor_alive(&st),
+    }))
+}
+
+pub fn inspect(s: &Settings, a: &ContainerInspectArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let p = Printer::new(false);
+    let mut out = Vec::new();
+    let mut status = 0;
+    for n in &a.containers {
+        match store.lookup_container(n) {
+            Ok(rec) => out.push(inspect_json(&store, &rec)?),
+            Err(e) => {
+                crate::printer::error(&e.into(), false);
+                status = 1;
+            }
+        }
+    }
+    match a.format.as_deref() {
+        None | Some("json") => p.json(&out)?,
+        Some(f) => p.rows(Some(f), "", &out)?,
+    }
+    Ok(status)
+}
+
+pub fn prune(s: &Settings, a: &PruneArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let p = Printer::new(false);
+    let _ = a.force;
+    p.out("Deleted Containers:");
+    for rec in store.containers()? {
+        let st = store.container_state(&rec.id)?;
+        if matches!(effective_status(&st).as_str(), "exited" | "created") && !monitor_alive(&st) {
+            store.remove_container(&rec.id)?;
+            p.out(&rec.id);
+        }
+    }
+    Ok(0)
+}
+
+pub fn top(s: &Settings, a: &ContainersArgs) -> Result<u8> {
+    let p = Printer::new(false);
+    each(s, &a.containers, |store, rec| {
+        let st = running(store, rec)?;
+        let mut rows = Vec::new();
+        for pid in container_pids(st.pid) {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .trim()
+                .to_string();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                .unwrap_or("?")
+                .to_string();
+            rows.push(json!({"UID": uid, "PID": pid, "CMD": cmd}));
+        }
+        p.rows(None, "table {{.UID}}\t{{.PID}}\t{{.CMD}}", &rows)
+    })
+}
+
+pub fn port(s: &Settings, a: &ContainersArgs) -> Result<u8> {
+    // No port publishing: containers use host or loopback-only networking.
+    each(s, &a.containers, |_, _| Ok(()))
+}
+
+pub fn stats(s: &Settings, a: &berth_cli::StatsArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let p = Printer::new(false);
+    if !a.no_stream {
+        p.warn("streaming stats are not implemented; showing one sample (--no-stream)");
+    }
+    let recs: Vec<ContainerRecord> = if a.containers.is_empty() {
+        store.containers()?
+    } else {
+        a.containers
+            .iter()
+            .map(|n| store.lookup_container(n))
+            .collect::<Result<_, _>>()?
+    };
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    let mut rows = Vec::new();
+    for rec in recs {
+        let st = store.container_state(&rec.id)?;
+        if effective_status(&st) != "running" {
+            continue;
+        }
+        let pids = container_pids(st.pid);
+        let mut rss = 0u64;
+        for pid in &pids {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            rss += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024;
+        }
+        let limit = rec.host_config["Memory"]
+            .as_u64()
+            .filter(|m| *m > 0)
+            .unwrap_or(mem_total);
+        rows.push(json!({
+            "ID": rec.id[..12],
+            "Name": rec.name,
+            "MemUsage": format!("{} / {}", humanize::size(rss), humanize::size(limit)),
+            "MemPerc": format!("{:.2}%", if limit > 0 { rss as f64 * 100.0 / limit as f64 } else { 0.0 }),
+            "PIDs": pids.len(),
+        }));
+    }
+    p.rows(
+        a.format.as_deref(),
+        "table {{.ID}}\t{{.Name}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}",
+        &rows,
+    )?;
+    Ok(0)
+}
+
+/// `cp`: the container side is read through its layers (top-most first, whiteouts honoured)
+/// and written into its writable layer, never through the container's symlinks, so a
+/// hostile image cannot redirect a copy onto the host.
+pub fn cp(s: &Settings, a: &berth_cli::CpArgs) -> Result<u8> {
+    use std::path::{Component, Path, PathBuf};
+    let store = s.open_store()?;
+    let split = |x: &str| -> Option<(String, String)> {
+        if x.starts_with('/') || x.starts_with('.') {
+            return None;
+        }
+        x.split_once(':')
+            .map(|(c, p)| (c.to_string(), p.to_string()))
+    };
+    let clean = |p: &str| -> Result<PathBuf> {
+        let mut out = PathBuf::new();
+        for c in Path::new(p).components() {
+            match c {
+                Component::Normal(n) => out.push(n),
+                Component::RootDir | Component::CurDir => {}
+                Component::ParentDir => bail!("cp: path {p:?} must not contain '..'"),
+                Component::Prefix(_) => {}
+            }
+        }
+        Ok(out)
+    };
+    let no_symlink_parents = |base: &Path, rel: &Path| -> bool {
+        let mut cur = base.to_path_buf();
+        let comps: Vec<_> = rel.components().collect();
+        for c in comps.iter().take(comps.len().saturating_sub(1)) {
+            cur.push(c);
+            if std::fs::symlink_metadata(&cur)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false)
+            {
+                return false;
+            }
+        }
+        true
+    };
+    let cp = |from: &Path, to: &Path| -> Result<()> {
+        let st = std::process::Command::new("cp")
+            .args(["-a", "--no-dereference", "--"])
+            .arg(from)
+            .arg(to)
+            .status()
+            .context("cannot run cp")?;
+        if !st.success() {
+            bail!("cp: copying {} to {} failed", from.display(), to.display());
+        }
+        Ok(())
+    };
+    match (split(&a.source), split(&a.destination)) {
+        (Some((c, path)), None) => {
+            let rec = store.lookup_container(&c)?;
+            let rel = clean(&path)?;
+            let mut layers = vec![store.paths().container_upper(&rec.id)];
+            layers.extend(rec.lower_dirs.iter().cloned());
+            for l in &layers {
+                let p = l.join(&rel);
+                if let Ok(m) = std::fs::symlink_metadata(&p) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if m.file_type().is_char_device() {
+                        break;
+                    }
+                    if !no_symlink_parents(l, &rel) {
+                        bail!("cp: {path:?} in container {c} goes through a symlink; name the real path");
+                    }
+                    cp(&p, Path::new(&a.destination))?;
+                    return Ok(0);
+                }
+            }
+            bail!("cp: no such file or directory in container {c}: {path}")
+        }
+        (None, Some((c, path))) => {
+            let rec = store.lookup_container(&c)?;
+            let rel = clean(&path)?;
+            let upper = store.paths().container_upper(&rec.id);
+            if !no_symlink_parents(&upper, &rel) {
+                bail!("cp: {path:?} in container {c} goes through a symlink; name the real path");
+            }
+            let dest = upper.join(&rel);
+            let target_dir = if path.ends_with('/') {
+                dest.clone()
+            } else {
+                dest.parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or(upper.clone())
+            };
+            std::fs::create_dir_all(&target_dir)?;
+            cp(Path::new(&a.source), &dest)?;
+            Ok(0)
+        }
+        _ => bail!("cp: exactly one of source and destination must be CONTAINER:PATH"),
+    }
+}

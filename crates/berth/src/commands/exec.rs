@@ -1,0 +1,166 @@
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use berth_cli::{ExecArgs, LogsArgs};
+use berth_runtime::Stdio;
+
+use crate::dispatch::host::effective_status;
+use crate::printer::Printer;
+use crate::settings::Settings;
+
+pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let rec = store.lookup_container(&a.container)?;
+    let st = store.container_state(&rec.id)?;
+    match effective_status(&st).as_str() {
+        "running" => {}
+        "paused" => bail!(
+            "container {} is paused, unpause the container before exec",
+            rec.name
+        ),
+        _ => bail!("container {} is not running", rec.name),
+    }
+    let spec: oci_spec::runtime::Spec = serde_json::from_value(rec.spec.clone())?;
+    let mut process = spec
+        .process()
+        .clone()
+        .context("container spec has no process")?;
+    process.set_args(Some(a.command.clone()));
+    let mut env = process.env().clone().unwrap_or_default();
+    for e in &a.env {
+        let kv = match e.split_once('=') {
+            Some(_) => e.clone(),
+            None => match std::env::var(e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = kv.split('=').next().unwrap_or_default().to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    }
+    process.set_env(Some(env));
+    if let Some(w) = &a.workdir {
+        process.set_cwd(w.into());
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, ""));
+        let uid: u32 = uid
+            .parse()
+            .with_context(|| format!("exec --user {u:?}: only numeric uid[:gid] is supported"))?;
+        let mut user = process.user().clone();
+        user.set_uid(uid);
+        if !gid.is_empty() {
+            user.set_gid(
+                gid.parse()
+                    .with_context(|| format!("invalid gid in --user {u:?}"))?,
+            );
+        }
+        process.set_user(user);
+    }
+    process.set_terminal(Some(a.tty));
+    let stdio = if a.tty {
+        Stdio::Tty
+    } else if a.interactive {
+        Stdio::Inherit
+    } else {
+        Stdio::Files {
+            stdin: Some(std::fs::File::open("/dev/null")?),
+            stdout: std::fs::File::from(
+                std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?,
+            ),
+            stderr: std::fs::File::from(
+                std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned()?,
+            ),
+        }
+    };
+    if a.detach {
+        let devnull = || std::fs::OpenOptions::new().write(true).open("/dev/null");
+        let stdio = Stdio::Files {
+            stdin: Some(std::fs::File::open("/dev/null")?),
+            stdout: devnull()?,
+            stderr: devnull()?,
+        };
+        // The exec'd process outlives us only if we do not wait; run it in a thread we leave.
+        berth_runtime::exec(st.pid, &process, stdio, false).map(|_| 0u8)?;
+        return Ok(0);
+    }
+    let code = berth_runtime::exec(st.pid, &process, stdio, true)?;
+    Ok(code.clamp(0, 255) as u8)
+}
+
+pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let rec = store.lookup_container(&a.container)?;
+    let path = store.paths().container_log(&rec.id);
+    let p = Printer::new(false);
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if a.follow {
+                bail!(
+                    "container {} has no log: only detached containers (-d) are logged",
+                    rec.name
+                );
+            }
+            return Ok(0);
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(n.parse().with_context(|| format!("invalid --tail {n:?}"))?),
+    };
+    let mut lines: Vec<String> = BufReader::new(&f).lines().map_while(Result::ok).collect();
+    if let Some(n) = tail {
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    let emit = |line: &str| {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        let text = v["log"].as_str().unwrap_or_default();
+        let text = if a.timestamps {
+            format!("{} {text}", v["time"].as_str().unwrap_or_default())
+        } else {
+            text.to_string()
+        };
+        if v["stream"] == "stderr" {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        } else {
+            p.raw(&text);
+        }
+    };
+    for l in &lines {
+        emit(l);
+    }
+    if a.follow {
+        let mut pos = f.seek(SeekFrom::End(0))?;
+        loop {
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(pos);
+            if len > pos {
+                f.seek(SeekFrom::Start(pos))?;
+                let mut r = BufReader::new(&f);
+                let mut line = String::new();
+                while r.read_line(&mut line)? > 0 {
+                    if !line.ends_with('\n') {
+                        break;
+                    }
+                    pos += line.len() as u64;
+                    emit(line.trim_end());
+                    line.clear();
+                }
+            } else {
+                let st = store.container_state(&rec.id)?;
+                if effective_status(&st) == "exited" {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    Ok(0)
+}

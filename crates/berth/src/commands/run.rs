@@ -1,0 +1,98 @@
+use std::io::Write;
+
+use anyhow::{bail, Result};
+use berth_cli::{MonitorArgs, RunArgs};
+use berth_registry::Client;
+use berth_store::{Store, StoreError};
+use berth_types::{ImageRef, Platform};
+
+use crate::dispatch::start::{self, Io};
+use crate::dispatch::{create, pull};
+use crate::printer::Printer;
+use crate::settings::Settings;
+
+/// The image to run: local unless `--pull always`, pulled when missing unless `--pull never`.
+fn image(
+    s: &Settings,
+    store: &Store,
+    a: &RunArgs,
+    p: &Printer,
+) -> Result<berth_store::ImageRecord> {
+    let local = store.lookup(&a.image);
+    let want_pull = match (a.pull.as_str(), &local) {
+        ("always", _) => true,
+        ("missing", Err(StoreError::ImageNotFound(_))) => true,
+        ("never", Err(StoreError::ImageNotFound(_))) => {
+            bail!("no such image: {} (and --pull never)", a.image)
+        }
+        ("missing" | "never", _) => false,
+        (other, _) => bail!("invalid --pull {other:?}: expected missing, always or never"),
+    };
+    if !want_pull {
+        return Ok(local?);
+    }
+    let r = ImageRef::parse(&a.image)?;
+    let platform = match &a.platform {
+        Some(x) => x.parse::<Platform>()?,
+        None => Platform::host(),
+    };
+    let client = Client::new(s.registry_options(&a.registry))?;
+    if !a.quiet {
+        p.warn(format!("unable to find image '{}' locally", a.image));
+    }
+    pull::pull(store, &client, &r, &platform, p)?;
+    Ok(store.lookup(&r.to_string())?)
+}
+
+pub fn run(s: &Settings, a: &RunArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let quiet_printer = Printer::new(a.quiet || a.detach);
+    let img = image(s, &store, a, &quiet_printer)?;
+    let created = create::create(s, &store, &img, a)?;
+    let p = Printer::new(false);
+    for w in &created.warnings {
+        p.warn(w);
+    }
+    let rec = created.record;
+    if let Some(f) = &a.cidfile {
+        std::fs::write(f, &rec.id)?;
+    }
+    if a.detach {
+        if a.tty {
+            p.warn("-t with -d: the detached container gets no terminal; its output goes to berth logs");
+        }
+        start::spawn_monitor(&s.root, &rec.id)?;
+        p.out(&rec.id);
+        return Ok(0);
+    }
+    let io = Io::Foreground {
+        tty: a.tty,
+        interactive: a.interactive,
+    };
+    let code = start::run(&store, &rec, io, a.sig_proxy, &p, None)?;
+    Ok(code.clamp(0, 255) as u8)
+}
+
+/// `berth __monitor ID`: the detached container's monitor. Its stdout is a pipe to the `run -d`
+/// that started it, which reads one line: `started PID` or `failed CODE MESSAGE`.
+pub fn monitor(s: &Settings, a: &MonitorArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let rec = store.lookup_container(&a.id)?;
+    let p = Printer::new(true);
+    let mut out = std::io::stdout();
+    match start::run(&store, &rec, Io::Logged, true, &p, Some(&mut out)) {
+        Ok(code) => Ok(code.clamp(0, 255) as u8),
+        Err(e) => {
+            let code = start::exit_code_of(&e);
+            let _ = writeln!(out, "failed {code} {}", one_line(&e));
+            Ok(code as u8)
+        }
+    }
+}
+
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

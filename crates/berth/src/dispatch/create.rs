@@ -1,0 +1,488 @@
+//! `run`/`create`: from flags, image config, profile and host facts to a container record
+//! holding the OCI runtime spec it will run with. Nothing here starts a process.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use berth_cli::RunArgs;
+use berth_oci::{ImageFiles, MountKind, MountSpec, NetworkMode, Profile, RunOptions, UsernsMode};
+use berth_store::{ContainerRecord, ImageRecord, Store};
+use serde_json::json;
+
+use super::host::{random_id, random_name, Caller};
+use crate::humanize;
+use crate::settings::Settings;
+
+/// Files the container sees instead of the host's (`/proc/cpuinfo` filtered to its CPUs…).
+pub struct Generated {
+    pub host_path: PathBuf,
+    pub contents: String,
+}
+
+pub struct Created {
+    pub record: ContainerRecord,
+    pub warnings: Vec<String>,
+}
+
+pub fn profile(s: &Settings, a: &RunArgs) -> Result<Profile> {
+    let name = if a.hpc {
+        "hpc".to_string()
+    } else {
+        a.profile
+            .clone()
+            .or_else(|| s.config.profile.clone())
+            .unwrap_or_else(|| "docker".into())
+    };
+    match name.as_str() {
+        "docker" => Ok(Profile::Docker),
+        "hpc" => Ok(Profile::Hpc),
+        other => bail!("unknown profile {other:?}: expected docker or hpc"),
+    }
+}
+
+pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Result<Created> {
+    let caller = Caller::current();
+    let id = random_id();
+    let name = a.name.clone().unwrap_or_else(|| random_name(&id));
+    if !valid_name(&name) {
+        bail!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+    }
+    let config = store.config(img)?;
+    let lower_dirs: Vec<PathBuf> = img
+        .layers
+        .iter()
+        .rev()
+        .map(|d| store.layer_path(d))
+        .collect();
+    let files = ImageFiles {
+        passwd: image_file(&lower_dirs, "etc/passwd"),
+        group: image_file(&lower_dirs, "etc/group"),
+    };
+    let mut warnings = Vec::new();
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for v in &a.volume {
+        mounts.push(parse_volume(store, v, &mut volumes)?);
+    }
+    for m in &a.mount {
+        mounts.push(parse_mount(store, m, &mut volumes)?);
+    }
+    for t in &a.tmpfs {
+        let (target, opts) = t.split_once(':').unwrap_or((t, ""));
+        mounts.push(MountSpec {
+            kind: MountKind::Tmpfs,
+            source: "tmpfs".into(),
+            target: target.into(),
+            readonly: false,
+            options: opts
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(String::from)
+                .collect(),
+        });
+    }
+    for m in &mounts {
+        if matches!(m.kind, MountKind::Bind) {
+            check_readable(Path::new(&m.source))?;
+        }
+    }
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text = fs::read_to_string(f)
+            .with_context(|| format!("cannot read env file {}", f.display()))?;
+        let lookup = |k: &str| std::env::var(k).ok();
+        env.extend(berth_oci::parse_env_file(
+            &text,
+            &f.display().to_string(),
+            &lookup,
+        )?);
+    }
+    for e in &a.env {
+        match e.split_once('=') {
+            Some(_) => env.push(e.clone()),
+            None => {
+                if let Ok(v) = std::env::var(e) {
+                    env.push(format!("{e}={v}"));
+                }
+            }
+        }
+    }
+    let profile = profile(s, a)?;
+    let network = match a.network.as_deref() {
+        None => None,
+        Some("none") => Some(NetworkMode::None),
+        Some("host") => Some(NetworkMode::Host),
+        Some("private") | Some("bridge") | Some("default") => Some(NetworkMode::Private),
+        Some(other) => bail!("invalid --network {other:?}: expected none, host or private"),
+    };
+    let userns = match a.userns.as_deref() {
+        None | Some("") => None,
+        Some("auto") => Some(UsernsMode::Auto),
+        Some("keep-id") => Some(UsernsMode::KeepId),
+        Some("host") => Some(UsernsMode::Host),
+        Some(other) => bail!("invalid --userns {other:?}: expected auto, keep-id or host"),
+    };
+    let mut no_new_privileges = None;
+    for o in &a.security_opt {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                no_new_privileges = Some(true)
+            }
+            "no-new-privileges=false" | "no-new-privileges:false" => {
+                no_new_privileges = Some(false)
+            }
+            s if s.starts_with("seccomp") => warnings.push(format!(
+                "--security-opt {s}: seccomp profiles are not applied yet"
+            )),
+            other => bail!("invalid --security-opt {other:?}"),
+        }
+    }
+    let mut ulimits = Vec::new();
+    for u in &a.ulimit {
+        let (k, v) = u
+            .split_once('=')
+            .with_context(|| format!("invalid --ulimit {u:?}: expected NAME=SOFT[:HARD]"))?;
+        let (soft, hard) = v.split_once(':').unwrap_or((v, v));
+        let num = |x: &str| -> Result<u64> {
+            if x == "-1" || x == "unlimited" {
+                return Ok(u64::MAX);
+            }
+            x.parse()
+                .with_context(|| format!("invalid --ulimit {u:?}: {x:?} is not a number"))
+        };
+        ulimits.push((k.to_string(), num(soft)?, num(hard)?));
+    }
+
+    // CPU visibility (and the Slurm environment) as data from berth-hpc.
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let mut env_keys: Vec<String> = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.env().clone())
+        .unwrap_or_default()
+        .iter()
+        .chain(env.iter())
+        .filter_map(|e| e.split('=').next().map(String::from))
+        .collect();
+    if profile_passes_env(&profile) {
+        env_keys.extend(caller.env.iter().map(|(k, _)| k.clone()));
+    }
+    let visibility = berth_hpc::cpu_visibility(
+        &caller.cpus_allowed,
+        a.cpuset_cpus.as_deref(),
+        a.cpus,
+        &cpuinfo,
+        &env_keys,
+    )?;
+    let slurm = berth_hpc::slurm(&caller.env);
+    let dir = store.paths().container_dir(&id);
+    let mut generated = Vec::new();
+    let mut extra_mounts = Vec::new();
+    for f in &visibility.files {
+        let host_path = dir.join(
+            f.value
+                .container_path
+                .trim_start_matches('/')
+                .replace('/', "_"),
+        );
+        extra_mounts.push(MountSpec {
+            kind: MountKind::Bind,
+            source: host_path.display().to_string(),
+            target: f.value.container_path.clone(),
+            readonly: true,
+            options: Vec::new(),
+        });
+        generated.push(Generated {
+            host_path,
+            contents: f.value.contents.clone(),
+        });
+    }
+    let extra_env: Vec<(String, String)> = visibility
+        .env
+        .iter()
+        .chain(slurm.env.iter())
+        .map(|e| e.value.clone())
+        .collect();
+    warnings.extend(visibility.warnings.iter().cloned());
+    let affinity = visibility.cpus.as_ref().map(|c| c.value.clone());
+
+    let site_mounts = Vec::new();
+    let opts = RunOptions {
+        profile,
+        command: a.command.clone(),
+        entrypoint: a.entrypoint.as_ref().map(|e| {
+            if e.is_empty() {
+                Vec::new()
+            } else {
+                vec![e.clone()]
+            }
+        }),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        tty: a.tty,
+        stdin_open: a.interactive,
+        read_only: a.read_only,
+        privileged: a.privileged,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        no_new_privileges,
+        mounts: extra_mounts.into_iter().chain(mounts).collect(),
+        network,
+        userns,
+        ulimits,
+        pid_host: None,
+        caller: berth_oci::Caller {
+            uid: caller.uid,
+            gid: caller.gid,
+            groups: caller.groups.clone(),
+            user_name: caller.name.clone(),
+            home: caller.home.clone(),
+            cwd: caller.cwd.clone(),
+            env: caller.env.clone(),
+            subuids: caller.subuids,
+            subgids: caller.subgids,
+        },
+        site_mounts,
+        extra_env,
+        container_id: id.clone(),
+    };
+    let mut built = berth_oci::build(&config, &opts, &files)?;
+    warnings.extend(std::mem::take(&mut built.warnings));
+    // Files the spec builder generated (an /etc/passwd naming the caller) are bound like ours.
+    let mut spec_mounts = built.spec.mounts().clone().unwrap_or_default();
+    for f in &built.files {
+        let host_path = dir.join(f.container_path.trim_start_matches('/').replace('/', "_"));
+        spec_mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(&f.container_path)
+                .source(&host_path)
+                .typ("bind")
+                .options(vec![
+                    "rbind".to_string(),
+                    "ro".to_string(),
+                    "rprivate".to_string(),
+                ])
+                .build()?,
+        );
+        generated.push(Generated {
+            host_path,
+            contents: f.contents.clone(),
+        });
+    }
+    built.spec.set_mounts(Some(spec_mounts));
+    let spec = serde_json::to_value(&built.spec)?;
+    let image_cfg = serde_json::to_value(config.config())?;
+    let stop_signal = a
+        .stop_signal
+        .clone()
+        .or_else(|| image_cfg["StopSignal"].as_str().map(String::from))
+        .unwrap_or_else(|| "SIGTERM".into());
+    if berth_runtime::signal_by_name(&stop_signal).is_none() {
+        bail!("invalid --stop-signal {stop_signal:?}");
+    }
+    let memory = a.memory.as_deref().map(parse_bytes).transpose()?;
+    let record = ContainerRecord {
+        id: id.clone(),
+        name,
+        image: img.id.clone(),
+        image_name: a.image.clone(),
+        created: humanize::rfc3339(humanize::now()),
+        config: json!({
+            "Hostname": built.spec.hostname().clone().unwrap_or_default(),
+            "User": a.user.clone().or_else(|| image_cfg["User"].as_str().map(String::from)).unwrap_or_default(),
+            "Tty": a.tty,
+            "OpenStdin": a.interactive,
+            "Env": built.spec.process().as_ref().and_then(|p| p.env().clone()),
+            "Cmd": built.spec.process().as_ref().map(|p| p.args().clone()),
+            "Image": a.image,
+            "WorkingDir": built.spec.process().as_ref().map(|p| p.cwd().display().to_string()),
+            "Labels": a.label.iter().filter_map(|l| l.split_once('=').or(Some((l.as_str(), "")))).collect::<std::collections::BTreeMap<_, _>>(),
+            "StopSignal": stop_signal,
+            "StopTimeout": a.stop_timeout.unwrap_or(10),
+        }),
+        host_config: json!({
+            "AutoRemove": a.rm,
+            "Binds": a.volume,
+            "ReadonlyRootfs": a.read_only,
+            "Privileged": a.privileged,
+            "NetworkMode": a.network.clone().unwrap_or_else(|| "private".into()),
+            "Memory": memory.unwrap_or(0),
+            "NanoCpus": a.cpus.map(|c| (c * 1e9) as u64).unwrap_or(0),
+            "CpusetCpus": a.cpuset_cpus.clone().unwrap_or_default(),
+            "PidsLimit": a.pids_limit,
+            "CpuAffinity": affinity,
+            "Profile": if matches!(opts.profile, Profile::Hpc) { "hpc" } else { "docker" },
+            "Init": a.init,
+        }),
+        lower_dirs,
+        spec,
+        volumes,
+    };
+    store.create_container(&record)?;
+    for g in generated {
+        fs::write(&g.host_path, g.contents)
+            .with_context(|| format!("cannot write {}", g.host_path.display()))?;
+    }
+    Ok(Created { record, warnings })
+}
+
+fn profile_passes_env(p: &Profile) -> bool {
+    matches!(p, Profile::Hpc)
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut c = n.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphanumeric())
+        && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '.' | '-'))
+}
+
+/// A file of the image, looked up top layer first; a whiteout hides it.
+fn image_file(lower: &[PathBuf], rel: &str) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    for dir in lower {
+        let p = dir.join(rel);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_char_device() => return None,
+            Ok(m) if m.is_file() => return fs::read_to_string(&p).ok(),
+            _ => continue,
+        }
+    }
+    None
+}
+
+/// `-v SRC:DST[:ro|rw]`: SRC is a host path when it has a `/`, else a named volume.
+fn parse_volume(store: &Store, v: &str, volumes: &mut Vec<String>) -> Result<MountSpec> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [dst] => (None, *dst, ""),
+        [src, dst] => (Some(*src), *dst, ""),
+        [src, dst, opts] => (Some(*src), *dst, *opts),
+        _ => bail!("invalid volume specification {v:?}: expected SRC:DST[:OPTIONS]"),
+    };
+    if !dst.starts_with('/') {
+        bail!("invalid volume specification {v:?}: the destination must be an absolute path");
+    }
+    let mut readonly = false;
+    let mut options = Vec::new();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" | "readonly" => readonly = true,
+            "rw" => readonly = false,
+            "z" | "Z" => {}
+            o => options.push(o.to_string()),
+        }
+    }
+    let source = match src {
+        Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => {
+            let p = if let Some(rest) = s.strip_prefix('~') {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest.trim_start_matches('/'))
+            } else {
+                PathBuf::from(s)
+            };
+            let p = p
+                .canonicalize()
+                .with_context(|| format!("invalid volume specification {v:?}: {s}"))?;
+            p.display().to_string()
+        }
+        Some(name) => {
+            volumes.push(name.to_string());
+            store.create_volume(name)?.display().to_string()
+        }
+        None => bail!("invalid volume specification {v:?}: anonymous volumes are not supported; name one (NAME:{dst})"),
+    };
+    Ok(MountSpec {
+        kind: MountKind::Bind,
+        source,
+        target: dst.to_string(),
+        readonly,
+        options,
+    })
+}
+
+/// `--mount type=bind,source=/a,target=/b,readonly`.
+fn parse_mount(store: &Store, m: &str, volumes: &mut Vec<String>) -> Result<MountSpec> {
+    let mut kind = "volume";
+    let (mut source, mut target, mut readonly) = (None, None, false);
+    let mut options = Vec::new();
+    for kv in m.split(',') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "type" => kind = v,
+            "source" | "src" => source = Some(v.to_string()),
+            "target" | "destination" | "dst" => target = Some(v.to_string()),
+            "readonly" | "ro" => readonly = v.is_empty() || v == "true" || v == "1",
+            "tmpfs-size" => options.push(format!("size={v}")),
+            "tmpfs-mode" => options.push(format!("mode={v}")),
+            "bind-propagation" | "consistency" => {}
+            other => bail!("invalid --mount {m:?}: unknown key {other:?}"),
+        }
+    }
+    let target = target.with_context(|| format!("invalid --mount {m:?}: target is required"))?;
+    match kind {
+        "bind" => {
+            let src =
+                source.with_context(|| format!("invalid --mount {m:?}: source is required"))?;
+            let p = Path::new(&src).canonicalize().with_context(|| {
+                format!("invalid --mount {m:?}: bind source path does not exist: {src}")
+            })?;
+            Ok(MountSpec {
+                kind: MountKind::Bind,
+                source: p.display().to_string(),
+                target,
+                readonly,
+                options,
+            })
+        }
+        "volume" => {
+            let name = source.with_context(|| {
+                format!("invalid --mount {m:?}: anonymous volumes are not supported")
+            })?;
+            volumes.push(name.clone());
+            let p = store.create_volume(&name)?;
+            Ok(MountSpec {
+                kind: MountKind::Bind,
+                source: p.display().to_string(),
+                target,
+                readonly,
+                options,
+            })
+        }
+        "tmpfs" => Ok(MountSpec {
+            kind: MountKind::Tmpfs,
+            source: "tmpfs".into(),
+            target,
+            readonly,
+            options,
+        }),
+        other => bail!("invalid --mount {m:?}: unknown type {other:?}"),
+    }
+}
+
+/// Berth is not setuid, so the kernel already stops a caller binding what they cannot read;
+/// this check turns that into a clear message before anything is set up.
+fn check_readable(p: &Path) -> Result<()> {
+    let r = if p.is_dir() {
+        fs::read_dir(p).map(|_| ())
+    } else {
+        fs::File::open(p).map(|_| ())
+    };
+    r.with_context(|| format!("cannot mount {}: not readable by the caller", p.display()))
+}
+
+/// `512m`, `2g`, `1024` → bytes.
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    Ok((n * mult as f64) as u64)
+}

@@ -1,0 +1,299 @@
+//! Starting a created container and being its monitor: cgroup, state records, signal
+//! forwarding, exit code, clean-up. The `berth` process that starts a container stays as its
+//! monitor; a detached one is a re-executed `berth __monitor ID` that logs to a file.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio as ProcStdio};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use berth_cgroups::{CgroupError, CgroupManager, Resources};
+use berth_runtime::{Bundle, Container, Rootfs, Stdio};
+use berth_store::{ContainerRecord, ContainerState, Store};
+
+use super::host;
+use crate::humanize;
+use crate::printer::Printer;
+
+pub enum Io {
+    /// The terminal of this process: a pty with -t, stdin only with -i.
+    Foreground { tty: bool, interactive: bool },
+    /// Pipes relayed into the container log.
+    Logged,
+}
+
+fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
+    let spec: oci_spec::runtime::Spec = serde_json::from_value(rec.spec.clone())
+        .context("container record holds an invalid spec")?;
+    let affinity: Option<Vec<usize>> =
+        serde_json::from_value(rec.host_config["CpuAffinity"].clone())
+            .ok()
+            .flatten();
+    let paths = store.paths();
+    Ok(Bundle {
+        rootfs: Rootfs::Overlay {
+            lower: rec.lower_dirs.clone(),
+            upper: paths.container_upper(&rec.id),
+            work: paths.container_work(&rec.id),
+        },
+        spec,
+        cpu_affinity: affinity,
+        state_dir: paths.container_dir(&rec.id),
+    })
+}
+
+/// The container's cgroup, when limits were asked for and the hierarchy lets us create one.
+fn cgroup(rec: &ContainerRecord, p: &Printer) -> Result<Option<Box<dyn CgroupManager>>> {
+    let h = &rec.host_config;
+    let r = Resources {
+        memory: h["Memory"].as_u64().filter(|m| *m > 0),
+        memory_swap: None,
+        cpus: h["NanoCpus"]
+            .as_u64()
+            .filter(|c| *c > 0)
+            .map(|c| c as f64 / 1e9),
+        cpuset_cpus: h["CpusetCpus"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(String::from),
+        pids_limit: h["PidsLimit"].as_i64(),
+    };
+    if r.memory.is_none() && r.cpus.is_none() && r.cpuset_cpus.is_none() && r.pids_limit.is_none() {
+        return Ok(None);
+    }
+    let layout = berth_cgroups::detect()?;
+    let mut m = berth_cgroups::manager_for(&rec.id[..12], &layout);
+    match m.create() {
+        Ok(()) => {}
+        Err(e @ CgroupError::NotDelegated { .. }) => {
+            p.warn(format!(
+                "resource limits not enforced ({e}); CPU affinity still applies"
+            ));
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    for w in m.apply(&r)? {
+        p.warn(w);
+    }
+    Ok(Some(m))
+}
+
+fn dup(f: impl AsFd) -> Result<File> {
+    Ok(File::from(f.as_fd().try_clone_to_owned()?))
+}
+
+/// Runs the container to its end as this process; returns Docker's exit code.
+pub fn run(
+    store: &Store,
+    rec: &ContainerRecord,
+    io: Io,
+    sig_proxy: bool,
+    p: &Printer,
+    ready: Option<&mut dyn Write>,
+) -> Result<i32> {
+    let bundle = bundle(store, rec)?;
+    let mut logs: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let (stdio, relays) = match io {
+        Io::Foreground { tty: true, .. } => (Stdio::Tty, None),
+        Io::Foreground {
+            tty: false,
+            interactive: true,
+        } => (Stdio::Inherit, None),
+        Io::Foreground {
+            tty: false,
+            interactive: false,
+        } => (
+            Stdio::Files {
+                stdin: Some(File::open("/dev/null")?),
+                stdout: dup(std::io::stdout())?,
+                stderr: dup(std::io::stderr())?,
+            },
+            None,
+        ),
+        Io::Logged => {
+            let (out_r, out_w) = std::io::pipe()?;
+            let (err_r, err_w) = std::io::pipe()?;
+            (
+                Stdio::Files {
+                    stdin: Some(File::open("/dev/null")?),
+                    stdout: File::from(std::os::fd::OwnedFd::from(out_w)),
+                    stderr: File::from(std::os::fd::OwnedFd::from(err_w)),
+                },
+                Some((out_r, err_r)),
+            )
+        }
+    };
+    let mut cg = cgroup(rec, p)?;
+    let mut state = ContainerState {
+        status: "created".into(),
+        monitor_pid: std::process::id() as i32,
+        monitor_start: host::start_time(std::process::id() as i32).unwrap_or(0),
+        boot_id: host::boot_id(),
+        hostname: host::hostname(),
+        cgroups: cg.as_ref().map(|c| c.paths()).unwrap_or_default(),
+        ..Default::default()
+    };
+    let fail = |state: &mut ContainerState, code: i32, msg: String| -> Result<()> {
+        state.status = "exited".into();
+        state.exit_code = Some(code);
+        state.error = msg;
+        state.finished_at = humanize::rfc3339(humanize::now());
+        store.set_container_state(&rec.id, state)?;
+        Ok(())
+    };
+    let mut c = match Container::create(&bundle, stdio) {
+        Ok(c) => c,
+        Err(e) => {
+            fail(&mut state, e.exit_code(), e.to_string())?;
+            cleanup(store, rec, cg.as_mut());
+            return Err(e.into());
+        }
+    };
+    if let Some(cg) = &cg {
+        cg.add_pid(c.pid())?;
+    }
+    if let Some((out_r, err_r)) = relays {
+        let log = Arc::new(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(store.paths().container_log(&rec.id))?,
+        ));
+        logs.push(relay(out_r, "stdout", log.clone()));
+        logs.push(relay(err_r, "stderr", log));
+    }
+    state.pid = c.pid();
+    state.status = "running".into();
+    state.started_at = humanize::rfc3339(humanize::now());
+    store.set_container_state(&rec.id, &state)?;
+    if let Err(e) = c.start() {
+        let code = e.exit_code();
+        fail(&mut state, code, e.to_string())?;
+        cleanup(store, rec, cg.as_mut());
+        return Err(e.into());
+    }
+    if let Some(w) = ready {
+        let _ = writeln!(w, "started {}", c.pid());
+        let _ = w.flush();
+    }
+    let code = c.wait(sig_proxy)?;
+    for l in logs {
+        let _ = l.join();
+    }
+    state.status = "exited".into();
+    state.exit_code = Some(code);
+    state.finished_at = humanize::rfc3339(humanize::now());
+    store.set_container_state(&rec.id, &state)?;
+    cleanup(store, rec, cg.as_mut());
+    Ok(code)
+}
+
+fn cleanup(store: &Store, rec: &ContainerRecord, cg: Option<&mut Box<dyn CgroupManager>>) {
+    if let Some(cg) = cg {
+        let _ = cg.destroy();
+    }
+    if rec.host_config["AutoRemove"].as_bool() == Some(true) {
+        let _ = store.remove_container(&rec.id);
+    }
+}
+
+/// Copies one stream of the container into the JSON-lines log, one record per line.
+fn relay(
+    r: std::io::PipeReader,
+    stream: &'static str,
+    log: Arc<Mutex<File>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let rec = serde_json::json!({
+                        "log": String::from_utf8_lossy(&line),
+                        "stream": stream,
+                        "time": humanize::now_nanos(),
+                    });
+                    if let Ok(mut f) = log.lock() {
+                        let _ = writeln!(f, "{rec}");
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Starts `berth __monitor ID` in the background and waits until the container runs.
+pub fn spawn_monitor(store_root: &std::path::Path, id: &str) -> Result<i32> {
+    let exe: PathBuf = std::env::current_exe().context("cannot find the berth binary")?;
+    let mut child = Command::new(exe)
+        .arg("--root")
+        .arg(store_root)
+        .arg("__monitor")
+        .arg(id)
+        .stdin(ProcStdio::null())
+        .stdout(ProcStdio::piped())
+        .stderr(ProcStdio::piped())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the container monitor")?;
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    if let Some(pid) = line.trim().strip_prefix("started ") {
+        return Ok(pid.parse().unwrap_or(0));
+    }
+    if let Some(rest) = line.trim().strip_prefix("failed ") {
+        let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+        let _ = child.wait();
+        return Err(StartFailed {
+            code: code.parse().unwrap_or(125),
+            message: msg.to_string(),
+        }
+        .into());
+    }
+    let mut err = String::new();
+    let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
+    let _ = child.wait();
+    let msg = err.trim().trim_start_matches("Error: ").to_string();
+    if msg.is_empty() {
+        bail!("the container monitor exited before the container started");
+    }
+    bail!("{msg}")
+}
+
+use std::os::unix::process::CommandExt;
+
+/// A container that could not start, with the exit code Docker gives (125, 126 or 127).
+#[derive(Debug)]
+pub struct StartFailed {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for StartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StartFailed {}
+
+/// The exit code an error from starting a container maps to.
+pub fn exit_code_of(e: &anyhow::Error) -> i32 {
+    for c in e.chain() {
+        if let Some(r) = c.downcast_ref::<berth_runtime::RuntimeError>() {
+            return r.exit_code();
+        }
+        if let Some(s) = c.downcast_ref::<StartFailed>() {
+            return s.code;
+        }
+    }
+    125
+}

@@ -1,0 +1,350 @@
+//! Arguments of `run` and the container lifecycle commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::RegistryArgs;
+
+/// `berth run`
+#[derive(Debug, Args, Clone)]
+#[command(trailing_var_arg = true, disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help (`-h` is --hostname, as in Docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Image to run (name, id, an unpacked rootfs directory).
+    pub image: String,
+    /// Command and arguments (default: the image's ENTRYPOINT and CMD).
+    #[arg(allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Keep stdin open.
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container id.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Container name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (`K=V`, or `K` to copy it from this environment).
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// Bind mount a host path or a named volume: `SRC:DST[:ro|rw]`.
+    #[arg(long, short = 'v')]
+    pub volume: Vec<String>,
+    /// Mount: `type=bind|tmpfs|volume,source=…,target=…[,readonly]`.
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs: `PATH[:OPTIONS]`.
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// User inside the container: `name|uid[:group|gid]`.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Override the image's ENTRYPOINT (`""` clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name.
+    #[arg(long, short = 'h')]
+    pub hostname: Option<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Add a host device: `HOST[:CONTAINER[:PERMS]]`.
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// Give the container every capability and no masked paths.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability.
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability.
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Security options: `no-new-privileges[=true|false]`, `seccomp=FILE|unconfined`.
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    /// Network: `none`, `host`, or `private` (loopback only).
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    /// Write the container id to this file.
+    #[arg(long)]
+    pub cidfile: Option<PathBuf>,
+    /// Run a minimal init as PID 1 that reaps zombies and forwards signals.
+    #[arg(long)]
+    pub init: bool,
+    /// Signal that stops the container (default: the image's STOPSIGNAL or SIGTERM).
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait after the stop signal before SIGKILL.
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<u64>,
+    /// Set a label `K=V`.
+    #[arg(long, short = 'l')]
+    pub label: Vec<String>,
+    /// Resource limit: `nofile=SOFT[:HARD]`.
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Maximum number of processes.
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Memory limit (`512m`, `2g`).
+    #[arg(long, short = 'm')]
+    pub memory: Option<String>,
+    /// Number of CPUs (may be fractional).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPUs the container may run on (`0-3,8`).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Platform of the image to pull.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Pull policy: `missing`, `always` or `never`.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Do not forward signals to the container.
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Run as the calling user with home, working directory and environment (the HPC profile).
+    #[arg(long)]
+    pub hpc: bool,
+    /// Run profile: `docker` or `hpc`.
+    #[arg(long, conflicts_with = "hpc")]
+    pub profile: Option<String>,
+    /// User namespace: `auto`, `keep-id` or `host`.
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// Suppress pull progress.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Registry connection options.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `berth exec`
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct ExecArgs {
+    /// Container name or id.
+    pub container: String,
+    /// Command and arguments.
+    #[arg(required = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Keep stdin open.
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Run in the background.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Set an environment variable.
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// User inside the container.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+}
+
+/// `berth ps`
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers, not only running ones.
+    #[arg(long, short = 'a')]
+    pub all: bool,
+    /// Only show ids.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Do not truncate output.
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Output format: `table`, `json` or a Go-style template.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `berth stop` / `berth restart`
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Seconds to wait before killing.
+    #[arg(long, short = 't', alias = "time")]
+    pub timeout: Option<u64>,
+}
+
+/// `berth kill`
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Signal to send.
+    #[arg(long, short = 's', default_value = "KILL")]
+    pub signal: String,
+}
+
+/// `berth rm`
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Kill and remove running containers.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+    /// Also remove anonymous volumes.
+    #[arg(long, short = 'v')]
+    pub volumes: bool,
+}
+
+/// `berth logs`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Container.
+    pub container: String,
+    /// Follow the output.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Number of lines from the end (`all` for everything).
+    #[arg(long, short = 'n', default_value = "all")]
+    pub tail: String,
+    /// Show timestamps.
+    #[arg(long, short = 't')]
+    pub timestamps: bool,
+}
+
+/// Commands that take a list of containers and nothing else.
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `berth container inspect`
+#[derive(Debug, Args)]
+pub struct ContainerInspectArgs {
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Output format: `json` or a Go-style template.
+    #[arg(long, short = 'f')]
+    pub format: Option<String>,
+}
+
+/// `berth stats`
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Containers (default: all running).
+    pub containers: Vec<String>,
+    /// Print once and exit.
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Output format: `table`, `json` or a Go-style template.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `berth cp`
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// `CONTAINER:PATH` or a host path.
+    pub source: String,
+    /// `CONTAINER:PATH` or a host path.
+    pub destination: String,
+}
+
+/// `berth container …`
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// List containers.
+    #[command(visible_alias = "list")]
+    Ls(PsArgs),
+    /// Run a command in a new container.
+    Run(Box<RunArgs>),
+    /// Display detailed information on containers.
+    Inspect(ContainerInspectArgs),
+    /// Remove stopped containers.
+    Prune(crate::PruneArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Stop running containers.
+    Stop(StopArgs),
+    /// Send a signal to containers.
+    Kill(KillArgs),
+    /// Fetch the logs of a container.
+    Logs(LogsArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(ContainersArgs),
+    /// Pause all processes of containers.
+    Pause(ContainersArgs),
+    /// Unpause containers.
+    Unpause(ContainersArgs),
+}
+
+/// `berth volume …`
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume.
+    Create(VolumeNameArgs),
+    /// List volumes.
+    #[command(visible_alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Remove volumes.
+    Rm(VolumeRmArgs),
+    /// Display detailed information on volumes.
+    Inspect(VolumeRmArgs),
+}
+
+/// `berth volume create`
+#[derive(Debug, Args)]
+pub struct VolumeNameArgs {
+    /// Volume name (default: a random one).
+    pub name: Option<String>,
+}
+
+/// `berth volume ls`
+#[derive(Debug, Args)]
+pub struct VolumeLsArgs {
+    /// Only names.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Output format.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `berth volume rm` / `inspect`
+#[derive(Debug, Args)]
+pub struct VolumeRmArgs {
+    /// Volumes.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Remove even when in use.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}

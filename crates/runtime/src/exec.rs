@@ -1,0 +1,220 @@
+//! `docker exec`: running another process inside a running container.
+//!
+//! A helper forked from the monitor joins the container's namespaces (user first, so it holds
+//! capabilities there for the rest), then clones the process that will exec with
+//! `CLONE_PARENT`, so it lands in the container's pid namespace yet is the monitor's child and
+//! can be waited for and signalled like the container's init. The helper reports its pid and
+//! exits.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use oci_spec::runtime::Process;
+use rustix::fs::{Mode, OFlags};
+use rustix::process::{DumpableBehavior, Pid, PidfdFlags};
+use rustix::thread::LinkNameSpaceType;
+
+use crate::error::{Failure, RuntimeError, Step};
+use crate::process::message::{self, FromInit, Sender};
+use crate::process::{enter_cwd, hide_from_proc, prepare_exec, Command, Credentials};
+use crate::stdio::{self, ChildStdio};
+use crate::sys::{self, Forked};
+use crate::{monitor, Stdio};
+
+/// The namespaces to join, in the order they must be joined.
+const ORDER: [(&str, LinkNameSpaceType); 7] = [
+    ("user", LinkNameSpaceType::User),
+    ("mnt", LinkNameSpaceType::Mount),
+    ("pid", LinkNameSpaceType::ProcessID),
+    ("ipc", LinkNameSpaceType::InterProcessCommunication),
+    ("uts", LinkNameSpaceType::HostNameAndNISDomainName),
+    ("net", LinkNameSpaceType::Network),
+    ("cgroup", LinkNameSpaceType::ControlGroup),
+];
+
+/// Opens the namespaces of `pid` that differ from ours (joining one's own user namespace is
+/// an error, and the others would be no-ops).
+fn open_namespaces(
+    pid: i32,
+) -> Result<Vec<(&'static str, LinkNameSpaceType, OwnedFd)>, RuntimeError> {
+    let mut out = Vec::new();
+    for (name, kind) in ORDER {
+        let path = format!("/proc/{pid}/ns/{name}");
+        let theirs = match rustix::fs::stat(path.as_str()) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) if name == "cgroup" => continue,
+            Err(e) => {
+                return Err(RuntimeError::Io {
+                    what: "stat",
+                    path: path.into(),
+                    source: e.into(),
+                })
+            }
+        };
+        if let Ok(ours) = rustix::fs::stat(format!("/proc/self/ns/{name}").as_str()) {
+            if ours.st_ino == theirs.st_ino && ours.st_dev == theirs.st_dev {
+                continue;
+            }
+        }
+        let fd = rustix::fs::open(
+            path.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::Io {
+            what: "open",
+            path: path.into(),
+            source: e.into(),
+        })?;
+        out.push((name, kind, fd));
+    }
+    Ok(out)
+}
+
+/// Runs `process` inside the container whose process is `pid` and returns Docker's exit code
+/// for it; signals are forwarded and stdio handled as for [`crate::Container::wait`].
+pub fn exec(
+    pid: i32,
+    process: &Process,
+    stdio: Stdio,
+    forward_signals: bool,
+) -> Result<i32, RuntimeError> {
+    let command = Command::from_process(process)?;
+    let credentials = Credentials::from_process(process, None)?;
+    let namespaces = open_namespaces(pid)?;
+    let (child_stdio, tty_socket) = stdio::prepare(stdio)?;
+    let (mut report_rx, report_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
+    let tenant = Tenant {
+        namespaces,
+        stdio: child_stdio,
+        credentials,
+        command,
+        process,
+        report: report_tx,
+    };
+
+    let helper = match sys::fork().map_err(RuntimeError::sys("fork"))? {
+        Forked::Child => {
+            drop(report_rx);
+            tenant.run_helper()
+        }
+        Forked::Parent(helper) => helper,
+    };
+    let arg0 = tenant.command.arg0.clone();
+    drop(tenant);
+    let first = report_rx.recv_from_init();
+    let _ = monitor::reap(helper);
+    let joined = match first {
+        Ok(Some(FromInit::Pid(p))) => p,
+        Ok(Some(FromInit::Failed(f))) => return Err(f.into()),
+        Ok(_) => return Err(RuntimeError::InitDied),
+        Err(e) => {
+            return Err(RuntimeError::Sys {
+                call: "read from exec helper",
+                source: e,
+            })
+        }
+    };
+    let pidfd = Pid::from_raw(joined)
+        .ok_or(RuntimeError::InitDied)
+        .and_then(|p| {
+            rustix::process::pidfd_open(p, PidfdFlags::empty()).map_err(|e| RuntimeError::Sys {
+                call: "pidfd_open",
+                source: e.into(),
+            })
+        });
+    let reply = report_rx.recv_from_init();
+    let pidfd = match (pidfd, reply) {
+        (Ok(fd), Ok(None)) => fd,
+        (_, Ok(Some(FromInit::ExecFailed(errno)))) => {
+            let _ = monitor::reap(joined);
+            return Err(RuntimeError::from_exec_errno(&arg0, errno));
+        }
+        (_, Ok(Some(FromInit::Failed(f)))) => {
+            let _ = monitor::reap(joined);
+            return Err(f.into());
+        }
+        (Err(e), _) => {
+            let _ = sys::kill(joined, libc::SIGKILL);
+            let _ = monitor::reap(joined);
+            return Err(e);
+        }
+        (Ok(_), reply) => {
+            let _ = monitor::reap(joined);
+            return Err(match reply {
+                Err(e) => RuntimeError::Sys {
+                    call: "read from exec process",
+                    source: e,
+                },
+                Ok(_) => RuntimeError::InitDied,
+            });
+        }
+    };
+    let master = match stdio::receive_master(tty_socket) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = sys::kill(joined, libc::SIGKILL);
+            let _ = monitor::reap(joined);
+            return Err(e);
+        }
+    };
+    let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable);
+    monitor::wait(joined, &pidfd, forward_signals, master.as_ref())
+}
+
+/// What the helper and the joined process need, prepared before fork.
+struct Tenant<'a> {
+    namespaces: Vec<(&'static str, LinkNameSpaceType, OwnedFd)>,
+    stdio: ChildStdio,
+    credentials: Credentials,
+    command: Command,
+    process: &'a Process,
+    report: Sender,
+}
+
+impl Tenant<'_> {
+    fn run_helper(mut self) -> ! {
+        for (name, kind, fd) in &self.namespaces {
+            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind)) {
+                let _ = self.report.send_from_init(&FromInit::Failed(Failure::new(
+                    Step::JoinNamespace,
+                    name,
+                    e.into(),
+                )));
+                sys::exit_now(1);
+            }
+        }
+        self.namespaces.clear();
+        match sys::clone_sibling() {
+            Ok(Forked::Child) => self.run_joined(),
+            Ok(Forked::Parent(pid)) => {
+                let _ = self.report.send_from_init(&FromInit::Pid(pid));
+                sys::exit_now(0)
+            }
+            Err(e) => {
+                let _ = self.report.send_from_init(&FromInit::Failed(Failure::new(
+                    Step::JoinNamespace,
+                    "pid",
+                    e,
+                )));
+                sys::exit_now(1)
+            }
+        }
+    }
+
+    fn run_joined(mut self) -> ! {
+        hide_from_proc();
+        let setup = (|| -> Result<(), Failure> {
+            self.stdio.install()?;
+            enter_cwd(self.process.cwd())?;
+            self.credentials.apply()?;
+            prepare_exec()
+        })();
+        if let Err(f) = setup {
+            let _ = self.report.send_from_init(&FromInit::Failed(f));
+            sys::exit_now(1);
+        }
+        let errno = self.command.exec();
+        let _ = self.report.send_from_init(&FromInit::ExecFailed(errno));
+        sys::exit_now(127)
+    }
+}

@@ -1,0 +1,204 @@
+//! Writing a new user namespace's uid and gid maps from the monitor.
+//!
+//! A map that only maps the caller's own id, or any map written by root, goes straight into
+//! `/proc/PID/{uid,gid}_map`. Ranges from `/etc/subuid`/`/etc/subgid` need the setuid helpers
+//! `newuidmap`/`newgidmap` from the uidmap package; Berth itself is never setuid.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use oci_spec::runtime::{LinuxIdMapping, Spec};
+
+use crate::error::RuntimeError;
+
+/// One line of an id map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdRange {
+    pub(crate) container: u32,
+    pub(crate) host: u32,
+    pub(crate) size: u32,
+}
+
+/// The uid and gid maps of a container's user namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdMaps {
+    pub(crate) uids: Vec<IdRange>,
+    pub(crate) gids: Vec<IdRange>,
+}
+
+fn ranges(maps: Option<&Vec<LinuxIdMapping>>) -> Vec<IdRange> {
+    maps.map(|m| {
+        m.iter()
+            .map(|m| IdRange {
+                container: m.container_id(),
+                host: m.host_id(),
+                size: m.size(),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+impl IdMaps {
+    /// The spec's maps; an empty map becomes "container root is the caller", Docker's rootless
+    /// default, so a spec without mappings still runs.
+    pub(crate) fn from_spec(spec: &Spec) -> IdMaps {
+        let linux = spec.linux().as_ref();
+        let mut uids = ranges(linux.and_then(|l| l.uid_mappings().as_ref()));
+        let mut gids = ranges(linux.and_then(|l| l.gid_mappings().as_ref()));
+        if uids.is_empty() {
+            uids.push(IdRange {
+                container: 0,
+                host: rustix::process::geteuid().as_raw(),
+                size: 1,
+            });
+        }
+        if gids.is_empty() {
+            gids.push(IdRange {
+                container: 0,
+                host: rustix::process::getegid().as_raw(),
+                size: 1,
+            });
+        }
+        IdMaps { uids, gids }
+    }
+
+    /// Whether container gid `gid` has a host gid.
+    pub(crate) fn maps_gid(&self, gid: u32) -> bool {
+        contains(&self.gids, gid)
+    }
+}
+
+fn contains(ranges: &[IdRange], id: u32) -> bool {
+    ranges
+        .iter()
+        .any(|r| id >= r.container && u64::from(id) < u64::from(r.container) + u64::from(r.size))
+}
+
+fn proc_file_text(ranges: &[IdRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| format!("{} {} {}\n", r.container, r.host, r.size))
+        .collect()
+}
+
+fn write_proc(path: PathBuf, text: &str) -> Result<(), RuntimeError> {
+    fs::write(&path, text).map_err(|source| RuntimeError::Io {
+        what: "write",
+        path,
+        source,
+    })
+}
+
+/// True when an unprivileged caller may write `ranges` itself: exactly its own id, once.
+fn is_own_id(ranges: &[IdRange], own: u32) -> bool {
+    matches!(ranges, [r] if r.host == own && r.size == 1)
+}
+
+/// Writes the maps of the user namespace of `pid`, which must still be waiting for them.
+pub(crate) fn write(pid: i32, maps: &IdMaps) -> Result<(), RuntimeError> {
+    let root = rustix::process::geteuid().is_root();
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let uid = rustix::process::geteuid().as_raw();
+    let gid = rustix::process::getegid().as_raw();
+
+    if root || is_own_id(&maps.uids, uid) {
+        write_proc(proc_dir.join("uid_map"), &proc_file_text(&maps.uids))?;
+    } else {
+        run_helper("newuidmap", pid, &maps.uids)?;
+    }
+    if root {
+        write_proc(proc_dir.join("gid_map"), &proc_file_text(&maps.gids))?;
+    } else if is_own_id(&maps.gids, gid) {
+        // An unprivileged process may only write a gid map once setgroups is denied, so the
+        // container cannot drop a group the host uses to deny it access.
+        write_proc(proc_dir.join("setgroups"), "deny")?;
+        write_proc(proc_dir.join("gid_map"), &proc_file_text(&maps.gids))?;
+    } else {
+        run_helper("newgidmap", pid, &maps.gids)?;
+    }
+    Ok(())
+}
+
+fn find_tool(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|p| Path::new(p).is_file())
+}
+
+fn run_helper(tool: &'static str, pid: i32, ranges: &[IdRange]) -> Result<(), RuntimeError> {
+    let exe = find_tool(tool).ok_or(RuntimeError::IdMapToolMissing { tool })?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(pid.to_string());
+    for r in ranges {
+        cmd.args([
+            r.container.to_string(),
+            r.host.to_string(),
+            r.size.to_string(),
+        ]);
+    }
+    let out = cmd.output().map_err(|e| RuntimeError::IdMapTool {
+        tool,
+        pid,
+        message: e.to_string(),
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let message = match stderr.trim() {
+            "" => out.status.to_string(),
+            s => s.lines().last().unwrap_or(s).to_owned(),
+        };
+        return Err(RuntimeError::IdMapTool { tool, pid, message });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_id_detection() {
+        let own = [IdRange {
+            container: 0,
+            host: 1000,
+            size: 1,
+        }];
+        assert!(is_own_id(&own, 1000));
+        assert!(!is_own_id(&own, 1001));
+        let range = [
+            own[0],
+            IdRange {
+                container: 1,
+                host: 100000,
+                size: 65536,
+            },
+        ];
+        assert!(!is_own_id(&range, 1000));
+    }
+
+    #[test]
+    fn gid_lookup_and_text() {
+        let maps = IdMaps {
+            uids: vec![],
+            gids: vec![
+                IdRange {
+                    container: 0,
+                    host: 1000,
+                    size: 1,
+                },
+                IdRange {
+                    container: 1,
+                    host: 100000,
+                    size: 10,
+                },
+            ],
+        };
+        assert!(maps.maps_gid(5));
+        assert!(!maps.maps_gid(11));
+        assert_eq!(proc_file_text(&maps.gids), "0 1000 1\n1 100000 10\n");
+    }
+}

@@ -1,0 +1,94 @@
+//! Berth's container runtime: from a bundle (a root filesystem plus an OCI runtime `Spec`) to
+//! a running, monitored process.
+//!
+//! There is no daemon and no helper process on the hot path. The caller becomes the
+//! container's monitor: [`Container::create`] clones the container's init with every
+//! namespace the spec asks for in one `clone` call, writes the user namespace's id maps
+//! (directly, or through `newuidmap`/`newgidmap` for subordinate ranges), and lets the init
+//! build its root: overlayfs or a bind mount, the spec's mounts resolved inside the root
+//! without following symlinks out of it, a tmpfs `/dev` with bind-mounted device nodes,
+//! masked and read-only paths, then `pivot_root`. [`Container::start`] lets it exec and
+//! reports a missing or non-executable command before returning; [`Container::wait`] forwards
+//! signals and returns Docker's exit code. [`exec`] joins a running container.
+//!
+//! All `unsafe` code lives in the private `sys` module behind a small safe API; the rest goes
+//! through `rustix`.
+#![deny(missing_docs)]
+
+mod error;
+mod exec;
+mod idmap;
+mod monitor;
+mod namespaces;
+mod process;
+mod rootfs;
+mod signal;
+mod stdio;
+mod sys;
+mod tty;
+
+use std::path::PathBuf;
+
+pub use error::{RuntimeError, Step};
+pub use exec::exec;
+pub use process::Container;
+pub use signal::signal_by_name;
+
+/// What to run: a root filesystem and the OCI runtime spec describing the process, its
+/// namespaces, id maps and mounts.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The container's root filesystem.
+    pub rootfs: Rootfs,
+    /// The runtime spec: process, hostname, mounts (in order), namespaces, id maps, masked
+    /// and read-only paths, `root.readonly`.
+    pub spec: oci_spec::runtime::Spec,
+    /// CPUs to restrict the process to, applied before exec; intersected with the current
+    /// affinity, never widened.
+    pub cpu_affinity: Option<Vec<usize>>,
+    /// A private directory the runtime may use (the root's mount point lives here).
+    pub state_dir: PathBuf,
+}
+
+/// Where the root filesystem comes from.
+#[derive(Debug, Clone)]
+pub enum Rootfs {
+    /// Image layers, top-most first, stacked by kernel overlayfs inside the container's user
+    /// and mount namespace with a writable upper directory. With `root.readonly` the root is
+    /// remounted read-only once the mounts are in place (writes to create mount points land in
+    /// `upper`, as with Docker's read-only containers).
+    Overlay {
+        /// Layer directories, top-most first.
+        lower: Vec<PathBuf>,
+        /// The container's writable layer.
+        upper: PathBuf,
+        /// overlayfs's work directory, on the same filesystem as `upper`.
+        work: PathBuf,
+    },
+    /// An already assembled directory, bind-mounted (recursively) as the root.
+    Dir(PathBuf),
+}
+
+/// The container process's stdin, stdout and stderr.
+#[derive(Debug)]
+pub enum Stdio {
+    /// The monitor's own 0, 1 and 2.
+    Inherit,
+    /// A new pseudo-terminal, relayed by the monitor during [`Container::wait`], which puts its
+    /// own terminal in raw mode meanwhile and passes window size changes on.
+    Tty,
+    /// The given files; stdin is `/dev/null` when `None`.
+    Files {
+        /// Standard input.
+        stdin: Option<std::fs::File>,
+        /// Standard output.
+        stdout: std::fs::File,
+        /// Standard error.
+        stderr: std::fs::File,
+    },
+}
+
+/// Sends `signal` to the process `pid` (a container's [`Container::pid`]).
+pub fn kill(pid: i32, signal: i32) -> Result<(), RuntimeError> {
+    sys::kill(pid, signal).map_err(RuntimeError::sys("kill"))
+}

@@ -1,0 +1,123 @@
+//! The container's init, from clone to exec. It runs in the copy of the monitor's memory that
+//! clone gave it, reports every failure to the monitor as a typed message, and never returns.
+
+use std::path::Path;
+
+use rustix::process::{DumpableBehavior, Signal};
+
+use super::command::Command;
+use super::credentials::Credentials;
+use super::message::{FromInit, Receiver, Sender, ToInit};
+use crate::error::{Failure, Step};
+use crate::namespaces::Namespaces;
+use crate::rootfs::{self, RootfsPlan};
+use crate::stdio::ChildStdio;
+use crate::sys;
+
+/// Everything the init needs, prepared by the monitor before clone.
+pub(crate) struct InitContext<'a> {
+    pub(crate) namespaces: Namespaces,
+    pub(crate) wait_for_maps: bool,
+    pub(crate) rootfs: Option<RootfsPlan<'a>>,
+    pub(crate) hostname: Option<&'a str>,
+    pub(crate) cwd: &'a Path,
+    pub(crate) stdio: ChildStdio,
+    pub(crate) credentials: Credentials,
+    pub(crate) command: Command,
+    /// Monitor → init.
+    pub(crate) control: Receiver,
+    /// Init → monitor; close-on-exec, so its end of file tells the monitor exec worked.
+    pub(crate) report: Sender,
+}
+
+/// Runs the init and exits with 1 after a reported failure, or after a failed exec.
+pub(crate) fn run(mut ctx: InitContext<'_>) -> ! {
+    match setup(&mut ctx) {
+        Ok(true) => {
+            let errno = ctx.command.exec();
+            let _ = ctx.report.send_from_init(&FromInit::ExecFailed(errno));
+            sys::exit_now(127)
+        }
+        // The monitor went away before starting us: nothing to run.
+        Ok(false) => sys::exit_now(1),
+        Err(failure) => {
+            let _ = ctx.report.send_from_init(&FromInit::Failed(failure));
+            sys::exit_now(1)
+        }
+    }
+}
+
+/// Waits for one message; `Ok(false)` if the monitor closed the pipe instead.
+fn expect(control: &mut Receiver, want: ToInit) -> Result<bool, Failure> {
+    match control.recv_to_init() {
+        Ok(Some(got)) if got == want => Ok(true),
+        Ok(None) => Ok(false),
+        Ok(Some(_)) => Err(Failure::new(
+            Step::Sync,
+            "unexpected message",
+            std::io::ErrorKind::InvalidData.into(),
+        )),
+        Err(e) => Err(Failure::new(Step::Sync, "read", e)),
+    }
+}
+
+/// Everything up to exec; `Ok(true)` means exec now.
+fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
+    // A monitor that dies during setup takes the half-built container with it.
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    if ctx.wait_for_maps && !expect(&mut ctx.control, ToInit::MapsWritten)? {
+        return Ok(false);
+    }
+    // Until exec this process runs the monitor's binary: hide its /proc entries (exe, mem)
+    // from anything else that can see it (CVE-2019-5736). Exec makes it dumpable again.
+    hide_from_proc();
+    ctx.namespaces.join()?;
+    if let Some(plan) = &ctx.rootfs {
+        rootfs::setup(plan)?;
+    }
+    if let Some(name) = ctx.hostname {
+        rustix::system::sethostname(name.as_bytes()).map_err(Failure::at(Step::Hostname, name))?;
+    }
+    // After pivot_root, so a pty comes from the container's own devpts.
+    ctx.stdio.install()?;
+    enter_cwd(ctx.cwd)?;
+    ctx.credentials.apply()?;
+    prepare_exec()?;
+    ctx.report
+        .send_from_init(&FromInit::Ready)
+        .map_err(Failure::at(Step::Sync, "report ready"))?;
+    if !expect(&mut ctx.control, ToInit::Start)? {
+        return Ok(false);
+    }
+    let _ = rustix::process::set_parent_process_death_signal(None);
+    Ok(true)
+}
+
+/// Enters the working directory, creating it as Docker does for `WORKDIR`.
+pub(crate) fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
+    let cwd = if cwd.as_os_str().is_empty() {
+        Path::new("/")
+    } else {
+        cwd
+    };
+    if let Err(e) = rustix::process::chdir(cwd) {
+        if e != rustix::io::Errno::NOENT {
+            return Err(Failure::new(Step::Cwd, cwd.display(), e.into()));
+        }
+        std::fs::create_dir_all(cwd).map_err(|e| Failure::new(Step::Cwd, cwd.display(), e))?;
+        rustix::process::chdir(cwd).map_err(Failure::at(Step::Cwd, cwd.display()))?;
+    }
+    Ok(())
+}
+
+/// Makes the process non-dumpable, so its `/proc/PID` entries belong to root.
+pub(crate) fn hide_from_proc() {
+    let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable);
+}
+
+/// The last steps before exec shared with `exec`: a clean signal state and no inherited
+/// descriptors beyond 0-2 (CVE-2024-21626).
+pub(crate) fn prepare_exec() -> Result<(), Failure> {
+    sys::signal::reset_all().map_err(|e| Failure::new(Step::PrepareExec, "signals", e))?;
+    sys::cloexec_from_3().map_err(|e| Failure::new(Step::PrepareExec, "descriptors", e))
+}

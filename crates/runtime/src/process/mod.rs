@@ -1,0 +1,259 @@
+//! Creating a container: the monitor (the calling process) clones the container's init with
+//! all namespaces at once, writes its id maps, and waits for it to build the root; `start`
+//! lets it exec; `wait` forwards signals and collects the exit code.
+//!
+//! ```text
+//! monitor                                   init (pid 1 of the new pid namespace)
+//! clone(CLONE_NEWUSER|CLONE_NEWNS|…) ──────▶ blocks on the control pipe
+//! write uid_map/gid_map, MapsWritten ──────▶ stdio, mounts, pivot_root, hostname, cwd,
+//!                                            rlimits, user, caps, fds close-on-exec
+//! create() returns              ◀────────── Ready
+//! start(): Start ──────────────────────────▶ execve(args[0])
+//! start() returns on end of file ◀───────── (report pipe closed by exec) or ExecFailed(errno)
+//! ```
+
+mod command;
+mod credentials;
+mod init;
+pub(crate) mod message;
+
+use std::os::fd::OwnedFd;
+
+use oci_spec::runtime::LinuxNamespaceType;
+use rustix::process::{DumpableBehavior, Pid, PidfdFlags};
+
+use crate::error::RuntimeError;
+use crate::idmap::IdMaps;
+use crate::namespaces::Namespaces;
+use crate::rootfs::RootfsPlan;
+use crate::sys::{self, Forked};
+use crate::{monitor, stdio, Bundle, Stdio};
+
+pub(crate) use command::Command;
+pub(crate) use credentials::Credentials;
+pub(crate) use init::{enter_cwd, hide_from_proc, prepare_exec};
+use message::{FromInit, Receiver, Sender, ToInit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Created,
+    Running,
+    Exited,
+}
+
+/// A container whose process exists. Dropping a container that was never started kills it.
+pub struct Container {
+    pid: i32,
+    pidfd: OwnedFd,
+    control: Option<Sender>,
+    report: Receiver,
+    master: Option<OwnedFd>,
+    arg0: String,
+    state: State,
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container")
+            .field("pid", &self.pid)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Container {
+    /// Clones the container's init with the namespaces the spec asks for, writes its id maps,
+    /// sets up the root filesystem and mounts, `pivot_root`s, and leaves the process blocked
+    /// just before exec. Failures inside the init come back as [`RuntimeError::Setup`] naming
+    /// the step and its mount target or path.
+    ///
+    /// The calling process must be single-threaded: the init is a copy of the calling thread
+    /// only, made without the C library's fork handlers.
+    pub fn create(bundle: &Bundle, stdio: Stdio) -> Result<Container, RuntimeError> {
+        let spec = &bundle.spec;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| RuntimeError::InvalidSpec("no process".into()))?;
+        let namespaces = Namespaces::from_spec(spec)?;
+        let user_ns = namespaces.creates(LinuxNamespaceType::User);
+        let maps = user_ns.then(|| IdMaps::from_spec(spec));
+        let command = Command::from_process(process)?;
+        let credentials = Credentials::from_process(process, bundle.cpu_affinity.as_deref())?;
+        let rootfs = if namespaces.creates(LinuxNamespaceType::Mount) {
+            let mount_point = bundle.state_dir.join("rootfs");
+            std::fs::create_dir_all(&mount_point).map_err(|source| RuntimeError::Io {
+                what: "create",
+                path: mount_point.clone(),
+                source,
+            })?;
+            Some(RootfsPlan {
+                rootfs: &bundle.rootfs,
+                spec,
+                mount_point,
+                new_pid_ns: namespaces.creates(LinuxNamespaceType::Pid),
+                new_net_ns: namespaces.creates(LinuxNamespaceType::Network),
+                in_user_ns: user_ns,
+                tty_gid_mapped: maps.as_ref().is_none_or(|m| m.maps_gid(5)),
+            })
+        } else {
+            None
+        };
+        let hostname = spec
+            .hostname()
+            .as_deref()
+            .filter(|_| namespaces.creates(LinuxNamespaceType::Uts));
+        let (child_stdio, tty_socket) = stdio::prepare(stdio)?;
+        let (control_rx, control_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
+        let (report_rx, report_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
+        let clone_flags = namespaces.clone_flags;
+        let ctx = init::InitContext {
+            namespaces,
+            wait_for_maps: user_ns,
+            rootfs,
+            hostname,
+            cwd: process.cwd(),
+            stdio: child_stdio,
+            credentials,
+            command,
+            control: control_rx,
+            report: report_tx,
+        };
+        // The init inherits this flag, and the monitor must be able to open its
+        // /proc/PID/uid_map, which belongs to root while the process is non-dumpable. The
+        // monitor is made non-dumpable again right after (see finish_create); it stays so.
+        let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::Dumpable);
+        let pid =
+            match sys::clone_with_namespaces(clone_flags).map_err(RuntimeError::sys("clone"))? {
+                Forked::Child => {
+                    drop(control_tx);
+                    drop(report_rx);
+                    init::run(ctx)
+                }
+                Forked::Parent(pid) => pid,
+            };
+        let arg0 = ctx.command.arg0.clone();
+        // The monitor's copies of the init's ends must go, so end of file means what it says.
+        drop(ctx);
+        let pidfd = Pid::from_raw(pid)
+            .ok_or(RuntimeError::InitDied)
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, PidfdFlags::empty()).map_err(|e| RuntimeError::Sys {
+                    call: "pidfd_open",
+                    source: e.into(),
+                })
+            });
+        let pidfd = match pidfd {
+            Ok(fd) => fd,
+            Err(e) => {
+                abort(pid);
+                return Err(e);
+            }
+        };
+        let mut container = Container {
+            pid,
+            pidfd,
+            control: Some(control_tx),
+            report: report_rx,
+            master: None,
+            arg0,
+            state: State::Created,
+        };
+        container.finish_create(maps.as_ref())?;
+        container.master = stdio::receive_master(tty_socket)?;
+        if let Some(master) = &container.master {
+            // Before exec, so the process sees the right size from its first instruction.
+            crate::tty::copy_window_size(rustix::stdio::stdin(), master);
+        }
+        Ok(container)
+    }
+
+    fn finish_create(&mut self, maps: Option<&IdMaps>) -> Result<(), RuntimeError> {
+        // From here on the container could look at the monitor through /proc (shared pid
+        // namespace); a non-dumpable monitor's /proc entries are root's (CVE-2019-5736).
+        let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable);
+        if let Some(maps) = maps {
+            crate::idmap::write(self.pid, maps)?;
+            self.send(ToInit::MapsWritten)?;
+        }
+        match self.report.recv_from_init() {
+            Ok(Some(FromInit::Ready)) => Ok(()),
+            Ok(Some(FromInit::Failed(f))) => Err(f.into()),
+            Ok(_) => Err(RuntimeError::InitDied),
+            Err(e) => Err(RuntimeError::Sys {
+                call: "read from container init",
+                source: e,
+            }),
+        }
+    }
+
+    fn send(&mut self, msg: ToInit) -> Result<(), RuntimeError> {
+        let control = self.control.as_mut().ok_or(RuntimeError::State("start"))?;
+        control.send_to_init(msg).map_err(|e| RuntimeError::Sys {
+            call: "write to container init",
+            source: e,
+        })
+    }
+
+    /// The host pid of the container's process.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Lets the process exec. Returns once exec has succeeded, or with
+    /// [`RuntimeError::NotFound`] (exit code 127) or [`RuntimeError::NotExecutable`] (126)
+    /// naming `args[0]`.
+    pub fn start(&mut self) -> Result<(), RuntimeError> {
+        if self.state != State::Created {
+            return Err(RuntimeError::State("start"));
+        }
+        self.send(ToInit::Start)?;
+        self.control = None;
+        self.state = State::Running;
+        match self.report.recv_from_init() {
+            Ok(None) => Ok(()),
+            Ok(Some(FromInit::ExecFailed(errno))) => {
+                let _ = monitor::reap(self.pid);
+                self.state = State::Exited;
+                Err(RuntimeError::from_exec_errno(&self.arg0, errno))
+            }
+            Ok(Some(_)) => Err(RuntimeError::InitDied),
+            Err(e) => Err(RuntimeError::Sys {
+                call: "read from container init",
+                source: e,
+            }),
+        }
+    }
+
+    /// Waits for the process to end and returns Docker's exit code: its exit status, or
+    /// 128+N when signal N killed it. With `forward_signals`, every catchable signal this
+    /// process receives meanwhile is sent on to the container (except SIGCHLD, and SIGWINCH
+    /// with a tty, which resizes the pty); a tty is relayed to this process's stdio.
+    pub fn wait(&mut self, forward_signals: bool) -> Result<i32, RuntimeError> {
+        if self.state != State::Running {
+            return Err(RuntimeError::State("wait"));
+        }
+        let code = monitor::wait(self.pid, &self.pidfd, forward_signals, self.master.as_ref());
+        self.state = State::Exited;
+        code
+    }
+
+    /// The pty master of a [`Stdio::Tty`] container, for callers that relay it themselves.
+    pub fn pty_master(&self) -> Option<&OwnedFd> {
+        self.master.as_ref()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.state == State::Created {
+            abort(self.pid);
+        }
+    }
+}
+
+/// Kills and reaps a container process that will never run.
+fn abort(pid: i32) {
+    let _ = sys::kill(pid, libc::SIGKILL);
+    let _ = monitor::reap(pid);
+}

@@ -1,0 +1,183 @@
+//! Building the container's filesystem view inside its new mount namespace: the root
+//! (overlay or bind), the spec's mounts in order, `/dev`, masked and read-only paths, the
+//! read-only root, and finally `pivot_root` with the old root detached.
+
+mod devices;
+mod mounts;
+mod options;
+mod paths;
+mod resolve;
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+use crate::error::{Failure, Step};
+use crate::Rootfs;
+
+/// Everything the container's init needs to know to build its root, decided by the monitor.
+pub(crate) struct RootfsPlan<'a> {
+    pub(crate) rootfs: &'a Rootfs,
+    pub(crate) spec: &'a oci_spec::runtime::Spec,
+    /// Where the root is mounted before `pivot_root` (inside the private state dir).
+    pub(crate) mount_point: PathBuf,
+    pub(crate) new_pid_ns: bool,
+    pub(crate) new_net_ns: bool,
+    pub(crate) in_user_ns: bool,
+    /// Whether gid 5 (tty) exists in the container, for devpts's `gid=5`.
+    pub(crate) tty_gid_mapped: bool,
+}
+
+impl RootfsPlan<'_> {
+    fn readonly_root(&self) -> bool {
+        self.spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false)
+    }
+}
+
+/// Builds the root and enters it. Runs in the container's init, in its new mount namespace.
+pub(crate) fn setup(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
+    // Nothing done from here on may propagate back to the host's mount table.
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(Failure::at(Step::Propagation, "/"))?;
+    mount_root(plan)?;
+    let root = resolve::open_root(&plan.mount_point)
+        .map_err(Failure::at(Step::MountRoot, plan.mount_point.display()))?;
+    for m in plan.spec.mounts().as_deref().unwrap_or_default() {
+        mounts::mount_one(&root, m, plan)?;
+    }
+    if let Some(devices) = plan
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+    {
+        devices::bind_spec_devices(&root, devices)?;
+    }
+    let linux = plan.spec.linux().as_ref();
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        paths::mask(&root, Path::new(p))?;
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        paths::make_readonly(&root, Path::new(p))?;
+    }
+    drop(root);
+    if plan.readonly_root() {
+        let flags = options::current_flags(
+            resolve::open_root(&plan.mount_point).map_err(Failure::at(Step::Remount, "/"))?,
+        )
+        .map_err(Failure::at(Step::Remount, "/"))?;
+        rustix::mount::mount_remount(
+            &plan.mount_point,
+            MountFlags::BIND | MountFlags::RDONLY | flags,
+            "",
+        )
+        .map_err(Failure::at(Step::Remount, "/ read-only"))?;
+    }
+    pivot(&plan.mount_point)
+}
+
+/// Mounts the image on the mount point: overlayfs over the layers, or a bind of a directory.
+fn mount_root(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
+    let target = &plan.mount_point;
+    match plan.rootfs {
+        Rootfs::Dir(dir) => rustix::mount::mount_bind_recursive(dir, target)
+            .map_err(Failure::at(Step::MountRoot, dir.display())),
+        Rootfs::Overlay { lower, upper, work } => {
+            let data = overlay_options(lower, upper, work)
+                .map_err(|e| Failure::new(Step::MountRoot, "overlay", e))?;
+            rustix::mount::mount(
+                "overlay",
+                target,
+                "overlay",
+                MountFlags::empty(),
+                data.as_c_str(),
+            )
+            .map_err(Failure::at(
+                Step::MountRoot,
+                format!("overlay on {}", target.display()),
+            ))
+        }
+    }
+}
+
+/// The overlay mount data. `userxattr` makes overlayfs read `user.overlay.*` attributes, the
+/// only ones an unprivileged store can write, and is also what lets it mount in a user namespace.
+fn overlay_options(lower: &[PathBuf], upper: &Path, work: &Path) -> std::io::Result<CString> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned());
+    if lower.is_empty() {
+        return Err(invalid("no lower layers"));
+    }
+    let mut data = String::from("lowerdir=");
+    for (i, dir) in lower.iter().enumerate() {
+        let s = dir
+            .to_str()
+            .ok_or_else(|| invalid("layer path is not utf-8"))?;
+        if s.contains([':', ',', '\\']) {
+            return Err(invalid("layer path contains ':', ',' or '\\'"));
+        }
+        if i > 0 {
+            data.push(':');
+        }
+        data.push_str(s);
+    }
+    for (key, dir) in [("upperdir", upper), ("workdir", work)] {
+        let s = dir
+            .to_str()
+            .ok_or_else(|| invalid("upper or work path is not utf-8"))?;
+        data.push_str(&format!(",{key}={s}"));
+    }
+    data.push_str(",userxattr");
+    // mount(2) takes at most one page of options.
+    if data.len() >= 4096 {
+        return Err(invalid("too many layers for one mount call"));
+    }
+    CString::new(data).map_err(|_| invalid("nul byte in layer path"))
+}
+
+/// `pivot_root(".", ".")` then a lazy unmount of the old root stacked on top, as runc does:
+/// no directory for the old root is needed and nothing of the host stays reachable.
+fn pivot(new_root: &Path) -> Result<(), Failure> {
+    let at = |what: &str| Failure::at(Step::PivotRoot, format!("{what} {}", new_root.display()));
+    rustix::process::chdir(new_root).map_err(at("chdir"))?;
+    rustix::process::pivot_root(".", ".").map_err(at("into"))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(at("detach old root from"))?;
+    rustix::process::chdir("/").map_err(at("chdir / in"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_data() {
+        let d = overlay_options(
+            &["/l/top".into(), "/l/base".into()],
+            Path::new("/u"),
+            Path::new("/w"),
+        )
+        .unwrap();
+        assert_eq!(
+            d.to_str().unwrap(),
+            "lowerdir=/l/top:/l/base,upperdir=/u,workdir=/w,userxattr"
+        );
+        assert!(overlay_options(&["/a:b".into()], Path::new("/u"), Path::new("/w")).is_err());
+        assert!(overlay_options(&[], Path::new("/u"), Path::new("/w")).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! The runtime's only `unsafe` code: thin, safe wrappers over the few calls that rustix does not
+//! offer (clone with namespace flags, fork, `_exit`, `execve`, `close_range`, signal masks and
+//! signalfd). Everything else in the crate goes through rustix.
+#![allow(unsafe_code)]
+
+pub(crate) mod signal;
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::raw::c_char;
+
+/// Which side of a fork-like call we are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The calling process, with the child's host pid.
+    Parent(i32),
+}
+
+fn forked(ret: libc::c_long) -> io::Result<Forked> {
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// `clone(2)` without a new stack, so it behaves like `fork` but creates the namespaces in
+/// `ns_flags` (`CLONE_NEW*`) at once: the child is pid 1 of a new pid namespace and starts with
+/// full capabilities in a new user namespace. The caller must be single-threaded, since the
+/// child only has a copy of the calling thread and no fork handlers run.
+pub(crate) fn clone_with_namespaces(ns_flags: libc::c_int) -> io::Result<Forked> {
+    let flags = (ns_flags | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: without CLONE_VM the child gets its own copy of the address space and resumes
+    // here on its copy of the stack, exactly as after fork(); all pointer arguments are null.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    forked(ret)
+}
+
+/// `clone(CLONE_PARENT)`: the new process becomes a sibling of the caller, i.e. a child of the
+/// caller's parent. `exec` uses it so the joined process, created after `setns` into a pid
+/// namespace, can be waited for by the monitor directly.
+pub(crate) fn clone_sibling() -> io::Result<Forked> {
+    let flags = libc::CLONE_PARENT as libc::c_ulong;
+    // SAFETY: as in clone_with_namespaces: a fork-like clone with null pointer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    forked(ret)
+}
+
+/// `fork(2)` through libc, so the C library's fork handlers keep its locks usable in the child
+/// even when the caller has other threads.
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: fork has no memory-safety preconditions; the child only runs our own code.
+    let ret = unsafe { libc::fork() };
+    forked(libc::c_long::from(ret))
+}
+
+/// Ends the current process at once, without running destructors or atexit handlers that
+/// belong to the parent's copy of the program.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Marks every descriptor from 3 up close-on-exec, so nothing of the host survives `execve`
+/// except what was dup'ed onto 0, 1 and 2 (CVE-2024-21626).
+pub(crate) fn cloexec_from_3() -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes descriptor flags; the arguments are plain integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A null-terminated `char *[]` built ahead of time, so the child needs no allocation to exec.
+pub(crate) struct CStringArray {
+    // Owns the strings the pointers point into.
+    _strings: Vec<CString>,
+    ptrs: Vec<*const c_char>,
+}
+
+impl CStringArray {
+    /// Builds the array; `None` if a string contains a NUL byte.
+    pub(crate) fn new<S: AsRef<str>>(items: &[S]) -> Option<Self> {
+        let strings = items
+            .iter()
+            .map(|s| CString::new(s.as_ref()).ok())
+            .collect::<Option<Vec<_>>>()?;
+        let mut ptrs: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        Some(Self {
+            _strings: strings,
+            ptrs,
+        })
+    }
+}
+
+/// `execve(2)`; returns only on failure, with the error.
+pub(crate) fn execve(path: &CStr, argv: &CStringArray, envp: &CStringArray) -> io::Error {
+    // SAFETY: path is a valid C string and both arrays are null-terminated arrays of valid C
+    // strings kept alive by their owners for the duration of the call.
+    unsafe { libc::execve(path.as_ptr(), argv.ptrs.as_ptr(), envp.ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// `kill(2)` with any signal number, realtime ones included (rustix's `Signal` only names the
+/// classic ones safely).
+pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill takes plain integers and has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

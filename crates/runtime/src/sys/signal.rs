@@ -1,0 +1,82 @@
+//! Signal masks, dispositions and signalfd: what the monitor needs to forward signals and what
+//! a container process needs to start with a clean signal state.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// Highest signal number on Linux (`SIGRTMAX`).
+pub(crate) const SIGRTMAX: i32 = 64;
+
+/// A set of signal numbers.
+#[derive(Clone, Copy)]
+pub(crate) struct SigSet(libc::sigset_t);
+
+impl SigSet {
+    /// The empty set.
+    pub(crate) fn empty() -> Self {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the whole set it is given.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            Self(set.assume_init())
+        }
+    }
+
+    /// Adds `signal`; out-of-range numbers are ignored.
+    pub(crate) fn add(&mut self, signal: i32) {
+        // SAFETY: self.0 is an initialised set; sigaddset validates the number.
+        unsafe { libc::sigaddset(&mut self.0, signal) };
+    }
+}
+
+/// Replaces the calling thread's signal mask, returning the previous one.
+pub(crate) fn set_mask(set: &SigSet) -> io::Result<SigSet> {
+    let mut old = SigSet::empty();
+    // SAFETY: both pointers refer to initialised sigset_t values owned by this frame.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set.0, &mut old.0) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(old)
+}
+
+/// Adds `set` to the calling thread's signal mask, returning the previous mask.
+pub(crate) fn block(set: &SigSet) -> io::Result<SigSet> {
+    let mut old = SigSet::empty();
+    // SAFETY: both pointers refer to initialised sigset_t values owned by this frame.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set.0, &mut old.0) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(old)
+}
+
+/// A close-on-exec, non-blocking signalfd reporting the signals in `set`.
+pub(crate) fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
+    // SAFETY: set is initialised; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: signalfd returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Size of `struct signalfd_siginfo`, what one read from a signalfd returns per signal.
+pub(crate) const SIGINFO_SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
+
+/// Resets every signal to its default action and unblocks all signals, so the container does
+/// not inherit dispositions such as Rust's ignored SIGPIPE or a blocked mask from the monitor.
+pub(crate) fn reset_all() -> io::Result<()> {
+    for signal in 1..=SIGRTMAX {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL has no memory-safety preconditions; the C library refuses
+        // the signals it reserves for itself, which is harmless here.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    set_mask(&SigSet::empty()).map(|_| ())
+}

@@ -1,0 +1,256 @@
+//! Container records and named volumes.
+//!
+//! A container is a directory `containers/<id>/` holding its record (`config.json`, written
+//! once), its state (`state.json`, rewritten by its monitor), its writable overlay layer and
+//! the log of a detached run. The record names the image, which keeps the image's blobs and
+//! layers from garbage collection for as long as the container exists.
+
+use std::fs;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::atomic::write_atomic;
+use crate::error::{IoContext, StoreError};
+use crate::{lock, Store};
+use berth_types::Digest;
+
+/// What a container was created from and with; written once, at creation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerRecord {
+    /// 64 hex characters.
+    pub id: String,
+    /// Unique name (`--name` or generated).
+    pub name: String,
+    /// The image id (config digest); garbage collection reads this field.
+    pub image: Digest,
+    /// The image as the user named it.
+    pub image_name: String,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// Docker-style `Config` (Cmd, Entrypoint, Env, WorkingDir, User, Labels, …).
+    pub config: Value,
+    /// Docker-style `HostConfig` (the run flags that matter after creation).
+    pub host_config: Value,
+    /// Read-only layers of the root filesystem, top-most first.
+    pub lower_dirs: Vec<std::path::PathBuf>,
+    /// The OCI runtime spec the container runs with.
+    pub spec: Value,
+    /// Named volumes the container mounts.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+}
+
+/// What a container is doing, as its monitor last recorded it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerState {
+    /// `created`, `running`, `paused` or `exited`.
+    pub status: String,
+    /// Host pid of the container's main process (0 when none).
+    pub pid: i32,
+    /// Host pid of the monitor process that waits for it.
+    pub monitor_pid: i32,
+    /// Start time of the monitor (field 22 of `/proc/PID/stat`), so a recycled pid is not it.
+    pub monitor_start: u64,
+    /// Kernel boot id when the monitor ran; another boot means the container is gone.
+    pub boot_id: String,
+    /// Host the monitor ran on: a store shared between nodes shows others' containers.
+    pub hostname: String,
+    /// Exit code once exited (Docker's: 128+N when killed by signal N).
+    pub exit_code: Option<i32>,
+    /// RFC 3339 times.
+    pub started_at: String,
+    /// RFC 3339 time of exit.
+    pub finished_at: String,
+    /// Why the container failed to start, if it did.
+    pub error: String,
+    /// Cgroup directories created for the container.
+    #[serde(default)]
+    pub cgroups: Vec<std::path::PathBuf>,
+}
+
+impl Store {
+    /// Claims the record's name and creates the container directory with its writable layer.
+    pub fn create_container(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        let _guard = lock::exclusive(&self.paths.containers_lock())?;
+        for other in self.containers()? {
+            if other.name == rec.name {
+                return Err(StoreError::NameInUse {
+                    name: rec.name.clone(),
+                    id: other.id,
+                });
+            }
+        }
+        let dir = self.paths.container_dir(&rec.id);
+        for d in [
+            self.paths.container_upper(&rec.id),
+            self.paths.container_work(&rec.id),
+        ] {
+            fs::create_dir_all(&d).at(&d)?;
+        }
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Corrupt {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&self.paths, &self.paths.container_config(&rec.id), &bytes)
+    }
+
+    /// Every container with a readable record; half-created ones are skipped.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
+        let dir = self.paths.containers_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().to_string();
+            if let Ok(bytes) = fs::read(self.paths.container_config(&id)) {
+                if let Ok(rec) = serde_json::from_slice::<ContainerRecord>(&bytes) {
+                    out.push(rec);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(out)
+    }
+
+    /// By name, full id or unique id prefix, as Docker resolves containers.
+    pub fn lookup_container(&self, s: &str) -> Result<ContainerRecord, StoreError> {
+        let all = self.containers()?;
+        if let Some(c) = all.iter().find(|c| c.name == s || c.id == s) {
+            return Ok(c.clone());
+        }
+        let matches: Vec<_> = all.iter().filter(|c| c.id.starts_with(s)).collect();
+        match matches.as_slice() {
+            [one] if !s.is_empty() => Ok((*one).clone()),
+            [] | [_] => Err(StoreError::ContainerNotFound(s.to_string())),
+            many => Err(StoreError::AmbiguousId {
+                input: s.to_string(),
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// The last recorded state; `created` when the monitor has not written one yet.
+    pub fn container_state(&self, id: &str) -> Result<ContainerState, StoreError> {
+        let path = self.paths.container_state(id);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ContainerState {
+                status: "created".into(),
+                ..Default::default()
+            }),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    /// Replaces the state atomically, so readers never see half of it.
+    pub fn set_container_state(&self, id: &str, st: &ContainerState) -> Result<(), StoreError> {
+        let path = self.paths.container_state(id);
+        let bytes = serde_json::to_vec_pretty(st).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&self.paths, &path, &bytes)
+    }
+
+    /// Deletes the container directory. The record goes first (renamed away), so a removal
+    /// interrupted half-way leaves no container that looks alive.
+    pub fn remove_container(&self, id: &str) -> Result<(), StoreError> {
+        let dir = self.paths.container_dir(id);
+        if !dir.exists() {
+            return Err(StoreError::ContainerNotFound(id.to_string()));
+        }
+        let doomed = self.paths.temp("container-rm");
+        fs::rename(&dir, &doomed).at(&dir)?;
+        remove_tree(&doomed)
+    }
+
+    /// Creates a named volume (idempotent) and returns the directory it mounts.
+    pub fn create_volume(&self, name: &str) -> Result<std::path::PathBuf, StoreError> {
+        let ok = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            return Err(StoreError::InvalidVolumeName(name.to_string()));
+        }
+        let data = self.paths.volume_data(name);
+        fs::create_dir_all(&data).at(&data)?;
+        Ok(data)
+    }
+
+    /// Names of the named volumes.
+    pub fn volumes(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.paths.volumes_dir();
+        let mut out: Vec<String> = match fs::read_dir(&dir) {
+            Ok(e) => e
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        };
+        out.sort();
+        Ok(out)
+    }
+
+    /// The directory of an existing volume.
+    pub fn volume_path(&self, name: &str) -> Result<std::path::PathBuf, StoreError> {
+        let data = self.paths.volume_data(name);
+        if data.is_dir() {
+            Ok(data)
+        } else {
+            Err(StoreError::VolumeNotFound(name.to_string()))
+        }
+    }
+
+    /// Removes a volume no container uses (any, with `force`).
+    pub fn remove_volume(&self, name: &str, force: bool) -> Result<(), StoreError> {
+        self.volume_path(name)?;
+        if !force {
+            if let Some(c) = self
+                .containers()?
+                .into_iter()
+                .find(|c| c.volumes.iter().any(|v| v == name))
+            {
+                return Err(StoreError::VolumeInUse {
+                    volume: name.to_string(),
+                    container: c.name,
+                });
+            }
+        }
+        let dir = self.paths.volumes_dir().join(name);
+        let doomed = self.paths.temp("volume-rm");
+        fs::rename(&dir, &doomed).at(&dir)?;
+        remove_tree(&doomed)
+    }
+}
+
+/// `rm -rf` that also gets through directories a container made read-only.
+fn remove_tree(path: &std::path::Path) -> Result<(), StoreError> {
+    if fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(m) = fs::symlink_metadata(&d) {
+            if m.is_dir() {
+                let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o700));
+                if let Ok(rd) = fs::read_dir(&d) {
+                    stack.extend(rd.flatten().map(|e| e.path()));
+                }
+            }
+        }
+    }
+    fs::remove_dir_all(path).at(path)
+}

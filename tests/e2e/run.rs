@@ -1,0 +1,431 @@
+//! `berth run` and the container lifecycle on real containers from the busybox image.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::common::Berth;
+
+/// A Berth with the busybox fixture imported as `bb`.
+fn with_busybox() -> Berth {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    b
+}
+
+fn code(b: &Berth, args: &[&str]) -> (i32, String, String) {
+    let out = b.run(args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn exit_codes_like_docker() {
+    let b = with_busybox();
+    assert_eq!(code(&b, &["run", "--rm", "localhost/bb", "true"]).0, 0);
+    assert_eq!(code(&b, &["run", "--rm", "localhost/bb", "false"]).0, 1);
+    assert_eq!(
+        code(&b, &["run", "--rm", "localhost/bb", "sh", "-c", "exit 7"]).0,
+        7
+    );
+    // Killed by a signal: 128+N. (As PID 1 of its namespace a shell ignores its own SIGTERM,
+    // as under Docker, so this runs in the host pid namespace of the hpc profile.)
+    assert_eq!(
+        code(
+            &b,
+            &[
+                "run",
+                "--rm",
+                "--hpc",
+                "localhost/bb",
+                "sh",
+                "-c",
+                "kill -TERM $$"
+            ]
+        )
+        .0,
+        143
+    );
+    let (c, _, err) = code(&b, &["run", "--rm", "localhost/bb", "/nonexistent"]);
+    assert_eq!(c, 127, "{err}");
+    assert!(err.contains("/nonexistent"), "{err}");
+    let (c, _, err) = code(&b, &["run", "--rm", "localhost/bb", "/etc/passwd"]);
+    assert_eq!(c, 126, "{err}");
+    let (c, _, err) = code(&b, &["run", "--rm", "localhost/nosuchimage", "true"]);
+    assert_eq!(c, 125, "{err}");
+    assert!(
+        b.ok(&["ps", "-aq"]).trim().is_empty(),
+        "--rm left containers"
+    );
+}
+
+#[test]
+fn image_config_and_flags() {
+    let b = Berth::new();
+    let tar = berth_testkit::busybox_rootfs_tar();
+    b.ok(&[
+        "import",
+        "-c",
+        "ENV FOO=image",
+        "-c",
+        "WORKDIR /srv/app",
+        "-c",
+        "ENTRYPOINT [\"/bin/sh\", \"-c\"]",
+        "-c",
+        "CMD [\"echo default\"]",
+        tar.to_str().unwrap(),
+        "localhost/cfg",
+    ]);
+    assert_eq!(b.ok(&["run", "--rm", "localhost/cfg"]).trim(), "default");
+    assert_eq!(
+        b.ok(&["run", "--rm", "localhost/cfg", "echo $FOO; pwd"])
+            .trim(),
+        "image\n/srv/app"
+    );
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-e",
+            "FOO=flag",
+            "-w",
+            "/tmp",
+            "localhost/cfg",
+            "echo $FOO; pwd"
+        ])
+        .trim(),
+        "flag\n/tmp"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "--entrypoint", "echo", "localhost/cfg", "hi"])
+            .trim(),
+        "hi"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "-u", "1000", "localhost/cfg", "id -u"])
+            .trim(),
+        "1000"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "-u", "nobody", "localhost/cfg", "id -u"])
+            .trim(),
+        "65534"
+    );
+    let err = b.fails(
+        &["run", "--rm", "-u", "ghost", "localhost/cfg", "true"],
+        125,
+    );
+    assert!(err.contains("ghost"), "{err}");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--hostname",
+            "box",
+            "localhost/cfg",
+            "hostname"
+        ])
+        .trim(),
+        "box"
+    );
+    let env = b.dir.path().join("env");
+    std::fs::write(&env, "# comment\nA=1\nB=two words\n").unwrap();
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--env-file",
+            env.to_str().unwrap(),
+            "localhost/cfg",
+            "echo $A $B"
+        ])
+        .trim(),
+        "1 two words"
+    );
+}
+
+#[test]
+fn mounts_and_read_only() {
+    let b = with_busybox();
+    let host = b.dir.path().join("data");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in"), "from host").unwrap();
+    let v = format!("{}:/data", host.display());
+    assert_eq!(
+        b.ok(&["run", "--rm", "-v", &v, "localhost/bb", "cat", "/data/in"]),
+        "from host"
+    );
+    b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &v,
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo out > /data/out",
+    ]);
+    assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "out\n");
+    let ro = format!("{}:/data:ro", host.display());
+    let (c, _, _) = code(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &ro,
+            "localhost/bb",
+            "sh",
+            "-c",
+            "echo x > /data/x",
+        ],
+    );
+    assert_ne!(c, 0);
+    assert!(!host.join("x").exists());
+    let (c, _, _) = code(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--read-only",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "echo x > /x",
+        ],
+    );
+    assert_ne!(c, 0);
+    b.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo x > /scratch/x",
+    ]);
+    // Named volumes persist across containers.
+    b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/v",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo kept > /v/f",
+    ]);
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "vol1:/v",
+            "localhost/bb",
+            "cat",
+            "/v/f"
+        ]),
+        "kept\n"
+    );
+    assert!(b.ok(&["volume", "ls", "-q"]).contains("vol1"));
+    b.ok(&["volume", "rm", "vol1"]);
+    // The writable layer is per container and discarded with --rm.
+    b.ok(&[
+        "run",
+        "--rm",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo x > /etc/changed",
+    ]);
+    let (c, _, _) = code(&b, &["run", "--rm", "localhost/bb", "cat", "/etc/changed"]);
+    assert_ne!(c, 0);
+}
+
+#[test]
+fn detached_lifecycle() {
+    let b = with_busybox();
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "echo started; trap 'echo bye; exit 3' TERM; while :; do sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = b.ok(&["ps"]);
+    assert!(ps.contains("web") && ps.contains("Up"), "{ps}");
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "web"])).unwrap();
+    assert_eq!(v[0]["State"]["Status"], "running");
+    assert!(v[0]["State"]["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(b.ok(&["exec", "web", "echo", "inside"]).trim(), "inside");
+    let (c, _, _) = code(&b, &["exec", "web", "sh", "-c", "exit 5"]);
+    assert_eq!(c, 5);
+    let top = b.ok(&["top", "web"]);
+    assert!(top.contains("sh -c"), "{top}");
+    b.ok(&["pause", "web"]);
+    assert!(b.ok(&["ps"]).contains("Paused"));
+    b.ok(&["unpause", "web"]);
+    let err = b.fails(&["rm", "web"], 1);
+    assert!(err.contains("running"), "{err}");
+    b.ok(&["stop", "-t", "5", "web"]);
+    assert_eq!(b.ok(&["wait", "web"]).trim(), "3");
+    let logs = b.ok(&["logs", "web"]);
+    assert!(logs.contains("started") && logs.contains("bye"), "{logs}");
+    assert_eq!(b.ok(&["logs", "--tail", "1", "web"]).trim(), "bye");
+    assert!(b.ok(&["logs", "-t", "web"]).starts_with("20"));
+    let ps = b.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (3)"), "{ps}");
+    b.ok(&["rm", "web"]);
+    assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+
+    // kill -s and rm -f of a running container.
+    b.ok(&["run", "-d", "--name", "k", "localhost/bb", "sleep", "100"]);
+    b.ok(&["kill", "-s", "KILL", "k"]);
+    assert_eq!(b.ok(&["wait", "k"]).trim(), "137");
+    b.ok(&["run", "-d", "--name", "f", "localhost/bb", "sleep", "100"]);
+    b.ok(&["rm", "-f", "f", "k"]);
+    assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+}
+
+#[test]
+fn signals_reach_the_container() {
+    let b = with_busybox();
+    let mut child = b
+        .cmd()
+        .args([
+            "run",
+            "--rm",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "trap 'exit 42' USR1; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    std::process::Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+}
+
+#[test]
+fn cpu_limits_are_visible() {
+    let b = with_busybox();
+    let out = b.ok(&[
+        "run", "--rm", "--cpuset-cpus", "0", "localhost/bb", "sh", "-c",
+        "nproc; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; echo $OMP_NUM_THREADS",
+    ]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["1", "1", "0", "1"],
+        "{out}"
+    );
+    // An explicit OMP_NUM_THREADS wins.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--cpus",
+        "1",
+        "-e",
+        "OMP_NUM_THREADS=7",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo $OMP_NUM_THREADS",
+    ]);
+    assert_eq!(out.trim(), "7");
+}
+
+#[test]
+fn hpc_profile_runs_as_the_caller() {
+    let b = with_busybox();
+    let home = b.home();
+    std::fs::write(home.join("note"), "mine\n").unwrap();
+    let out = b
+        .cmd()
+        .current_dir(&home)
+        .env("MY_VAR", "passed")
+        .args([
+            "run",
+            "--rm",
+            "--hpc",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "id -u; pwd; cat note; echo $MY_VAR",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, ["0", home.to_str().unwrap(), "mine", "passed"]);
+}
+
+#[test]
+fn no_host_fds_and_masked_paths() {
+    let b = with_busybox();
+    let out = b.ok(&["run", "--rm", "localhost/bb", "ls", "/proc/self/fd"]);
+    let fds: Vec<&str> = out.split_whitespace().collect();
+    // 0-2 plus the directory ls is reading.
+    assert!(fds.len() <= 4, "leaked fds: {fds:?}");
+    let (c, _, _) = code(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "head -c1 /proc/kcore",
+        ],
+    );
+    assert_ne!(c, 0);
+    let out = b.ok(&["run", "--rm", "localhost/bb", "sh", "-c", "echo $$"]);
+    assert_eq!(out.trim(), "1");
+}
+
+#[test]
+fn rm_flag_and_cidfile() {
+    let b = with_busybox();
+    let cid = b.dir.path().join("cid");
+    b.ok(&[
+        "run",
+        "--cidfile",
+        cid.to_str().unwrap(),
+        "--name",
+        "keep",
+        "localhost/bb",
+        "true",
+    ]);
+    let id = std::fs::read_to_string(&cid).unwrap();
+    assert_eq!(id.len(), 64);
+    assert!(b.ok(&["ps", "-a", "--no-trunc"]).contains(&id));
+    let err = b.fails(&["run", "--name", "keep", "localhost/bb", "true"], 125);
+    assert!(err.contains("keep"), "{err}");
+    b.ok(&["container", "prune", "-f"]);
+    assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+    std::thread::sleep(Duration::from_millis(1));
+}
