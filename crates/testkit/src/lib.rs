@@ -21,4 +21,4 @@ pub use cache::cache_dir;
 pub use fixtures::{busybox_rootfs_tar, debian_rootfs_tar, oci_layout_from_tar};
 pub use net::{free_port, http_get_status};
 pub use registry::{Auth, Registry};
-pub use user::{as_user, run_as, unprivileged_user, TestUser};
+pub use user::{as_user, run_as, unprivileged_user, unprivileged_user_without_subids, TestUser};

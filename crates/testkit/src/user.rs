@@ -119,6 +119,49 @@ pub fn unprivileged_user() -> TestUser {
     .clone()
 }
 
+/// Returns the user `berthnosub`, created like [`unprivileged_user`] but with no subordinate
+/// ids, as on clusters without `/etc/subuid` entries: Berth must fall back to a single-id map.
+pub fn unprivileged_user_without_subids() -> TestUser {
+    const NAME: &str = "berthnosub";
+    static USER: OnceLock<TestUser> = OnceLock::new();
+    USER.get_or_init(|| {
+        if let Some(u) = lookup(NAME) {
+            if !has_subids(NAME) {
+                return u;
+            }
+        }
+        assert!(
+            is_root(),
+            "user {NAME} does not exist and only root can create it"
+        );
+        let _guard = lock("user-nosub");
+        if lookup(NAME).is_none() {
+            let out = Command::new(require_program("useradd"))
+                .args([
+                    "-m",
+                    "-U",
+                    "-s",
+                    "/bin/sh",
+                    "-K",
+                    "SUB_UID_COUNT=0",
+                    "-K",
+                    "SUB_GID_COUNT=0",
+                    NAME,
+                ])
+                .output()
+                .expect("run useradd");
+            assert!(
+                out.status.success(),
+                "useradd {NAME} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(!has_subids(NAME), "{NAME} must have no /etc/subuid entry");
+        lookup(NAME).expect("user exists after useradd")
+    })
+    .clone()
+}
+
 /// Builds a command that runs `cmd` as `user`: through `setpriv` with the user's uid, gid and
 /// supplementary groups, in a clean environment (`HOME`, `USER`, `LOGNAME`, `PATH`,
 /// `XDG_RUNTIME_DIR`, `LANG`) plus the variables set explicitly on `cmd`, in `cmd`'s working
