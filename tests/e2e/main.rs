@@ -10,4 +10,5 @@ mod hostile;
 mod pull_push;
 mod rootless;
 mod run;
+mod run_flags;
 mod umoci;

@@ -82,6 +82,9 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
                 .collect(),
         });
     }
+    for d in &a.device {
+        mounts.push(parse_device(d)?);
+    }
     for m in &mounts {
         if matches!(m.kind, MountKind::Bind) {
             check_readable(Path::new(&m.source))?;
@@ -399,6 +402,34 @@ fn parse_volume(store: &Store, v: &str, volumes: &mut Vec<String>) -> Result<Mou
         target: dst.to_string(),
         readonly,
         options,
+    })
+}
+
+/// `--device HOST[:CONTAINER[:PERMS]]`: a user namespace may not create device nodes, so the
+/// host's node is bind-mounted; without `w` in PERMS it is read-only.
+fn parse_device(d: &str) -> Result<MountSpec> {
+    let parts: Vec<&str> = d.split(':').collect();
+    let (host, target, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, c] if c.chars().all(|x| "rwm".contains(x)) => (*h, *h, *c),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => bail!("invalid --device {d:?}: expected HOST[:CONTAINER[:PERMS]]"),
+    };
+    use std::os::unix::fs::FileTypeExt;
+    let m = fs::metadata(host).with_context(|| format!("invalid --device {d:?}: {host}"))?;
+    if !(m.file_type().is_char_device() || m.file_type().is_block_device()) {
+        bail!("invalid --device {d:?}: {host} is not a device node");
+    }
+    if !target.starts_with('/') {
+        bail!("invalid --device {d:?}: the container path must be absolute");
+    }
+    Ok(MountSpec {
+        kind: MountKind::Bind,
+        source: host.to_string(),
+        target: target.to_string(),
+        readonly: !perms.contains('w'),
+        options: Vec::new(),
     })
 }
 

@@ -1,0 +1,319 @@
+//! The rest of `run`'s flags, and the protections against known runtime escapes.
+
+use std::process::Command;
+
+use crate::common::Berth;
+
+fn with_busybox() -> Berth {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    b
+}
+
+fn lines(s: &str) -> Vec<String> {
+    s.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn network_modes() {
+    let b = with_busybox();
+    let count = |net: &str| {
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "localhost/bb",
+            "cat",
+            "/proc/net/dev",
+        ]);
+        out.lines().filter(|l| l.contains(':')).count()
+    };
+    assert_eq!(count("none"), 1, "only loopback");
+    assert_eq!(count("private"), 1, "only loopback");
+    let host = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(':'))
+        .count();
+    assert_eq!(count("host"), host);
+    let err = b.fails(
+        &["run", "--rm", "--network", "bogus", "localhost/bb", "true"],
+        125,
+    );
+    assert!(err.contains("bogus"), "{err}");
+}
+
+#[test]
+fn limits_and_capabilities() {
+    let b = with_busybox();
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=100:100",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "ulimit -n"
+        ])
+        .trim(),
+        "100"
+    );
+    let eff = |args: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["localhost/bb", "grep", "CapEff", "/proc/self/status"]);
+        let out = b.ok(&a);
+        u64::from_str_radix(out.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    let default = eff(&[]);
+    assert_ne!(default, 0);
+    assert_eq!(default & (1 << 21), 0, "no CAP_SYS_ADMIN by default");
+    assert_eq!(eff(&["--cap-drop", "ALL"]), 0);
+    assert_ne!(eff(&["--cap-drop", "ALL", "--cap-add", "NET_RAW"]), 0);
+    assert_ne!(eff(&["--privileged"]) & (1 << 21), 0);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "localhost/bb",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(out.contains('1'), "{out}");
+    let err = b.fails(
+        &["run", "--rm", "--cap-add", "FLY", "localhost/bb", "true"],
+        125,
+    );
+    assert!(err.contains("FLY"), "{err}");
+}
+
+#[test]
+fn cgroup_limits_as_root() {
+    let b = with_busybox();
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "10",
+            "--cpus",
+            "0.5",
+            "localhost/bb",
+            "sleep",
+            "30",
+        ])
+        .trim()
+        .to_string();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.root().join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let dirs: Vec<String> = state["Cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    let read = |file: &str| {
+        dirs.iter()
+            .find_map(|d| std::fs::read_to_string(format!("{d}/{file}")).ok())
+            .unwrap_or_else(|| panic!("no {file} in {dirs:?}"))
+    };
+    if dirs.iter().any(|d| d.contains("/memory")) {
+        assert_eq!(
+            read("memory.limit_in_bytes").trim(),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(read("pids.max").trim(), "10");
+        assert_eq!(read("cpu.cfs_quota_us").trim(), "50000");
+    } else {
+        assert_eq!(read("memory.max").trim(), (64u64 << 20).to_string());
+    }
+    let pid = state["Pid"].as_i64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cg.contains(&format!("berth-{}", &id[..12])), "{cg}");
+    b.ok(&["rm", "-f", &id]);
+    for d in &dirs {
+        assert!(!std::path::Path::new(d).exists(), "cgroup {d} left behind");
+    }
+}
+
+#[test]
+fn stop_signal_labels_devices_and_pull_policy() {
+    let b = with_busybox();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s",
+        "--stop-signal",
+        "USR1",
+        "--label",
+        "team=hpc",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "trap 'exit 9' USR1; while :; do sleep 0.1; done",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "s"])).unwrap();
+    assert_eq!(v[0]["Config"]["Labels"]["team"], "hpc");
+    b.ok(&["stop", "s"]);
+    assert_eq!(b.ok(&["wait", "s"]).trim(), "9");
+    b.ok(&["rm", "s"]);
+
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/mynull",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo x > /dev/mynull && echo ok",
+    ]);
+    assert_eq!(out.trim(), "ok");
+    let err = b.fails(
+        &[
+            "run",
+            "--rm",
+            "--device",
+            "/etc/passwd",
+            "localhost/bb",
+            "true",
+        ],
+        125,
+    );
+    assert!(err.contains("/etc/passwd"), "{err}");
+
+    let err = b.fails(
+        &["run", "--rm", "--pull", "never", "localhost/absent", "true"],
+        125,
+    );
+    assert!(err.contains("localhost/absent"), "{err}");
+    let reg = berth_testkit::Registry::start();
+    let name = format!("{}/p/bb:1", reg.addr());
+    b.ok(&["tag", "localhost/bb", &name]);
+    b.ok(&["push", "-q", "--tls-verify=false", &name]);
+    b.ok(&["rmi", &name]);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "-q",
+        "--tls-verify=false",
+        &name,
+        "echo",
+        "pulled",
+    ]);
+    assert_eq!(out.trim(), "pulled");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--pull",
+            "always",
+            "-q",
+            "--tls-verify=false",
+            &name,
+            "echo",
+            "again"
+        ])
+        .trim(),
+        "again"
+    );
+}
+
+#[test]
+fn tty_allocation() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("script(1) missing: skipped");
+        return;
+    }
+    let b = with_busybox();
+    let cmd = format!(
+        "{} run --rm -t localhost/bb sh -c 'tty; stty size'",
+        env!("CARGO_BIN_EXE_berth")
+    );
+    let out = b
+        .cmd()
+        .get_envs()
+        .fold(Command::new("script"), |mut c, (k, v)| {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+            c
+        })
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("/dev/pts/"), "{text}");
+    let _ = lines(&text);
+}
+
+/// CVE-2024-21626: no host fd may serve as a working directory into the host.
+#[test]
+fn leaked_fd_workdir_is_refused() {
+    let b = with_busybox();
+    for fd in 3..8 {
+        let w = format!("/proc/self/fd/{fd}");
+        let out = b.run(&[
+            "run",
+            "--rm",
+            "-w",
+            &w,
+            "localhost/bb",
+            "sh",
+            "-c",
+            "ls .. | head -50",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() || !text.contains("berth-e2e-"),
+            "workdir {w} reached the host: {text}"
+        );
+    }
+}
+
+/// CVE-2019-5736: the container cannot open the monitor's binary for writing, even when it
+/// shares the host pid namespace and can see the monitor.
+#[test]
+fn monitor_binary_is_unreachable() {
+    let b = with_busybox();
+    let bin = env!("CARGO_BIN_EXE_berth");
+    let before = std::fs::read(bin).unwrap();
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo pwned >> /proc/$PPID/exe && echo wrote",
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("wrote"));
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "ls -l /proc/$PPID/exe && cat /proc/$PPID/exe > /dev/null && echo read",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("read"),
+        "monitor exe readable"
+    );
+    assert_eq!(std::fs::read(bin).unwrap(), before);
+}
