@@ -317,3 +317,27 @@ fn monitor_binary_is_unreachable() {
     );
     assert_eq!(std::fs::read(bin).unwrap(), before);
 }
+
+/// With a cgroup (root, limits asked), pause uses the freezer; without one, SIGSTOP.
+#[test]
+fn pause_with_and_without_freezer() {
+    let b = with_busybox();
+    for (name, extra) in [("frz", vec!["--pids-limit", "50"]), ("sig", vec![])] {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(extra);
+        args.extend(["localhost/bb", "sleep", "30"]);
+        b.ok(&args);
+        let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", name])).unwrap();
+        let pid = v[0]["State"]["Pid"].as_i64().unwrap();
+        b.ok(&["pause", name]);
+        let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let st = state
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap()
+            .to_string();
+        assert!(st.contains('T') || st.contains('D'), "{name}: {st}");
+        b.ok(&["unpause", name]);
+        b.ok(&["rm", "-f", name]);
+    }
+}

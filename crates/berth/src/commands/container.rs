@@ -182,10 +182,18 @@ fn descendants(root: i32) -> Vec<i32> {
 
 fn set_paused(store: &Store, rec: &ContainerRecord, paused: bool) -> Result<()> {
     let mut st = running(store, rec)?;
-    // Without a writable freezer cgroup, stop the whole process tree instead.
-    let sig = if paused { 19 } else { 18 };
-    for pid in container_pids(st.pid) {
-        let _ = berth_runtime::kill(pid, sig);
+    // The freezer of the container's cgroup when it has one; otherwise the whole process
+    // tree is stopped with SIGSTOP (and continued with SIGCONT).
+    let frozen = !st.cgroups.is_empty()
+        && berth_cgroups::detect().is_ok_and(|layout| {
+            let m = berth_cgroups::manager_at(&rec.id[..12], &layout, &st.cgroups);
+            if paused { m.freeze() } else { m.thaw() }.is_ok()
+        });
+    if !frozen {
+        let sig = if paused { 19 } else { 18 };
+        for pid in container_pids(st.pid) {
+            let _ = berth_runtime::kill(pid, sig);
+        }
     }
     st.status = if paused { "paused" } else { "running" }.into();
     store.set_container_state(&rec.id, &st)?;
