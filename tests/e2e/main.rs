@@ -2,6 +2,7 @@
 //! peer tools (skopeo, podman, umoci), each test with its own store, config and registry.
 
 mod common;
+mod docker_diff;
 
 mod archive;
 mod auth;

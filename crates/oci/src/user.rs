@@ -134,6 +134,11 @@ pub(crate) fn resolve(spec: &str, files: &ImageFiles) -> Result<Identity, OciErr
             .map(|g| g.gid)
             .collect();
     }
+    // As runc does for Docker: with no group memberships the primary group is the one
+    // supplementary group (`id` shows groups=0(root)), never an empty list.
+    if additional_gids.is_empty() {
+        additional_gids.push(gid);
+    }
     Ok(Identity {
         uid,
         gid,
@@ -239,19 +244,19 @@ staff:x:50:
     fn user_forms_resolve_as_runc_does() {
         // (spec, uid, gid, additional gids, home)
         let cases: &[(&str, u32, u32, &[u32], &str)] = &[
-            ("", 0, 0, &[], "/root"),
-            ("root", 0, 0, &[], "/root"),
-            ("0", 0, 0, &[], "/root"),
+            ("", 0, 0, &[0], "/root"),
+            ("root", 0, 0, &[0], "/root"),
+            ("0", 0, 0, &[0], "/root"),
             ("alice", 1000, 1000, &[100, 44], "/home/alice"),
             ("1000", 1000, 1000, &[100, 44], "/home/alice"),
-            ("alice:staff", 1000, 50, &[], "/home/alice"),
-            ("alice:50", 1000, 50, &[], "/home/alice"),
-            ("1000:44", 1000, 44, &[], "/home/alice"),
+            ("alice:staff", 1000, 50, &[50], "/home/alice"),
+            ("alice:50", 1000, 50, &[50], "/home/alice"),
+            ("1000:44", 1000, 44, &[44], "/home/alice"),
             ("bob", 1001, 100, &[44], "/home/bob"),
-            ("4242", 4242, 0, &[], "/"),
-            ("4242:4343", 4242, 4343, &[], "/"),
-            ("4242:video", 4242, 44, &[], "/"),
-            (":staff", 0, 50, &[], "/root"),
+            ("4242", 4242, 0, &[0], "/"),
+            ("4242:4343", 4242, 4343, &[4343], "/"),
+            ("4242:video", 4242, 44, &[44], "/"),
+            (":staff", 0, 50, &[50], "/root"),
         ];
         for (spec, uid, gid, sgids, home) in cases {
             let id = resolve(spec, &files()).unwrap_or_else(|e| panic!("{spec}: {e}"));

@@ -13,13 +13,12 @@ use crate::error::{Failure, Step};
 
 const NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-const LINKS: [(&str, &str); 6] = [
+const LINKS: [(&str, &str); 5] = [
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
     ("stdout", "/proc/self/fd/1"),
     ("stderr", "/proc/self/fd/2"),
     ("ptmx", "pts/ptmx"),
-    ("core", "/proc/kcore"),
 ];
 
 /// Fills the container's new `/dev` tmpfs.

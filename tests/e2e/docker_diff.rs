@@ -1,0 +1,200 @@
+//! The docker profile compared with Docker itself: the same image, flags and commands through
+//! Debian's `dockerd` (started here with networking off, its own data root and socket) and
+//! through Berth; exit codes and stdout must agree.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::common::{have, Berth};
+
+struct Dockerd {
+    child: Child,
+    _dir: TempDir,
+    host: String,
+}
+
+impl Dockerd {
+    fn start() -> Option<Dockerd> {
+        if !have("dockerd") || !have("docker") {
+            eprintln!("dockerd not installed: skipped");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("berth-dockerd-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let p = |x: &str| -> PathBuf { dir.path().join(x) };
+        let host = format!("unix://{}", p("docker.sock").display());
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(p("data"))
+            .arg("--exec-root")
+            .arg(p("exec"))
+            .arg("--pidfile")
+            .arg(p("dockerd.pid"))
+            .args([
+                "-H",
+                &host,
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(p("dockerd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Dockerd {
+            child,
+            _dir: dir,
+            host,
+        };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if d.docker(&["info"]).status.success() {
+                return Some(d);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        eprintln!(
+            "dockerd did not come up: {}",
+            std::fs::read_to_string(d._dir.path().join("dockerd.log")).unwrap_or_default()
+        );
+        None
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self._dir.path().join("cfg"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn docker_profile_matches_docker() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb:latest");
+    let Some(d) = Dockerd::start() else { return };
+    let archive = b.dir.path().join("bb.tar");
+    b.ok(&[
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "localhost/bb:latest",
+    ]);
+    let out = d.docker(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "docker load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let cases: &[(&[&str], &[&str])] = &[
+        (&[], &["true"]),
+        (&[], &["false"]),
+        (&[], &["sh", "-c", "exit 7"]),
+        (&[], &["/nonexistent"]),
+        (&[], &["/etc/passwd"]),
+        (
+            &[],
+            &["sh", "-c", "id; pwd; echo $HOME; echo $PATH; echo $$"],
+        ),
+        (&["-u", "1000"], &["sh", "-c", "id; echo $HOME"]),
+        (&["-u", "nobody"], &["id"]),
+        (&["-w", "/srv/new"], &["pwd"]),
+        (&["-e", "A=1", "-e", "B=two"], &["sh", "-c", "echo $A-$B"]),
+        (&["--entrypoint", "echo"], &["hi"]),
+        (&["--hostname", "h1"], &["hostname"]),
+        (&["--ulimit", "nofile=100:100"], &["sh", "-c", "ulimit -n"]),
+        (
+            &[],
+            &[
+                "sh",
+                "-c",
+                "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status",
+            ],
+        ),
+        (
+            &["--cap-drop", "ALL", "--cap-add", "CHOWN"],
+            &["sh", "-c", "grep -E '^Cap(Eff|Bnd)' /proc/self/status"],
+        ),
+        // Deliberate difference: Berth sets no_new_privs by default (Docker only with
+        // --security-opt no-new-privileges), so setuid binaries in images cannot gain privileges.
+        (
+            &["--security-opt", "no-new-privileges=false"],
+            &["sh", "-c", "grep NoNewPrivs /proc/self/status"],
+        ),
+        (
+            &["--read-only"],
+            &["sh", "-c", "touch /x 2>/dev/null; echo $?"],
+        ),
+        (&[], &["sh", "-c", "kill -TERM $$; echo alive"]),
+        (&[], &["sh", "-c", "ls /dev | sort"]),
+        (&[], &["sh", "-c", "ls /dev/pts /dev/shm | sort"]),
+        (
+            &[],
+            &["sh", "-c", "head -c1 /proc/kcore >/dev/null 2>&1; echo $?"],
+        ),
+        (
+            &[],
+            &[
+                "sh",
+                "-c",
+                "echo x > /proc/sys/kernel/domainname 2>/dev/null; echo $?",
+            ],
+        ),
+    ];
+    let mut differences = Vec::new();
+    for (flags, cmd) in cases {
+        let mut docker_args = vec!["run", "--rm", "--network", "none"];
+        docker_args.extend_from_slice(flags);
+        docker_args.push("localhost/bb:latest");
+        docker_args.extend_from_slice(cmd);
+        let mut berth_args = vec!["run", "--rm"];
+        berth_args.extend_from_slice(flags);
+        berth_args.push("localhost/bb:latest");
+        berth_args.extend_from_slice(cmd);
+        let theirs = d.docker(&docker_args);
+        let ours = b.run(&berth_args);
+        let (tc, oc) = (theirs.status.code(), ours.status.code());
+        let (ts, os) = (
+            String::from_utf8_lossy(&theirs.stdout).to_string(),
+            String::from_utf8_lossy(&ours.stdout).to_string(),
+        );
+        if tc != oc || ts != os {
+            differences.push(format!(
+                "{flags:?} {cmd:?}:\n  docker {tc:?} {ts:?} {}\n  berth  {oc:?} {os:?} {}",
+                String::from_utf8_lossy(&theirs.stderr).trim(),
+                String::from_utf8_lossy(&ours.stderr).trim()
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} cases differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
