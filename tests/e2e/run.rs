@@ -429,3 +429,47 @@ fn rm_flag_and_cidfile() {
     assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
     std::thread::sleep(Duration::from_millis(1));
 }
+
+#[test]
+fn site_mounts_from_config_in_the_hpc_profile() {
+    let b = with_busybox();
+    let softs = b.dir.path().join("softs");
+    std::fs::create_dir_all(&softs).unwrap();
+    std::fs::write(softs.join("tool"), "v1\n").unwrap();
+    let dir = b.home().join(".config/berth");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "profile = \"hpc\"\nsite_mounts = [\"{}:/softs:ro\", \"/nonexistent-site-dir\"]\n",
+            softs.display()
+        ),
+    )
+    .unwrap();
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "cat /softs/tool; echo x > /softs/new",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "v1\n");
+    assert!(!softs.join("new").exists(), "site mount is read-only");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nonexistent-site-dir"), "{err}");
+    // The docker profile, chosen by flag, leaves site mounts out.
+    let (c, _, _) = code(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--profile",
+            "docker",
+            "localhost/bb",
+            "cat",
+            "/softs/tool",
+        ],
+    );
+    assert_ne!(c, 0);
+}

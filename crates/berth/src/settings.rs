@@ -24,6 +24,9 @@ pub struct ConfigFile {
     /// Registry host → mirror hosts tried first for pulls.
     #[serde(default)]
     pub registry_mirrors: HashMap<String, Vec<String>>,
+    /// Site mounts added in the hpc profile, as `-v` spells them (`/softs:/softs:ro`).
+    #[serde(default)]
+    pub site_mounts: Vec<String>,
 }
 
 impl ConfigFile {
@@ -36,6 +39,7 @@ impl ConfigFile {
         }
         self.insecure_registries.extend(other.insecure_registries);
         self.registry_mirrors.extend(other.registry_mirrors);
+        self.site_mounts.extend(other.site_mounts);
     }
 }
 

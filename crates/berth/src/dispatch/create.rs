@@ -210,7 +210,28 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
     warnings.extend(visibility.warnings.iter().cloned());
     let affinity = visibility.cpus.as_ref().map(|c| c.value.clone());
 
-    let site_mounts = Vec::new();
+    // Site mounts (config `site_mounts`) apply in the hpc profile; a path missing on this
+    // node is skipped with a warning rather than failing every job.
+    let mut site_mounts = Vec::new();
+    for m in &s.config.site_mounts {
+        let src = m.split(':').next().unwrap_or_default();
+        if !Path::new(src).exists() {
+            warnings.push(format!(
+                "site mount {m:?} skipped: {src} does not exist on this node"
+            ));
+            continue;
+        }
+        let spec = if m.contains(':') {
+            m.clone()
+        } else {
+            format!("{m}:{m}")
+        };
+        let mut ignored = Vec::new();
+        site_mounts.push(
+            parse_volume(store, &spec, &mut ignored)
+                .with_context(|| format!("site_mounts entry {m:?}"))?,
+        );
+    }
     let opts = RunOptions {
         profile,
         command: a.command.clone(),
