@@ -4,7 +4,10 @@
 //! Signals are blocked and read from a signalfd, so a SIGTERM meant for the container does not
 //! end the monitor. SIGSTOP cannot be caught: the monitor stops, and the container stops too
 //! because SIGTSTP (sent first by `scontrol suspend` and by ^Z) is forwarded; SIGCONT is
-//! forwarded on resume. Exit is noticed through a pidfd rather than SIGCHLD, which another
+//! forwarded on resume. The kernel discards a pending SIGTSTP when SIGCONT arrives, so a
+//! SIGTSTP sent back to back with SIGSTOP can be lost if the monitor had no time to read it;
+//! under Slurm the container's processes sit in the step's cgroup and are stopped directly
+//! too. Exit is noticed through a pidfd rather than SIGCHLD, which another
 //! thread of the caller could consume.
 
 use std::io::{self, Write};

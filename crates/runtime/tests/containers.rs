@@ -486,3 +486,30 @@ fn tty_comes_from_the_containers_devpts() {
     assert!(text.contains("/dev/pts/0"), "{text}");
     assert!(text.contains("33 99"), "{text}");
 }
+
+#[test]
+fn overlay_with_more_layers_than_one_page_of_options() {
+    let f = Fixture::new();
+    for d in ["upper", "work"] {
+        fs::create_dir(f.path(d)).unwrap();
+    }
+    let mut lower = Vec::new();
+    for i in 0..80 {
+        let layer = f.path(&format!(
+            "layers/a-rather-long-layer-directory-name-to-fill-the-page-{i:03}"
+        ));
+        fs::create_dir_all(layer.join("layers")).unwrap();
+        fs::write(layer.join(format!("layers/{i}")), "").unwrap();
+        lower.push(layer);
+    }
+    lower.reverse();
+    lower.push(f.path("rootfs"));
+    let mut bundle = f.bundle(spec(&["sh", "-c", "ls /layers | wc -l"]));
+    bundle.rootfs = Rootfs::Overlay {
+        lower,
+        upper: f.path("upper"),
+        work: f.path("work"),
+    };
+    let out = run(&bundle).unwrap();
+    assert_eq!(out.stdout.trim(), "80", "{}", out.stderr);
+}

@@ -99,21 +99,55 @@ fn mount_root(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
         Rootfs::Dir(dir) => rustix::mount::mount_bind_recursive(dir, target)
             .map_err(Failure::at(Step::MountRoot, dir.display())),
         Rootfs::Overlay { lower, upper, work } => {
-            let data = overlay_options(lower, upper, work)
-                .map_err(|e| Failure::new(Step::MountRoot, "overlay", e))?;
-            rustix::mount::mount(
-                "overlay",
-                target,
-                "overlay",
-                MountFlags::empty(),
-                data.as_c_str(),
-            )
-            .map_err(Failure::at(
-                Step::MountRoot,
-                format!("overlay on {}", target.display()),
-            ))
+            let fail = |e| {
+                Failure::new(
+                    Step::MountRoot,
+                    format!("overlay on {}", target.display()),
+                    e,
+                )
+            };
+            match overlay_options(lower, upper, work) {
+                Ok(data) => rustix::mount::mount(
+                    "overlay",
+                    target,
+                    "overlay",
+                    MountFlags::empty(),
+                    data.as_c_str(),
+                )
+                .map_err(|e| fail(e.into())),
+                // Too many layers for one page of options, or paths overlayfs would split:
+                // the new mount API takes one layer per call, unescaped (Linux 6.8+).
+                Err(_) => mount_overlay_per_layer(lower, upper, work, target).map_err(fail),
+            }
         }
     }
+}
+
+/// Mounts overlayfs with `fsconfig(lowerdir+)`, one call per layer.
+fn mount_overlay_per_layer(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> std::io::Result<()> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
+    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for dir in lower {
+        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", dir)?;
+    }
+    rustix::mount::fsconfig_set_string(&fs, "upperdir", upper)?;
+    rustix::mount::fsconfig_set_string(&fs, "workdir", work)?;
+    rustix::mount::fsconfig_set_flag(&fs, "userxattr")?;
+    rustix::mount::fsconfig_create(&fs)?;
+    let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    rustix::mount::move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
+    Ok(())
 }
 
 /// The overlay mount data. `userxattr` makes overlayfs read `user.overlay.*` attributes, the
