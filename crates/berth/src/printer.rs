@@ -106,6 +106,17 @@ impl Printer {
 
     /// Prints rows as a table (`default` template), JSON lines, or a user template.
     pub fn rows(&self, format: Option<&str>, default: &str, rows: &[Value]) -> Result<()> {
+        self.rows_headed(format, default, rows, &[])
+    }
+
+    /// Like [`Printer::rows`], naming some column headers for this command.
+    pub fn rows_headed(
+        &self,
+        format: Option<&str>,
+        default: &str,
+        rows: &[Value],
+        headers: &[(&str, &str)],
+    ) -> Result<()> {
         match format {
             Some("json") => {
                 for r in rows {
@@ -113,13 +124,13 @@ impl Printer {
                 }
                 Ok(())
             }
-            Some("table") | None => self.raw_template(default, rows),
-            Some(t) => self.raw_template(t, rows),
+            Some("table") | None => self.raw_template(default, rows, headers),
+            Some(t) => self.raw_template(t, rows, headers),
         }
     }
 
-    fn raw_template(&self, t: &str, rows: &[Value]) -> Result<()> {
-        let out = Template::parse(t)?.render_all(rows)?;
+    fn raw_template(&self, t: &str, rows: &[Value], headers: &[(&str, &str)]) -> Result<()> {
+        let out = Template::parse(t)?.with_headers(headers).render_all(rows)?;
         self.raw(&out);
         Ok(())
     }

@@ -24,6 +24,7 @@ enum Func {
 pub struct Template {
     table: bool,
     segments: Vec<Segment>,
+    headers: Vec<(String, String)>,
 }
 
 impl Template {
@@ -51,7 +52,21 @@ impl Template {
         if !rest.is_empty() {
             segments.push(Segment::Text(rest.to_string()));
         }
-        Ok(Template { table, segments })
+        Ok(Template {
+            table,
+            segments,
+            headers: Vec::new(),
+        })
+    }
+
+    /// Names a column's header where the command's context decides it (`ID` is `CONTAINER ID`
+    /// in `ps` but `IMAGE ID` in `images`).
+    pub fn with_headers(mut self, headers: &[(&str, &str)]) -> Template {
+        self.headers = headers
+            .iter()
+            .map(|(f, h)| (f.to_string(), h.to_string()))
+            .collect();
+        self
     }
 
     /// Renders every row; a `table` template gets a header and aligned columns.
@@ -109,7 +124,10 @@ impl Template {
                 Segment::Text(t) => out.push_str(t),
                 Segment::Field { path, .. } => {
                     let name = path.last().map(String::as_str).unwrap_or("");
-                    out.push_str(&header_name(name));
+                    match self.headers.iter().find(|(f, _)| f == name) {
+                        Some((_, h)) => out.push_str(h),
+                        None => out.push_str(&header_name(name)),
+                    }
                 }
             }
         }

@@ -286,10 +286,11 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    p.rows(
+    p.rows_headed(
         a.format.as_deref(),
         "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
         &rows,
+        &[("ID", "CONTAINER ID"), ("RunningFor", "CREATED")],
     )?;
     Ok(0)
 }
@@ -472,10 +473,15 @@ pub fn stats(s: &Settings, a: &berth_cli::StatsArgs) -> Result<u8> {
             "PIDs": pids.len(),
         }));
     }
-    p.rows(
+    p.rows_headed(
         a.format.as_deref(),
         "table {{.ID}}\t{{.Name}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}",
         &rows,
+        &[
+            ("ID", "CONTAINER ID"),
+            ("MemUsage", "MEM USAGE / LIMIT"),
+            ("MemPerc", "MEM %"),
+        ],
     )?;
     Ok(0)
 }

@@ -296,6 +296,55 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
             contents: f.contents.clone(),
         });
     }
+    // /etc/hostname, /etc/hosts and /etc/resolv.conf as Docker provides them, unless the
+    // user mounts their own there.
+    let hostname = built
+        .spec
+        .hostname()
+        .clone()
+        .unwrap_or_else(super::host::hostname);
+    let host_net = !built
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network);
+    let hosts = if host_net {
+        fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+    };
+    let etc = [
+        ("/etc/hostname", format!("{hostname}\n")),
+        ("/etc/hosts", hosts),
+        (
+            "/etc/resolv.conf",
+            fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        ),
+    ];
+    for (target, contents) in etc {
+        if spec_mounts
+            .iter()
+            .any(|m| m.destination() == Path::new(target))
+        {
+            continue;
+        }
+        let host_path = dir.join(target.trim_start_matches('/').replace('/', "_"));
+        spec_mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(target)
+                .source(&host_path)
+                .typ("bind")
+                .options(vec!["rbind".to_string(), "rprivate".to_string()])
+                .build()?,
+        );
+        generated.push(Generated {
+            host_path,
+            contents,
+        });
+    }
     built.spec.set_mounts(Some(spec_mounts));
     let spec = serde_json::to_value(&built.spec)?;
     let image_cfg = serde_json::to_value(config.config())?;
