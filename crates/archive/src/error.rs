@@ -24,7 +24,7 @@ pub enum ArchiveError {
         source: io::Error,
     },
     /// An entry name or link target is absolute or climbs out with `..`.
-    #[error("{file}: entry {entry:?} is unsafe: {reason}")]
+    #[error("{file}: entry {entry:?} refused: {reason}")]
     UnsafeEntry {
         /// The archive.
         file: String,

@@ -119,7 +119,7 @@ impl<'f> ArchiveIndex<'f> {
         })
     }
 
-    fn unsafe_entry(&self, entry: &str, reason: &str) -> ArchiveError {
+    fn refused_entry(&self, entry: &str, reason: &str) -> ArchiveError {
         ArchiveError::UnsafeEntry {
             file: self.display.clone(),
             entry: entry.to_string(),
@@ -129,20 +129,20 @@ impl<'f> ArchiveIndex<'f> {
 
     /// Resolves `name` through links to a regular member: `Ok(None)` when there is none.
     fn resolve(&self, name: &str) -> Result<Option<(u64, u64)>, ArchiveError> {
-        let mut current = normalize(name).map_err(|r| self.unsafe_entry(name, r))?;
+        let mut current = normalize(name).map_err(|r| self.refused_entry(name, r))?;
         for _ in 0..MAX_LINK_DEPTH {
             let next = match self.entries.get(&current) {
                 None => return Ok(None),
                 Some(Node::File { offset, size }) => return Ok(Some((*offset, *size))),
                 // A hard link's target is a member name, relative to the archive root.
                 Some(Node::Hardlink(target)) => {
-                    normalize(target).map_err(|r| self.unsafe_entry(&current, r))?
+                    normalize(target).map_err(|r| self.refused_entry(&current, r))?
                 }
                 // A symlink's target is relative to the link's directory; docker save writes
                 // `../<id>/layer.tar` for a layer shared by two images.
                 Some(Node::Symlink(target)) => {
                     if target.starts_with('/') {
-                        return Err(self.unsafe_entry(&current, "link target is absolute"));
+                        return Err(self.refused_entry(&current, "link target is absolute"));
                     }
                     let mut parts: Vec<&str> = current.split('/').collect();
                     parts.pop();
@@ -151,8 +151,10 @@ impl<'f> ArchiveIndex<'f> {
                             "" | "." => {}
                             ".." => {
                                 if parts.pop().is_none() {
-                                    return Err(self
-                                        .unsafe_entry(&current, "link target leaves the archive"));
+                                    return Err(self.refused_entry(
+                                        &current,
+                                        "link target leaves the archive",
+                                    ));
                                 }
                             }
                             p => parts.push(p),
@@ -163,7 +165,7 @@ impl<'f> ArchiveIndex<'f> {
             };
             current = next;
         }
-        Err(self.unsafe_entry(name, "too many levels of links"))
+        Err(self.refused_entry(name, "too many levels of links"))
     }
 
     /// Whether a regular member (possibly through links) has this name.

@@ -1,4 +1,4 @@
-//! Archives that lie: unsafe names, wrong content, missing members.
+//! Archives that lie: hostile names, wrong content, missing members.
 
 mod common;
 
@@ -22,7 +22,7 @@ fn docker_manifest(config: &str, layers: &[&str]) -> Vec<u8> {
 }
 
 #[test]
-fn unsafe_entry_names_are_refused() {
+fn refused_entry_names_are_refused() {
     for name in ["../evil", "a/../../evil", "/etc/passwd"] {
         let err = load_raw(&[
             (name, Regular, "", b"x"),

@@ -11,7 +11,7 @@
 //! reports a missing or non-executable command before returning; [`Container::wait`] forwards
 //! signals and returns Docker's exit code. [`exec`] joins a running container.
 //!
-//! All `unsafe` code lives in the private `sys` module behind a small safe API; the rest goes
+//! Every raw system call lives in the private `sys` module behind a small safe API; the rest goes
 //! through `rustix`.
 #![deny(missing_docs)]
 

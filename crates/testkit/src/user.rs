@@ -75,7 +75,7 @@ impl TestUser {
 
 /// True when this process runs with effective uid 0.
 pub(crate) fn is_root() -> bool {
-    // /proc/self belongs to the process's effective uid; this avoids an unsafe geteuid call.
+    // /proc/self belongs to the process's effective uid; this avoids a raw geteuid call.
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
