@@ -473,3 +473,94 @@ fn site_mounts_from_config_in_the_hpc_profile() {
     );
     assert_ne!(c, 0);
 }
+
+#[test]
+fn stdin_cp_stats_and_follow() {
+    use std::io::Write;
+    let b = with_busybox();
+    // -i passes stdin through; without -i the container's stdin is empty.
+    let mut c = b
+        .cmd()
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "tr a-z A-Z",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout),
+        "HELLO\n"
+    );
+    let out = b
+        .cmd()
+        .args(["run", "--rm", "localhost/bb", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+
+    // --sig-proxy=false: a signal to berth is not passed on (the trap does not fire).
+    let mut child = b
+        .cmd()
+        .args([
+            "run",
+            "--rm",
+            "--sig-proxy=false",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "trap 'exit 42' USR1; echo ready; sleep 1; exit 0",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    std::process::Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(42));
+
+    // cp both ways, logs -f until exit, stats.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cp",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo inside > /tmp/made; for i in 1 2 3; do echo tick $i; sleep 0.3; done; sleep 2",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let host = b.dir.path().join("from-container");
+    b.ok(&["cp", "cp:/tmp/made", host.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), "inside\n");
+    let into = b.dir.path().join("into");
+    std::fs::write(&into, "pushed\n").unwrap();
+    b.ok(&["cp", into.to_str().unwrap(), "cp:/tmp/pushed"]);
+    assert_eq!(b.ok(&["exec", "cp", "cat", "/tmp/pushed"]), "pushed\n");
+    let stats = b.ok(&["stats", "--no-stream", "cp"]);
+    assert!(
+        stats.contains("CONTAINER ID") && stats.contains("cp"),
+        "{stats}"
+    );
+    let followed = b.ok(&["logs", "-f", "cp"]);
+    assert!(followed.contains("tick 3"), "{followed}");
+    b.ok(&["rm", "cp"]);
+    b.ok(&["volume", "create", "v2"]);
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["volume", "inspect", "v2"])).unwrap();
+    assert_eq!(v[0]["Name"], "v2");
+    assert!(std::path::Path::new(v[0]["Mountpoint"].as_str().unwrap()).is_dir());
+}
