@@ -10,9 +10,9 @@ use std::fs;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::atomic::write_atomic;
+use crate::atomic::write_replace;
 use crate::error::{IoContext, StoreError};
-use crate::{lock, Store};
+use crate::Store;
 use berth_types::Digest;
 
 /// What a container was created from and with; written once, at creation.
@@ -73,14 +73,44 @@ pub struct ContainerState {
 
 impl Store {
     /// Claims the record's name and creates the container directory with its writable layer.
+    ///
+    /// The name is claimed by creating `containers/names/<name>` exclusively, so concurrent
+    /// starts never wait on a store-wide lock; a claim whose container is gone is taken over.
     pub fn create_container(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
-        let _guard = lock::exclusive(&self.paths.containers_lock())?;
-        for other in self.containers()? {
-            if other.name == rec.name {
-                return Err(StoreError::NameInUse {
-                    name: rec.name.clone(),
-                    id: other.id,
-                });
+        let names = self.paths.container_names_dir();
+        fs::create_dir_all(&names).at(&names)?;
+        let claim = names.join(&rec.name);
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&claim)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    f.write_all(rec.id.as_bytes()).at(&claim)?;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = fs::read_to_string(&claim).unwrap_or_default();
+                    let alive =
+                        !holder.is_empty() && self.paths.container_dir(holder.trim()).exists();
+                    // A claim being written right now has no id yet: give it a moment.
+                    if holder.is_empty() {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        if fs::read_to_string(&claim).is_ok_and(|h| !h.is_empty()) {
+                            continue;
+                        }
+                    }
+                    if alive {
+                        return Err(StoreError::NameInUse {
+                            name: rec.name.clone(),
+                            id: holder.trim().to_string(),
+                        });
+                    }
+                    let _ = fs::remove_file(&claim);
+                }
+                Err(e) => return Err(StoreError::io(&claim, e)),
             }
         }
         let dir = self.paths.container_dir(&rec.id);
@@ -94,7 +124,7 @@ impl Store {
             path: dir.clone(),
             reason: e.to_string(),
         })?;
-        write_atomic(&self.paths, &self.paths.container_config(&rec.id), &bytes)
+        write_replace(&self.paths, &self.paths.container_config(&rec.id), &bytes)
     }
 
     /// Every container with a readable record; half-created ones are skipped.
@@ -158,7 +188,7 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        write_atomic(&self.paths, &path, &bytes)
+        write_replace(&self.paths, &path, &bytes)
     }
 
     /// Deletes the container directory. The record goes first (renamed away), so a removal
@@ -168,8 +198,18 @@ impl Store {
         if !dir.exists() {
             return Err(StoreError::ContainerNotFound(id.to_string()));
         }
+        let name = fs::read(self.paths.container_config(id))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ContainerRecord>(&b).ok())
+            .map(|r| r.name);
         let doomed = self.paths.temp("container-rm");
         fs::rename(&dir, &doomed).at(&dir)?;
+        if let Some(name) = name {
+            let claim = self.paths.container_names_dir().join(name);
+            if fs::read_to_string(&claim).is_ok_and(|h| h.trim() == id) {
+                let _ = fs::remove_file(&claim);
+            }
+        }
         remove_tree(&doomed)
     }
 

@@ -68,6 +68,11 @@ impl Paths {
         self.root.join("images.json")
     }
 
+    /// `build-cache/index.json`: the builder's step cache (step key to result).
+    pub fn build_cache_index(&self) -> PathBuf {
+        self.root.join("build-cache").join("index.json")
+    }
+
     /// `tmp/`, on the same filesystem as everything else so that rename is atomic.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
@@ -150,9 +155,9 @@ impl Paths {
         self.container_dir(id).join("container.log")
     }
 
-    /// `locks/containers`: held while a container name is claimed.
-    pub fn containers_lock(&self) -> PathBuf {
-        self.locks_dir().join("containers")
+    /// `container-names/<name>`: holds the id of the container that claimed the name.
+    pub fn container_names_dir(&self) -> PathBuf {
+        self.root.join("container-names")
     }
 
     /// `volumes/`.
