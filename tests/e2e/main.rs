@@ -6,10 +6,12 @@ mod docker_diff;
 
 mod archive;
 mod auth;
+mod build;
 mod cli;
 mod hostile;
 mod pull_push;
 mod rootless;
 mod run;
 mod run_flags;
+mod slurm;
 mod umoci;

@@ -341,3 +341,174 @@ fn pause_with_and_without_freezer() {
         b.ok(&["rm", "-f", name]);
     }
 }
+
+/// The `Seccomp:` mode of a container's process: 0 none, 2 filtered.
+fn seccomp_mode(b: &Berth, opts: &[&str]) -> String {
+    let mut a = vec!["run", "--rm"];
+    a.extend_from_slice(opts);
+    a.extend_from_slice(&["localhost/bb", "grep", "^Seccomp:", "/proc/self/status"]);
+    b.ok(&a)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn seccomp_default_unconfined_and_custom_profiles() {
+    let b = with_busybox();
+    assert_eq!(seccomp_mode(&b, &[]), "2");
+    assert_eq!(
+        seccomp_mode(&b, &["--security-opt", "seccomp=unconfined"]),
+        "0"
+    );
+    assert_eq!(seccomp_mode(&b, &["--privileged"]), "0");
+
+    // A new user namespace needs no capability, only the filter stands in the way.
+    let out = b.run(&["run", "--rm", "localhost/bb", "unshare", "-U", "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    b.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "localhost/bb",
+        "unshare",
+        "-U",
+        "true",
+    ]);
+    // Ordinary programs keep working under the default filter.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "ls / >/dev/null && cat /etc/passwd >/dev/null && sleep 0.1 && id -u && echo $(echo sub)",
+    ]);
+    assert_eq!(lines(&out), ["0", "sub"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("nomkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        "localhost/bb",
+        "mkdir",
+        "/x",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            &opt,
+            "localhost/bb",
+            "echo",
+            "ok"
+        ])
+        .trim(),
+        "ok"
+    );
+
+    let broken = dir.path().join("broken.json");
+    std::fs::write(
+        &broken,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"]}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", broken.display());
+    let err = b.fails(
+        &[
+            "run",
+            "--rm",
+            "--security-opt",
+            &opt,
+            "localhost/bb",
+            "true",
+        ],
+        125,
+    );
+    assert!(
+        err.contains("broken.json") && err.contains("syscalls[0].action"),
+        "{err}"
+    );
+    let err = b.fails(
+        &[
+            "run",
+            "--rm",
+            "--security-opt",
+            "seccomp=/no/such.json",
+            "localhost/bb",
+            "true",
+        ],
+        125,
+    );
+    assert!(err.contains("/no/such.json"), "{err}");
+}
+
+#[test]
+fn init_runs_the_command_as_pid_2_and_forwards_stop() {
+    let b = with_busybox();
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo $$",
+    ]);
+    assert_eq!(out.trim(), "2");
+    assert_eq!(
+        b.ok(&["run", "--rm", "localhost/bb", "sh", "-c", "echo $$"])
+            .trim(),
+        "1"
+    );
+    // Exit status passes through; an orphan is reaped rather than left as a zombie.
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--init",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "(sleep 0.1 &) ; sleep 0.5; cat /proc/[0-9]*/stat | grep -c ') Z'; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+
+    b.ok(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "i",
+        "localhost/bb",
+        "sleep",
+        "100",
+    ]);
+    let t = std::time::Instant::now();
+    b.ok(&["stop", "-t", "5", "i"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(b.ok(&["wait", "i"]).trim(), "143");
+    b.ok(&["rm", "i"]);
+}

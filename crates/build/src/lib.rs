@@ -33,6 +33,7 @@
 
 mod directives;
 mod error;
+pub mod exec;
 mod heredoc;
 mod instructions;
 mod lexer;

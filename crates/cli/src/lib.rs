@@ -6,6 +6,7 @@
 //! the environment into resolved settings.
 #![deny(missing_docs)]
 
+mod build;
 mod container;
 mod env;
 mod image;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use build::BuildArgs;
 pub use container::*;
 pub use env::EnvVars;
 pub use image::*;
@@ -83,6 +85,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image.
     Import(ImportArgs),
+    /// Build an image from a Dockerfile.
+    Build(BuildArgs),
     /// Run a command in a new container.
     Run(Box<RunArgs>),
     /// Run a command in a running container.

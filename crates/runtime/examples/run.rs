@@ -19,6 +19,7 @@ fn main() {
         spec: common::spec(&command),
         cpu_affinity: None,
         state_dir: args[1].clone().into(),
+        init: false,
     };
     let stdio = if std::env::var_os("BERTH_TTY").is_some() {
         Stdio::Tty

@@ -49,6 +49,10 @@ pub enum Step {
     NoNewPrivileges,
     /// Resetting signals or closing descriptors before exec.
     PrepareExec,
+    /// Installing the seccomp filter.
+    Seccomp,
+    /// Starting the process under the container's own init (`--init`).
+    Init,
 }
 
 impl Step {
@@ -57,7 +61,7 @@ impl Step {
     }
 
     pub(crate) fn from_code(code: u8) -> Step {
-        const ALL: [Step; 20] = [
+        const ALL: [Step; 22] = [
             Step::Sync,
             Step::Stdio,
             Step::JoinNamespace,
@@ -78,6 +82,8 @@ impl Step {
             Step::Capabilities,
             Step::NoNewPrivileges,
             Step::PrepareExec,
+            Step::Seccomp,
+            Step::Init,
         ];
         ALL.get(usize::from(code)).copied().unwrap_or(Step::Sync)
     }
@@ -106,6 +112,8 @@ impl fmt::Display for Step {
             Step::Capabilities => "set capabilities",
             Step::NoNewPrivileges => "set no_new_privs",
             Step::PrepareExec => "prepare exec",
+            Step::Seccomp => "install seccomp",
+            Step::Init => "start init",
         })
     }
 }
@@ -163,6 +171,14 @@ pub enum RuntimeError {
         call: &'static str,
         /// The underlying error.
         source: io::Error,
+    },
+    /// A seccomp profile in Docker's format is malformed.
+    #[error("invalid seccomp profile: {field}: {message}")]
+    SeccompProfile {
+        /// Where in the profile: `syscalls[3].action`, or `json` for a syntax error.
+        field: String,
+        /// What is wrong there.
+        message: String,
     },
     /// The spec asks for something the runtime cannot do.
     #[error("invalid spec: {0}")]

@@ -8,7 +8,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxSeccomp, Process};
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{DumpableBehavior, Pid, PidfdFlags};
 use rustix::thread::LinkNameSpaceType;
@@ -16,6 +16,7 @@ use rustix::thread::LinkNameSpaceType;
 use crate::error::{Failure, RuntimeError, Step};
 use crate::process::message::{self, FromInit, Sender};
 use crate::process::{enter_cwd, hide_from_proc, prepare_exec, Command, Credentials};
+use crate::seccomp::Filter;
 use crate::stdio::{self, ChildStdio};
 use crate::sys::{self, Forked};
 use crate::{monitor, Stdio};
@@ -78,8 +79,21 @@ pub fn exec(
     stdio: Stdio,
     forward_signals: bool,
 ) -> Result<i32, RuntimeError> {
+    exec_confined(pid, process, None, stdio, forward_signals)
+}
+
+/// [`exec`] under a seccomp filter, normally the container's own `linux.seccomp`: a joined
+/// process does not inherit the filter of the container's init.
+pub fn exec_confined(
+    pid: i32,
+    process: &Process,
+    seccomp: Option<&LinuxSeccomp>,
+    stdio: Stdio,
+    forward_signals: bool,
+) -> Result<i32, RuntimeError> {
     let command = Command::from_process(process)?;
-    let credentials = Credentials::from_process(process, None)?;
+    let mut credentials = Credentials::from_process(process, None)?;
+    credentials.set_seccomp(seccomp.map(Filter::compile).transpose()?);
     let namespaces = open_namespaces(pid)?;
     let (child_stdio, tty_socket) = stdio::prepare(stdio)?;
     let (mut report_rx, report_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;

@@ -22,6 +22,7 @@ mod monitor;
 mod namespaces;
 mod process;
 mod rootfs;
+mod seccomp;
 mod signal;
 mod stdio;
 mod sys;
@@ -30,8 +31,9 @@ mod tty;
 use std::path::PathBuf;
 
 pub use error::{RuntimeError, Step};
-pub use exec::exec;
+pub use exec::{exec, exec_confined};
 pub use process::Container;
+pub use seccomp::{default_seccomp, seccomp_from_docker_json};
 pub use signal::signal_by_name;
 
 /// What to run: a root filesystem and the OCI runtime spec describing the process, its
@@ -48,6 +50,10 @@ pub struct Bundle {
     pub cpu_affinity: Option<Vec<usize>>,
     /// A private directory the runtime may use (the root's mount point lives here).
     pub state_dir: PathBuf,
+    /// Docker's `--init`: the container's first process stays as a minimal init that
+    /// forwards signals to the command (run as its child), reaps orphans, and exits with the
+    /// command's status. No binary is needed in the image.
+    pub init: bool,
 }
 
 /// Where the root filesystem comes from.

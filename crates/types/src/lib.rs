@@ -6,10 +6,12 @@
 //! validated cannot reach the store or the wire.
 #![deny(missing_docs)]
 
+pub mod build;
 mod digest;
 mod platform;
 mod reference;
 
+pub use build::{BaseImage, BuildBackend, BuildError, LayerRef, RunOutcome, RunStep};
 pub use digest::{Digest, DigestError, DigestWriter};
 pub use platform::{Platform, PlatformError};
 pub use reference::{ImageRef, RefError, DEFAULT_REGISTRY, DEFAULT_TAG};

@@ -22,6 +22,8 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
         _ => bail!("container {} is not running", rec.name),
     }
     let spec: oci_spec::runtime::Spec = serde_json::from_value(rec.spec.clone())?;
+    // An exec'd process is confined like the container's own.
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let mut process = spec
         .process()
         .clone()
@@ -83,10 +85,10 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
             stderr: devnull()?,
         };
         // The exec'd process outlives us only if we do not wait; run it in a thread we leave.
-        berth_runtime::exec(st.pid, &process, stdio, false).map(|_| 0u8)?;
+        berth_runtime::exec_confined(st.pid, &process, seccomp, stdio, false).map(|_| 0u8)?;
         return Ok(0);
     }
-    let code = berth_runtime::exec(st.pid, &process, stdio, true)?;
+    let code = berth_runtime::exec_confined(st.pid, &process, seccomp, stdio, true)?;
     Ok(code.clamp(0, 255) as u8)
 }
 

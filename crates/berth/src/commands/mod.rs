@@ -1,6 +1,7 @@
 //! One file per verb; each stays short and leaves the work to the library crates.
 
 mod archive;
+mod build;
 mod completion;
 mod container;
 mod df;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => archive::save(&s, &a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => archive::load(&s, &a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => archive::import(&s, &a),
+        Command::Build(a) => build::run(&s, &a),
         Command::Login(a) => login::login(&s, &a),
         Command::Logout(a) => login::logout(&s, &a),
         Command::System(SystemCommand::Df(a)) => df::run(&s, &a),

@@ -127,6 +127,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
         Some(other) => bail!("invalid --userns {other:?}: expected auto, keep-id or host"),
     };
     let mut no_new_privileges = None;
+    let mut seccomp = Seccomp::Default;
     for o in &a.security_opt {
         match o.as_str() {
             "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
@@ -135,9 +136,16 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
             "no-new-privileges=false" | "no-new-privileges:false" => {
                 no_new_privileges = Some(false)
             }
-            s if s.starts_with("seccomp") => warnings.push(format!(
-                "--security-opt {s}: seccomp profiles are not applied yet"
-            )),
+            s if s.starts_with("seccomp=") || s.starts_with("seccomp:") => {
+                seccomp = match &s["seccomp=".len()..] {
+                    "unconfined" => Seccomp::Unconfined,
+                    file => Seccomp::File(
+                        file.to_string(),
+                        fs::read_to_string(file)
+                            .with_context(|| format!("cannot read seccomp profile {file}"))?,
+                    ),
+                }
+            }
             other => bail!("invalid --security-opt {other:?}"),
         }
     }
@@ -346,6 +354,37 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
         });
     }
     built.spec.set_mounts(Some(spec_mounts));
+    // Docker's rule: a privileged container runs unconfined, whatever the options say.
+    if !a.privileged {
+        let caps: Vec<String> = built
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+            .and_then(|c| c.effective().as_ref())
+            .map(|e| e.iter().map(|c| c.to_string()).collect())
+            .unwrap_or_default();
+        let filter = match &seccomp {
+            Seccomp::Unconfined => None,
+            // HPC codes bind memory to NUMA nodes (mbind, set_mempolicy), which Docker's
+            // profile only allows with CAP_SYS_NICE; the hpc profile allows that group.
+            Seccomp::Default if matches!(opts.profile, Profile::Hpc) => {
+                let mut caps = caps.clone();
+                caps.push("CAP_SYS_NICE".into());
+                Some(berth_runtime::default_seccomp(&caps))
+            }
+            Seccomp::Default => Some(berth_runtime::default_seccomp(&caps)),
+            Seccomp::File(file, text) => Some(
+                berth_runtime::seccomp_from_docker_json(text, &caps)
+                    .with_context(|| format!("seccomp profile {file}"))?,
+            ),
+        };
+        if let Some(filter) = filter {
+            let mut linux = built.spec.linux().clone().unwrap_or_default();
+            linux.set_seccomp(Some(filter));
+            built.spec.set_linux(Some(linux));
+        }
+    }
     let spec = serde_json::to_value(&built.spec)?;
     let image_cfg = serde_json::to_value(config.config())?;
     let stop_signal = a
@@ -400,6 +439,16 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
             .with_context(|| format!("cannot write {}", g.host_path.display()))?;
     }
     Ok(Created { record, warnings })
+}
+
+/// `--security-opt seccomp=...`.
+enum Seccomp {
+    /// Docker's default profile.
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile file in Docker's format: its path and contents.
+    File(String, String),
 }
 
 fn profile_passes_env(p: &Profile) -> bool {

@@ -2,6 +2,7 @@
 //! the store decides where they land. Neither library knows the other.
 
 pub mod archive;
+pub mod build;
 pub mod create;
 pub mod host;
 pub mod pull;

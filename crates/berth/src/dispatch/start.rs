@@ -42,6 +42,7 @@ fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
         spec,
         cpu_affinity: affinity,
         state_dir: paths.container_dir(&rec.id),
+        init: rec.host_config["Init"].as_bool().unwrap_or(false),
     })
 }
 

@@ -10,6 +10,7 @@ use rustix::process::{Resource, Rlimit};
 use rustix::thread::{CpuSet, Gid, Uid};
 
 use crate::error::{Failure, RuntimeError, Step};
+use crate::seccomp::Filter;
 
 /// The capability sets from `process.capabilities`.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,7 @@ pub(crate) struct Credentials {
     no_new_privs: bool,
     rlimits: Vec<(PosixRlimitType, Resource, Rlimit)>,
     affinity: Option<CpuSet>,
+    seccomp: Option<Filter>,
 }
 
 fn resource(t: PosixRlimitType) -> Option<Resource> {
@@ -115,7 +117,13 @@ impl Credentials {
             no_new_privs: p.no_new_privileges().unwrap_or(false),
             rlimits,
             affinity,
+            seccomp: None,
         })
+    }
+
+    /// Adds the seccomp filter installed by [`Credentials::apply`].
+    pub(crate) fn set_seccomp(&mut self, filter: Option<Filter>) {
+        self.seccomp = filter;
     }
 
     /// Applies everything, in the order the kernel's permission checks need.
@@ -138,13 +146,32 @@ impl Credentials {
         if let Some(caps) = &self.caps {
             drop_bounding(&caps.bounding)?;
         }
+        // Without no_new_privs the kernel accepts a filter only from a process with
+        // CAP_SYS_ADMIN in its user namespace, which container root still has here and loses
+        // below; setuid programs keep working then, as with Docker. The calls left before
+        // exec (set*id, capset, prctl, sigaction, close_range, execve) are in every sane
+        // profile. A process without that capability (a host user namespace) gets
+        // no_new_privs instead, which costs it nothing it could have used.
+        let mut pending = self.seccomp.as_ref();
+        let mut no_new_privs = self.no_new_privs;
+        if let Some(filter) = pending.filter(|_| !no_new_privs) {
+            match filter.install() {
+                Ok(()) => pending = None,
+                Err(f) if f.errno == libc::EACCES => no_new_privs = true,
+                Err(f) => return Err(f),
+            }
+        }
         self.set_ids()?;
         if let Some(caps) = &self.caps {
             set_caps(caps)?;
         }
-        if self.no_new_privs {
+        if no_new_privs {
             rustix::thread::set_no_new_privs(true)
                 .map_err(Failure::at(Step::NoNewPrivileges, "process"))?;
+        }
+        // With no_new_privs the filter goes last, so it confines nothing of the setup.
+        if let Some(filter) = pending {
+            filter.install()?;
         }
         Ok(())
     }
@@ -159,8 +186,9 @@ impl Credentials {
         let groups: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         match rustix::thread::set_thread_groups(&groups) {
             Ok(()) => {}
-            // With setgroups denied (a single-id map) an empty list is already what we have.
-            Err(rustix::io::Errno::PERM) if groups.is_empty() => {}
+            // With setgroups denied (a single-id map) an empty list, or one naming only the
+            // primary group, grants nothing the gid set below does not.
+            Err(rustix::io::Errno::PERM) if self.groups.iter().all(|g| *g == self.gid) => {}
             Err(e) => {
                 return Err(Failure::new(
                     Step::User,

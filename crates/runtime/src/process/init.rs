@@ -24,6 +24,8 @@ pub(crate) struct InitContext<'a> {
     pub(crate) stdio: ChildStdio,
     pub(crate) credentials: Credentials,
     pub(crate) command: Command,
+    /// Stay as an init and run the command as a child (`--init`).
+    pub(crate) init: bool,
     /// Monitor → init.
     pub(crate) control: Receiver,
     /// Init → monitor; close-on-exec, so its end of file tells the monitor exec worked.
@@ -34,6 +36,13 @@ pub(crate) struct InitContext<'a> {
 pub(crate) fn run(mut ctx: InitContext<'_>) -> ! {
     match setup(&mut ctx) {
         Ok(true) => {
+            if ctx.init {
+                // Only the child returns; this process becomes the init and never does.
+                if let Err(failure) = super::reaper::fork_init() {
+                    let _ = ctx.report.send_from_init(&FromInit::Failed(failure));
+                    sys::exit_now(1)
+                }
+            }
             let errno = ctx.command.exec();
             let _ = ctx.report.send_from_init(&FromInit::ExecFailed(errno));
             sys::exit_now(127)

@@ -16,6 +16,7 @@ mod command;
 mod credentials;
 mod init;
 pub(crate) mod message;
+mod reaper;
 
 use std::os::fd::OwnedFd;
 
@@ -26,6 +27,7 @@ use crate::error::RuntimeError;
 use crate::idmap::IdMaps;
 use crate::namespaces::Namespaces;
 use crate::rootfs::RootfsPlan;
+use crate::seccomp::Filter;
 use crate::sys::{self, Forked};
 use crate::{monitor, stdio, Bundle, Stdio};
 
@@ -79,7 +81,9 @@ impl Container {
         let user_ns = namespaces.creates(LinuxNamespaceType::User);
         let maps = user_ns.then(|| IdMaps::from_spec(spec));
         let command = Command::from_process(process)?;
-        let credentials = Credentials::from_process(process, bundle.cpu_affinity.as_deref())?;
+        let mut credentials = Credentials::from_process(process, bundle.cpu_affinity.as_deref())?;
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        credentials.set_seccomp(seccomp.map(Filter::compile).transpose()?);
         let rootfs = if namespaces.creates(LinuxNamespaceType::Mount) {
             let mount_point = bundle.state_dir.join("rootfs");
             std::fs::create_dir_all(&mount_point).map_err(|source| RuntimeError::Io {
@@ -116,6 +120,7 @@ impl Container {
             stdio: child_stdio,
             credentials,
             command,
+            init: bundle.init,
             control: control_rx,
             report: report_tx,
         };

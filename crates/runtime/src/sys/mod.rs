@@ -3,6 +3,7 @@
 //! signalfd). Everything else in the crate goes through rustix.
 #![allow(unsafe_code)]
 
+pub(crate) mod seccomp;
 pub(crate) mod signal;
 
 use std::ffi::{CStr, CString};
@@ -74,6 +75,24 @@ pub(crate) fn cloexec_from_3() -> io::Result<()> {
             3 as libc::c_uint,
             libc::c_uint::MAX,
             CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from 3 up.
+pub(crate) fn close_from_3() -> io::Result<()> {
+    // SAFETY: close_range takes plain integers; the caller owns no Rust object holding one of
+    // these descriptors that it will use again (it only uses descriptors it opens afterwards).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
         )
     };
     if ret == -1 {

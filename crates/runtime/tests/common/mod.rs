@@ -18,9 +18,9 @@ use oci_spec::runtime::{
 /// thread is inside the allocator or holds a lock at that moment.
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
-const APPLETS: [&str; 17] = [
+const APPLETS: [&str; 19] = [
     "sh", "true", "false", "cat", "echo", "id", "ls", "sleep", "hostname", "mount", "readlink",
-    "grep", "stat", "kill", "wc", "pwd", "touch",
+    "grep", "stat", "kill", "wc", "pwd", "touch", "mkdir", "unshare",
 ];
 
 /// Writes a minimal busybox root filesystem into `dir`.
@@ -130,6 +130,7 @@ impl Fixture {
             spec,
             cpu_affinity: None,
             state_dir: self.path("state"),
+            init: false,
         }
     }
 }

@@ -1,0 +1,292 @@
+//! The builder's view of the engine: base images from the store (pulled when missing), `RUN`
+//! steps as containers of Berth's runtime, layers and images committed to the store.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use berth_oci::{ImageFiles, NetworkMode, Profile, RunOptions};
+use berth_registry::Client;
+use berth_runtime::{Bundle, Container, Rootfs, Stdio};
+use berth_store::{NewImage, Store, UnpackOptions};
+use berth_types::{
+    BaseImage, BuildBackend, BuildError, Digest, ImageRef, LayerRef, Platform, RunOutcome, RunStep,
+};
+
+use super::host::{random_id, Caller};
+use crate::printer::Printer;
+
+const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+pub struct Engine<'a> {
+    pub store: &'a Store,
+    pub client: Client,
+    pub printer: &'a Printer,
+}
+
+fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, BuildError> {
+    Ok(d.to_string().parse()?)
+}
+
+impl BuildBackend for Engine<'_> {
+    fn base_image(&self, reference: &str) -> Result<BaseImage, BuildError> {
+        let img = match self.store.lookup(reference) {
+            Ok(img) => img,
+            Err(_) => {
+                let r = ImageRef::parse(reference)?;
+                super::pull::pull(
+                    self.store,
+                    &self.client,
+                    &r,
+                    &Platform::host(),
+                    self.printer,
+                )?;
+                self.store.lookup(reference)?
+            }
+        };
+        let manifest = self.store.manifest(&img)?;
+        let config: serde_json::Value = serde_json::from_slice(&self.store.read_blob(&img.id)?)?;
+        let layers = manifest
+            .layers()
+            .iter()
+            .zip(&img.layers)
+            .map(|(l, diff_id)| {
+                Ok(LayerRef {
+                    diff_id: diff_id.clone(),
+                    blob: l.digest().to_string().parse()?,
+                    size: l.size(),
+                    media_type: l.media_type().to_string(),
+                })
+            })
+            .collect::<Result<_, BuildError>>()?;
+        Ok(BaseImage {
+            id: img.id,
+            config,
+            layers,
+        })
+    }
+
+    fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.store.layer_path(diff_id)
+    }
+
+    fn has_layer(&self, layer: &LayerRef) -> bool {
+        self.store.has_blob(&layer.blob) && self.store.has_layer(&layer.diff_id)
+    }
+
+    fn scratch_dir(&self) -> Result<PathBuf, BuildError> {
+        let dir = self.store.paths().temp("build");
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    fn run(
+        &self,
+        step: &RunStep,
+        output: &(dyn Fn(&[u8]) + Sync),
+    ) -> Result<RunOutcome, BuildError> {
+        run_step(self.store, step, output).map_err(|e| format!("{e:#}").into())
+    }
+
+    fn add_layer(
+        &self,
+        file: &Path,
+        blob: &Digest,
+        diff_id: &Digest,
+    ) -> Result<LayerRef, BuildError> {
+        let mut f = BufReader::new(File::open(file)?);
+        let (stored, size) = self.store.put_blob_from(&mut f, Some(blob))?;
+        let rootless = super::euid() != 0;
+        let report = self
+            .store
+            .unpack_layer(&stored, diff_id, &UnpackOptions { rootless })?;
+        for w in report.warnings {
+            self.printer.warn(w);
+        }
+        Ok(LayerRef {
+            diff_id: diff_id.clone(),
+            blob: stored,
+            size,
+            media_type: LAYER_GZIP.to_string(),
+        })
+    }
+
+    fn commit(
+        &self,
+        config: &[u8],
+        layers: &[LayerRef],
+        tags: &[String],
+    ) -> Result<Digest, BuildError> {
+        use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
+        let names = tags
+            .iter()
+            .map(|t| ImageRef::parse(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _gc = self.store.hold_gc()?;
+        let config_digest = self.store.put_blob(config)?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config.len() as u64,
+                oci_digest(&config_digest)?,
+            ))
+            .layers(
+                layers
+                    .iter()
+                    .map(|l| {
+                        Ok(Descriptor::new(
+                            MediaType::from(l.media_type.as_str()),
+                            l.size,
+                            oci_digest(&l.blob)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, BuildError>>()?,
+            )
+            .build()?;
+        let bytes = serde_json::to_vec(&serde_json::to_value(&manifest)?)?;
+        let manifest_digest = self.store.put_blob(&bytes)?;
+        let rec = self.store.commit_image(&NewImage {
+            manifest: manifest_digest,
+            manifest_media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            index: None,
+            config: config_digest,
+            names,
+            repo_digest_names: Vec::new(),
+        })?;
+        Ok(rec.id)
+    }
+
+    fn cache_index(&self) -> PathBuf {
+        self.store.paths().build_cache_index()
+    }
+}
+
+/// Runs one step as a container: the docker profile (root inside mapped to the caller), the
+/// step's layers as overlay lowers and the builder's empty directory as the upper.
+fn run_step(
+    store: &Store,
+    step: &RunStep,
+    output: &(dyn Fn(&[u8]) + Sync),
+) -> anyhow::Result<RunOutcome> {
+    let caller = Caller::current();
+    let config: oci_spec::image::ImageConfiguration =
+        serde_json::from_value(step.config.clone()).context("invalid stage config")?;
+    let lower: Vec<PathBuf> = step
+        .layers
+        .iter()
+        .rev()
+        .map(|l| store.layer_path(&l.diff_id))
+        .collect();
+    let read = |rel: &str| {
+        lower
+            .iter()
+            .map(|d| d.join(rel))
+            .find(|p| p.is_file())
+            .and_then(|p| std::fs::read_to_string(p).ok())
+    };
+    let files = ImageFiles {
+        passwd: read("etc/passwd"),
+        group: read("etc/group"),
+    };
+    let network = match step.network.as_deref() {
+        None | Some("host") | Some("default") => NetworkMode::Host,
+        Some("none") => NetworkMode::None,
+        Some(other) => {
+            anyhow::bail!("invalid RUN --network={other}: expected default, none or host")
+        }
+    };
+    let id = random_id();
+    let opts = RunOptions {
+        profile: Profile::Docker,
+        command: step.argv.clone(),
+        entrypoint: Some(Vec::new()),
+        env: step.env.clone(),
+        network: Some(network),
+        caller: berth_oci::Caller {
+            uid: caller.uid,
+            gid: caller.gid,
+            groups: caller.groups.clone(),
+            user_name: caller.name.clone(),
+            home: caller.home.clone(),
+            cwd: caller.cwd.clone(),
+            env: caller.env.clone(),
+            subuids: caller.subuids,
+            subgids: caller.subgids,
+        },
+        container_id: id.clone(),
+        ..RunOptions::default()
+    };
+    let built = berth_oci::build(&config, &opts, &files)?;
+    let state_dir = step.upper.with_file_name("state");
+    std::fs::create_dir_all(&state_dir)?;
+    let mut spec = built.spec;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for f in &built.files {
+        let host = state_dir.join(f.container_path.trim_start_matches('/').replace('/', "_"));
+        std::fs::write(&host, &f.contents)?;
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(&f.container_path)
+                .source(&host)
+                .typ("bind")
+                .options(vec!["rbind".into(), "ro".into(), "rprivate".into()])
+                .build()?,
+        );
+    }
+    spec.set_mounts(Some(mounts));
+    let maps = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<(u32, u32, u32)> {
+        m.map(|v| {
+            v.iter()
+                .map(|x| (x.container_id(), x.host_id(), x.size()))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let linux = spec.linux().clone().unwrap_or_default();
+    let (uid_map, gid_map) = (
+        maps(linux.uid_mappings().as_ref()),
+        maps(linux.gid_mappings().as_ref()),
+    );
+    let bundle = Bundle {
+        rootfs: Rootfs::Overlay {
+            lower,
+            upper: step.upper.clone(),
+            work: step.work.clone(),
+        },
+        spec,
+        cpu_affinity: None,
+        state_dir,
+        init: false,
+    };
+    let (mut r, w) = std::io::pipe()?;
+    let w2 = w.try_clone()?;
+    let stdio = Stdio::Files {
+        stdin: Some(File::open("/dev/null")?),
+        stdout: File::from(std::os::fd::OwnedFd::from(w)),
+        stderr: File::from(std::os::fd::OwnedFd::from(w2)),
+    };
+    let code = std::thread::scope(|s| -> anyhow::Result<i32> {
+        s.spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                output(&buf[..n]);
+            }
+        });
+        let mut c = Container::create(&bundle, stdio)?;
+        c.start()?;
+        let code = c.wait(false)?;
+        drop(c);
+        Ok(code)
+    })?;
+    Ok(RunOutcome {
+        exit_code: code,
+        uid_map,
+        gid_map,
+    })
+}

@@ -1,0 +1,266 @@
+//! Layer tars: from an overlay upper directory (whiteouts converted to OCI's `.wh.` names) or
+//! from a list of files, written gzip-compressed while both digests are computed.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use berth_types::{Digest, DigestWriter};
+use flate2::write::GzEncoder;
+
+/// Deflate level 1: build layers are written on every uncached step, where speed matters more
+/// than the last few per cent of size.
+const GZIP_LEVEL: u32 = 1;
+
+/// Passes bytes through while hashing them.
+struct Hashing<W: Write> {
+    inner: W,
+    hash: DigestWriter,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Inner = Hashing<GzEncoder<Hashing<BufWriter<File>>>>;
+
+/// A gzip layer being written to `path`.
+pub struct LayerWriter {
+    tar: tar::Builder<Inner>,
+    path: PathBuf,
+    /// Entries written so far; an empty layer is not worth storing.
+    pub entries: usize,
+}
+
+/// A finished layer file with its digests.
+pub struct LayerFile {
+    /// The gzip file.
+    pub path: PathBuf,
+    /// Digest of the gzip file.
+    pub blob: Digest,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+}
+
+/// How ids on the host map to ids in the image: `(container, host, count)` ranges.
+#[derive(Debug, Clone, Default)]
+pub struct IdMaps {
+    /// uid ranges.
+    pub uids: Vec<(u32, u32, u32)>,
+    /// gid ranges.
+    pub gids: Vec<(u32, u32, u32)>,
+}
+
+fn to_container(map: &[(u32, u32, u32)], host: u32) -> u32 {
+    if map.is_empty() {
+        return host;
+    }
+    map.iter()
+        .find(|(_, h, n)| host >= *h && host - h < *n)
+        .map_or(65534, |(c, h, _)| c + (host - h))
+}
+
+impl LayerWriter {
+    /// Starts a layer file at `path`.
+    pub fn create(path: &Path) -> io::Result<LayerWriter> {
+        let file = File::create(path)?;
+        let blob = Hashing {
+            inner: BufWriter::new(file),
+            hash: DigestWriter::sha256(),
+        };
+        let gz = GzEncoder::new(blob, flate2::Compression::new(GZIP_LEVEL));
+        let mut tar = tar::Builder::new(Hashing {
+            inner: gz,
+            hash: DigestWriter::sha256(),
+        });
+        tar.mode(tar::HeaderMode::Complete);
+        tar.follow_symlinks(false);
+        Ok(LayerWriter {
+            tar,
+            path: path.to_path_buf(),
+            entries: 0,
+        })
+    }
+
+    /// Adds `host` (a file, directory, symlink or fifo; never followed) as `name`, with
+    /// `owner` replacing its ids and `mode` its permission bits when given.
+    pub fn add(
+        &mut self,
+        name: &str,
+        host: &Path,
+        meta: &Metadata,
+        owner: (u32, u32),
+        mode: Option<u32>,
+    ) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+        h.set_uid(owner.0.into());
+        h.set_gid(owner.1.into());
+        let perm = mode.unwrap_or(meta.mode() & 0o7777);
+        h.set_mode(perm);
+        let ft = meta.file_type();
+        let name = name.trim_start_matches('/');
+        if ft.is_dir() {
+            h.set_size(0);
+            self.tar
+                .append_data(&mut h, format!("{name}/"), io::empty())?;
+        } else if ft.is_symlink() {
+            h.set_size(0);
+            let target = fs::read_link(host)?;
+            self.tar.append_link(&mut h, name, target)?;
+        } else if ft.is_file() {
+            let f = File::open(host)?;
+            self.tar.append_data(&mut h, name, f)?;
+        } else if ft.is_fifo() {
+            h.set_size(0);
+            self.tar.append_data(&mut h, name, io::empty())?;
+        } else {
+            // Device nodes cannot be created without privileges, so a build never makes one.
+            return Ok(());
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Adds a directory entry that has no source on the host (a parent made for a copy).
+    pub fn add_dir(&mut self, name: &str, mode: u32, owner: (u32, u32)) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_uid(owner.0.into());
+        h.set_gid(owner.1.into());
+        h.set_mtime(0);
+        h.set_size(0);
+        let name = name.trim_start_matches('/').trim_end_matches('/');
+        self.tar
+            .append_data(&mut h, format!("{name}/"), io::empty())?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// An empty regular file: an OCI whiteout marker.
+    fn add_marker(&mut self, name: &str) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_size(0);
+        self.tar.append_data(&mut h, name, io::empty())?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Adds every entry of an overlay upper directory, in name order. A 0:0 character device
+    /// is overlayfs's deletion mark and becomes `.wh.NAME`; an opaque directory (its lower
+    /// contents hidden) gets a `.wh..wh..opq` entry.
+    pub fn add_upper(&mut self, upper: &Path, ids: &IdMaps) -> io::Result<()> {
+        self.walk_upper(upper, "", ids)
+    }
+
+    fn walk_upper(&mut self, dir: &Path, rel: &str, ids: &IdMaps) -> io::Result<()> {
+        let mut names: Vec<_> = fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            let host = dir.join(&name);
+            let name = name.to_string_lossy();
+            let path = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = fs::symlink_metadata(&host)?;
+            let ft = meta.file_type();
+            if ft.is_char_device() && meta.rdev() == 0 {
+                let marker = match path.rsplit_once('/') {
+                    Some((parent, base)) => format!("{parent}/.wh.{base}"),
+                    None => format!(".wh.{path}"),
+                };
+                self.add_marker(&marker)?;
+                continue;
+            }
+            let owner = (
+                to_container(&ids.uids, meta.uid()),
+                to_container(&ids.gids, meta.gid()),
+            );
+            self.add(&path, &host, &meta, owner, None)?;
+            if ft.is_dir() {
+                if is_opaque(&host) {
+                    self.add_marker(&format!("{path}/.wh..wh..opq"))?;
+                }
+                self.walk_upper(&host, &path, ids)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the tar and the gzip stream and returns the digests.
+    pub fn finish(self) -> io::Result<LayerFile> {
+        let tar_out = self.tar.into_inner()?;
+        let diff_id = tar_out.hash.finish();
+        let blob_out = tar_out.inner.finish()?;
+        let Hashing { mut inner, hash } = blob_out;
+        inner.flush()?;
+        inner.get_ref().sync_all()?;
+        Ok(LayerFile {
+            path: self.path,
+            blob: hash.finish(),
+            diff_id,
+        })
+    }
+}
+
+/// Whether overlayfs marked the directory opaque: `trusted.` as root, `user.` in a user
+/// namespace (the `userxattr` mount option).
+pub fn is_opaque(dir: &Path) -> bool {
+    ["user.overlay.opaque", "trusted.overlay.opaque"]
+        .iter()
+        .any(|attr| {
+            let mut buf = [0u8; 4];
+            matches!(rustix::fs::lgetxattr(dir, *attr, &mut buf), Ok(n) if buf[..n] == *b"y")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_host_ids_into_the_image() {
+        let map = [(0, 1000, 1), (1, 100_000, 65536)];
+        assert_eq!(to_container(&map, 1000), 0);
+        assert_eq!(to_container(&map, 100_001), 2);
+        assert_eq!(to_container(&map, 5), 65534);
+        assert_eq!(to_container(&[], 5), 5);
+    }
+
+    #[test]
+    fn converts_whiteouts_and_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let up = dir.path().join("up");
+        fs::create_dir_all(up.join("etc")).unwrap();
+        fs::write(up.join("etc/a"), "x").unwrap();
+        let out = dir.path().join("l.tgz");
+        let mut w = LayerWriter::create(&out).unwrap();
+        w.add_upper(&up, &IdMaps::default()).unwrap();
+        w.add_marker("etc/.wh.gone").unwrap();
+        let f = w.finish().unwrap();
+        let gz = fs::read(&f.path).unwrap();
+        assert_eq!(Digest::sha256_of(&gz), f.blob);
+        let mut names = Vec::new();
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&gz[..]));
+        for e in ar.entries().unwrap() {
+            names.push(e.unwrap().path().unwrap().display().to_string());
+        }
+        assert_eq!(names, ["etc/", "etc/a", "etc/.wh.gone"]);
+    }
+}

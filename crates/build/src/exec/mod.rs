@@ -1,0 +1,775 @@
+//! Executing a parsed Dockerfile against a [`BuildBackend`]: stages in dependency order, each
+//! step cached by its parent, its instruction after substitution and its inputs.
+
+mod copy;
+mod files;
+mod layer;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use berth_types::{BuildBackend, BuildError, Digest, LayerRef, RunStep};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest as _, Sha256};
+
+pub use files::Ignore;
+pub use layer::IdMaps;
+
+use crate::{Dockerfile, Instruction, ParseError, ShellOrExec};
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The Dockerfile's text.
+    pub dockerfile: String,
+    /// The name the Dockerfile is shown under in errors.
+    pub dockerfile_name: String,
+    /// The context directory.
+    pub context: PathBuf,
+    /// `--build-arg`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--label`.
+    pub labels: Vec<(String, String)>,
+    /// `-t`.
+    pub tags: Vec<String>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildFailure {
+    /// The Dockerfile does not parse.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// A `RUN` exited non-zero.
+    #[error("{file}:{line}:{col}: {instruction}: exit code {code}{tail}")]
+    RunFailed {
+        /// The Dockerfile.
+        file: String,
+        /// Line.
+        line: usize,
+        /// Column.
+        col: usize,
+        /// The instruction as written.
+        instruction: String,
+        /// Its exit code.
+        code: i32,
+        /// The last lines of its output, each on a line of its own.
+        tail: String,
+    },
+    /// Any other step failed.
+    #[error("{file}:{line}:{col}: {instruction}: {message}")]
+    Step {
+        /// The Dockerfile.
+        file: String,
+        /// Line.
+        line: usize,
+        /// Column.
+        col: usize,
+        /// The instruction as written.
+        instruction: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Setting up or finishing the build failed.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What one cached step produced.
+#[derive(Serialize, Deserialize, Clone)]
+struct CacheEntry {
+    layer: Option<LayerRef>,
+    config: Value,
+}
+
+/// A stage as built so far.
+#[derive(Clone)]
+struct State {
+    layers: Vec<LayerRef>,
+    config: Value,
+    key: String,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The image id.
+    pub id: Digest,
+    /// Steps executed and steps taken from the cache.
+    pub executed: usize,
+    /// Steps taken from the cache.
+    pub cached: usize,
+}
+
+struct Ctx<'a> {
+    backend: &'a dyn BuildBackend,
+    opts: &'a BuildOptions,
+    log: &'a (dyn Fn(&str) + Sync),
+    ignore: Ignore,
+    cache: BTreeMap<String, CacheEntry>,
+    step: usize,
+    executed: usize,
+    cached: usize,
+}
+
+fn sha(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn now() -> String {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from a day count (400-year eras).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Builds the image the options describe; progress lines go to `log`.
+pub fn build(
+    backend: &dyn BuildBackend,
+    opts: &BuildOptions,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<Built, BuildFailure> {
+    let df = crate::parse_with_args(&opts.dockerfile, &opts.dockerfile_name, &opts.build_args)?;
+    let target = match &opts.target {
+        Some(t) => df
+            .find_stage(t, df.stages.len())
+            .ok_or_else(|| BuildFailure::Other(format!("target stage {t:?} could not be found")))?,
+        None => df.stages.len() - 1,
+    };
+    let ignore = fs::read_to_string(opts.context.join(".dockerignore"))
+        .map(|t| Ignore::parse(&t))
+        .unwrap_or_default();
+    let cache = if opts.no_cache {
+        BTreeMap::new()
+    } else {
+        fs::read(backend.cache_index())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
+    let mut cx = Ctx {
+        backend,
+        opts,
+        log,
+        ignore,
+        cache,
+        step: 0,
+        executed: 0,
+        cached: 0,
+    };
+    let needed = needed_stages(&df, target);
+    let mut states: BTreeMap<usize, State> = BTreeMap::new();
+    let result = (|| {
+        for i in needed {
+            let st = cx.build_stage(&df, i, &states)?;
+            states.insert(i, st);
+        }
+        Ok::<_, BuildFailure>(())
+    })();
+    cx.save_cache();
+    result?;
+    let mut st = states.remove(&target).expect("target stage was built");
+    let cfg = config_obj(&mut st.config);
+    if !opts.labels.is_empty() {
+        let labels = obj(cfg, "Labels");
+        for (k, v) in &opts.labels {
+            labels.insert(k.clone(), json!(v));
+        }
+    }
+    let created = st.config["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .and_then(|h| h["created"].as_str())
+        .map(String::from)
+        .unwrap_or_else(now);
+    st.config["created"] = json!(created);
+    st.config["rootfs"] = json!({
+        "type": "layers",
+        "diff_ids": st.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&st.config).map_err(|e| BuildFailure::Other(e.to_string()))?;
+    let id = backend
+        .commit(&bytes, &st.layers, &opts.tags)
+        .map_err(|e| BuildFailure::Other(format!("cannot commit the image: {e}")))?;
+    Ok(Built {
+        id,
+        executed: cx.executed,
+        cached: cx.cached,
+    })
+}
+
+/// The stages the target needs (through `FROM` and `COPY --from`), in file order.
+fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
+    let mut need = vec![false; df.stages.len()];
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if std::mem::replace(&mut need[i], true) {
+            continue;
+        }
+        if let Some(j) = df.find_stage(&df.stages[i].base, i) {
+            todo.push(j);
+        }
+        for ins in &df.stages[i].instructions {
+            if let Instruction::Copy { from: Some(f), .. } = &ins.instruction {
+                if let Some(j) = df.find_stage(f, i) {
+                    todo.push(j);
+                }
+            }
+        }
+    }
+    (0..need.len()).filter(|i| need[*i]).collect()
+}
+
+fn config_obj(config: &mut Value) -> &mut Map<String, Value> {
+    obj(
+        config.as_object_mut().expect("image config is an object"),
+        "config",
+    )
+}
+
+fn obj<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    if !m.get(key).is_some_and(Value::is_object) {
+        m.insert(key.to_string(), json!({}));
+    }
+    m.get_mut(key)
+        .and_then(Value::as_object_mut)
+        .expect("just made an object")
+}
+
+fn argv(cmd: &ShellOrExec, shell: &[String]) -> Vec<String> {
+    match cmd {
+        ShellOrExec::Exec(v) => v.clone(),
+        ShellOrExec::Shell(s) => shell.iter().cloned().chain([s.clone()]).collect(),
+    }
+}
+
+fn backend_err(e: BuildError) -> String {
+    e.to_string()
+}
+
+impl Ctx<'_> {
+    fn save_cache(&self) {
+        let path = self.backend.cache_index();
+        if let Ok(bytes) = serde_json::to_vec(&self.cache) {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            if let Some(dir) = path.parent() {
+                let _ = fs::create_dir_all(dir);
+            }
+            // Written aside and renamed, so a concurrent build never reads half an index.
+            if fs::write(&tmp, bytes).is_ok() {
+                let _ = fs::rename(&tmp, &path);
+            }
+        }
+    }
+
+    fn base(
+        &self,
+        df: &Dockerfile,
+        i: usize,
+        states: &BTreeMap<usize, State>,
+    ) -> Result<State, BuildFailure> {
+        let stage = &df.stages[i];
+        if let Some(j) = df.find_stage(&stage.base, i) {
+            return Ok(states[&j].clone());
+        }
+        if stage.base.eq_ignore_ascii_case("scratch") {
+            let p = berth_types::Platform::host();
+            return Ok(State {
+                layers: Vec::new(),
+                config: json!({
+                    "architecture": p.architecture, "os": p.os, "config": {},
+                    "rootfs": {"type": "layers", "diff_ids": []}, "history": [],
+                }),
+                key: sha(&["scratch"]),
+            });
+        }
+        let img = self
+            .backend
+            .base_image(&stage.base)
+            .map_err(|e| BuildFailure::Step {
+                file: df.file.clone(),
+                line: stage.pos.line,
+                col: stage.pos.col,
+                instruction: format!("FROM {}", stage.base),
+                message: backend_err(e),
+            })?;
+        Ok(State {
+            layers: img.layers,
+            config: img.config,
+            key: sha(&[&img.id.to_string()]),
+        })
+    }
+
+    fn build_stage(
+        &mut self,
+        df: &Dockerfile,
+        i: usize,
+        states: &BTreeMap<usize, State>,
+    ) -> Result<State, BuildFailure> {
+        let stage = &df.stages[i];
+        self.step += 1;
+        (self.log)(&format!("#{} FROM {}", self.step, stage.base));
+        let mut st = self.base(df, i, states)?;
+        if !st.config["history"].is_array() {
+            st.config["history"] = json!([]);
+        }
+        let image_env: Vec<(String, String)> = st.config["config"]["Env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_str()?.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for r in df.resolve_stage(i, &image_env)? {
+            self.step += 1;
+            let ins = &r.step.instruction;
+            let line = r.step.source.trim().to_string();
+            let fail = |message: String| BuildFailure::Step {
+                file: df.file.clone(),
+                line: r.step.pos.line,
+                col: r.step.pos.col,
+                instruction: line.clone(),
+                message,
+            };
+            let args: Vec<String> = r.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // Inputs that the instruction text does not show: file contents, stage results.
+            let mut extra = String::new();
+            let mut copy_items = None;
+            if let Some((srcs, dest, from)) = copy_parts(ins) {
+                let workdir = st.config["config"]["WorkingDir"]
+                    .as_str()
+                    .unwrap_or("/")
+                    .to_string();
+                let dest = if dest.starts_with('/') {
+                    dest.clone()
+                } else {
+                    format!("{}/{}", workdir.trim_end_matches('/'), dest)
+                };
+                let dirs: Vec<PathBuf>;
+                let source = match from {
+                    None => copy::From::Context(&self.opts.context, &self.ignore),
+                    Some(f) => {
+                        let layers = match df.find_stage(f, i) {
+                            Some(j) => {
+                                extra.push_str(&states[&j].key);
+                                states[&j].layers.clone()
+                            }
+                            None => {
+                                let img = self
+                                    .backend
+                                    .base_image(f)
+                                    .map_err(|e| fail(backend_err(e)))?;
+                                extra.push_str(&img.id.to_string());
+                                img.layers
+                            }
+                        };
+                        dirs = layers
+                            .iter()
+                            .rev()
+                            .map(|l| self.backend.layer_dir(&l.diff_id))
+                            .collect();
+                        copy::From::Layers(&dirs)
+                    }
+                };
+                let items = copy::plan(&source, srcs, &dest).map_err(fail)?;
+                extra.push_str(&copy::digest(&items).map_err(|e| fail(e.to_string()))?);
+                copy_items = Some((items, dest));
+            }
+            let key = sha(&[&st.key, &format!("{ins:?}"), &args.join("\n"), &extra]);
+            if let Some(hit) = self
+                .cache
+                .get(&key)
+                .filter(|h| h.layer.as_ref().is_none_or(|l| self.backend.has_layer(l)))
+            {
+                (self.log)(&format!("#{} CACHED {line}", self.step));
+                st.layers.extend(hit.layer.clone());
+                st.config = hit.config.clone();
+                st.key = key;
+                self.cached += 1;
+                continue;
+            }
+            (self.log)(&format!("#{} {line}", self.step));
+            self.executed += 1;
+            let mut layer = None;
+            let mut created_by = format!("/bin/sh -c #(nop) {line}");
+            match ins {
+                Instruction::Run {
+                    cmd,
+                    mounts,
+                    heredocs,
+                    network,
+                    ..
+                } => {
+                    if !mounts.is_empty() || !heredocs.is_empty() {
+                        return Err(fail(
+                            "RUN --mount and heredocs are not supported yet".into(),
+                        ));
+                    }
+                    let shell: Vec<String> = st.config["config"]["Shell"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|s| s.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                    let argv = argv(cmd, &shell);
+                    created_by = format!("RUN {}", argv.join(" "));
+                    layer =
+                        self.run(&st, argv, args.clone(), network.clone(), df, &r.step, &line)?;
+                }
+                Instruction::Copy { chown, chmod, .. } | Instruction::Add { chown, chmod, .. } => {
+                    let (items, dest) = copy_items.take().expect("planned above");
+                    let owner = parse_chown(chown.as_deref()).map_err(fail)?;
+                    let mode = chmod
+                        .as_deref()
+                        .map(|m| {
+                            u32::from_str_radix(m, 8)
+                                .map_err(|_| fail(format!("invalid --chmod {m:?}")))
+                        })
+                        .transpose()?;
+                    created_by = format!("{} {}", ins.keyword(), dest);
+                    let dirs: Vec<PathBuf> = st
+                        .layers
+                        .iter()
+                        .rev()
+                        .map(|l| self.backend.layer_dir(&l.diff_id))
+                        .collect();
+                    let merged = files::Merged { dirs: &dirs };
+                    layer = self
+                        .write_layer(|w| {
+                            copy::write(w, &items, owner, mode, &|p| merged.lookup(p).is_some())
+                        })
+                        .map_err(fail)?;
+                }
+                Instruction::Workdir(dir) => {
+                    let cfg = config_obj(&mut st.config);
+                    let cur = cfg.get("WorkingDir").and_then(Value::as_str).unwrap_or("/");
+                    let new = if dir.starts_with('/') {
+                        dir.clone()
+                    } else {
+                        format!("{}/{}", cur.trim_end_matches('/'), dir)
+                    };
+                    cfg.insert("WorkingDir".into(), json!(new));
+                    let dirs: Vec<PathBuf> = st
+                        .layers
+                        .iter()
+                        .rev()
+                        .map(|l| self.backend.layer_dir(&l.diff_id))
+                        .collect();
+                    let merged = files::Merged { dirs: &dirs };
+                    if merged.lookup(&new).is_none() {
+                        // Made now, so the image has it whatever runs later.
+                        layer = self
+                            .write_layer(|w| {
+                                let mut p = String::new();
+                                for c in new.split('/').filter(|c| !c.is_empty()) {
+                                    p = format!("{p}/{c}");
+                                    if merged.lookup(&p).is_none() {
+                                        w.add_dir(&p, 0o755, (0, 0))?;
+                                    }
+                                }
+                                Ok(())
+                            })
+                            .map_err(fail)?;
+                    }
+                }
+                other => apply_meta(&mut st.config, other, &line),
+            }
+            let mut h = json!({"created": now(), "created_by": created_by});
+            if layer.is_none() {
+                h["empty_layer"] = json!(true);
+            }
+            st.config["history"]
+                .as_array_mut()
+                .expect("history is an array")
+                .push(h);
+            st.layers.extend(layer.clone());
+            st.key = key.clone();
+            self.cache.insert(
+                key,
+                CacheEntry {
+                    layer,
+                    config: st.config.clone(),
+                },
+            );
+        }
+        Ok(st)
+    }
+
+    /// Writes a layer with `fill`; stores and unpacks it unless it came out empty.
+    fn write_layer(
+        &self,
+        fill: impl FnOnce(&mut layer::LayerWriter) -> std::io::Result<()>,
+    ) -> Result<Option<LayerRef>, String> {
+        let dir = self.backend.scratch_dir().map_err(backend_err)?;
+        let res = (|| {
+            let mut w =
+                layer::LayerWriter::create(&dir.join("layer.tar.gz")).map_err(|e| e.to_string())?;
+            fill(&mut w).map_err(|e| format!("cannot write the layer: {e}"))?;
+            if w.entries == 0 {
+                return Ok(None);
+            }
+            let f = w
+                .finish()
+                .map_err(|e| format!("cannot write the layer: {e}"))?;
+            self.backend
+                .add_layer(&f.path, &f.blob, &f.diff_id)
+                .map(Some)
+                .map_err(backend_err)
+        })();
+        let _ = fs::remove_dir_all(&dir);
+        res
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        st: &State,
+        argv: Vec<String>,
+        env: Vec<String>,
+        network: Option<String>,
+        df: &Dockerfile,
+        step: &crate::Located,
+        line: &str,
+    ) -> Result<Option<LayerRef>, BuildFailure> {
+        let other = |m: String| BuildFailure::Step {
+            file: df.file.clone(),
+            line: step.pos.line,
+            col: step.pos.col,
+            instruction: line.to_string(),
+            message: m,
+        };
+        let dir = self
+            .backend
+            .scratch_dir()
+            .map_err(|e| other(backend_err(e)))?;
+        let res = (|| {
+            let (upper, work) = (dir.join("upper"), dir.join("work"));
+            for d in [&upper, &work] {
+                fs::create_dir_all(d)
+                    .map_err(|e| other(format!("cannot create {}: {e}", d.display())))?;
+            }
+            let run = RunStep {
+                layers: st.layers.clone(),
+                config: st.config.clone(),
+                argv,
+                env,
+                upper: upper.clone(),
+                work,
+                network,
+            };
+            let tail = std::sync::Mutex::new(Vec::<String>::new());
+            let pending = std::sync::Mutex::new(Vec::<u8>::new());
+            let prefix = format!("#{} ", self.step);
+            let emit = |bytes: &[u8]| {
+                let mut p = pending.lock().expect("no panics hold this lock");
+                p.extend_from_slice(bytes);
+                while let Some(n) = p.iter().position(|b| *b == b'\n') {
+                    let l: Vec<u8> = p.drain(..=n).collect();
+                    let s = String::from_utf8_lossy(&l[..n]).to_string();
+                    (self.log)(&format!("{prefix}{s}"));
+                    let mut t = tail.lock().expect("no panics hold this lock");
+                    t.push(s);
+                    if t.len() > 10 {
+                        t.remove(0);
+                    }
+                }
+            };
+            let out = self
+                .backend
+                .run(&run, &emit)
+                .map_err(|e| other(backend_err(e)))?;
+            emit(b"\n");
+            if out.exit_code != 0 {
+                let t = tail.into_inner().expect("no panics hold this lock");
+                let tail: String = t
+                    .iter()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| format!("\n  {l}"))
+                    .collect();
+                return Err(BuildFailure::RunFailed {
+                    file: df.file.clone(),
+                    line: step.pos.line,
+                    col: step.pos.col,
+                    instruction: line.to_string(),
+                    code: out.exit_code,
+                    tail,
+                });
+            }
+            let ids = IdMaps {
+                uids: out.uid_map,
+                gids: out.gid_map,
+            };
+            self.write_layer(|w| w.add_upper(&upper, &ids))
+                .map_err(other)
+        })();
+        let _ = fs::remove_dir_all(&dir);
+        res
+    }
+}
+
+fn copy_parts(ins: &Instruction) -> Option<(&Vec<String>, &String, Option<&String>)> {
+    match ins {
+        Instruction::Copy {
+            srcs, dest, from, ..
+        } => Some((srcs, dest, from.as_ref())),
+        Instruction::Add { srcs, dest, .. } => Some((srcs, dest, None)),
+        _ => None,
+    }
+}
+
+/// `--chown=UID[:GID]`, numeric only: names need the image's passwd file.
+fn parse_chown(c: Option<&str>) -> Result<(u32, u32), String> {
+    let Some(c) = c else { return Ok((0, 0)) };
+    let (u, g) = c.split_once(':').unwrap_or((c, c));
+    match (u.parse(), g.parse()) {
+        (Ok(u), Ok(g)) => Ok((u, g)),
+        _ => Err(format!("--chown={c}: only numeric ids are supported")),
+    }
+}
+
+fn cmd_json(c: &ShellOrExec, shell: &[String]) -> Value {
+    json!(argv(c, shell))
+}
+
+/// Applies a configuration-only instruction to the image config.
+fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
+    let shell: Vec<String> = config["config"]["Shell"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+    let cfg = config_obj(config);
+    match ins {
+        Instruction::Env(kvs) => {
+            let mut env: Vec<String> = cfg
+                .get("Env")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (k, v) in kvs {
+                env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                env.push(format!("{k}={v}"));
+            }
+            cfg.insert("Env".into(), json!(env));
+        }
+        Instruction::Cmd(c) => {
+            cfg.insert("Cmd".into(), cmd_json(c, &shell));
+        }
+        Instruction::Entrypoint(c) => {
+            cfg.insert("Entrypoint".into(), cmd_json(c, &shell));
+            // Docker's rule: a new ENTRYPOINT drops a CMD inherited from the base.
+            cfg.remove("Cmd");
+        }
+        Instruction::Label(kvs) => {
+            let l = obj(cfg, "Labels");
+            for (k, v) in kvs {
+                l.insert(k.clone(), json!(v));
+            }
+        }
+        Instruction::Maintainer(m) => {
+            obj(cfg, "Labels").insert("maintainer".into(), json!(m));
+        }
+        Instruction::Expose(ports) => {
+            let e = obj(cfg, "ExposedPorts");
+            for p in ports {
+                let p = if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("{p}/tcp")
+                };
+                e.insert(p, json!({}));
+            }
+        }
+        Instruction::Volume(vs) => {
+            let e = obj(cfg, "Volumes");
+            for v in vs {
+                e.insert(v.clone(), json!({}));
+            }
+        }
+        Instruction::User(u) => {
+            cfg.insert("User".into(), json!(u));
+        }
+        Instruction::Stopsignal(s) => {
+            cfg.insert("StopSignal".into(), json!(s));
+        }
+        Instruction::Shell(s) => {
+            cfg.insert("Shell".into(), json!(s));
+        }
+        Instruction::Healthcheck(h) => {
+            let v = match h {
+                None => json!({"Test": ["NONE"]}),
+                Some(h) => {
+                    let test = match &h.test {
+                        ShellOrExec::Exec(v) => std::iter::once("CMD".to_string())
+                            .chain(v.iter().cloned())
+                            .collect::<Vec<_>>(),
+                        ShellOrExec::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+                    };
+                    let ns = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
+                    json!({
+                        "Test": test, "Interval": ns(h.interval), "Timeout": ns(h.timeout),
+                        "StartPeriod": ns(h.start_period), "Retries": h.retries.unwrap_or(0),
+                    })
+                }
+            };
+            cfg.insert("Healthcheck".into(), v);
+        }
+        Instruction::Onbuild(_) => {
+            // Recorded as written; a build that uses this image as its base runs it.
+            let trigger = line
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, t)| t.trim());
+            let mut list: Vec<Value> = cfg
+                .get("OnBuild")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            list.push(json!(trigger));
+            cfg.insert("OnBuild".into(), json!(list));
+        }
+        _ => {}
+    }
+}
