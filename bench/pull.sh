@@ -72,3 +72,27 @@ jq -r '
      (if .command == "berth" then "-" else ($m.berth / .median * 100 | round / 100) end)]
   | @tsv' "$json" \
   | { printf 'tool\tmedian_s\tberth/peer\n'; cat; } | column -t -s $'\t'
+
+# ------------------------------------------------------------------ the other pull goals
+# One more pull into a kept store, then: the decompression floor (gzip -dc of the same
+# compressed layers, to /dev/null), a pull of the image already present, and the peak memory
+# (maximum resident set size) of a cold pull.
+keep="$work/keep"
+berth --root "$keep" pull -q --tls-verify=false "$ref" >/dev/null
+manifest=$(berth --root "$keep" image inspect "$ref" | jq -r '.[0].RepoDigests[0]' | sed 's/.*@sha256://')
+layers=()
+while read -r d; do layers+=("$keep/blobs/sha256/${d#sha256:}"); done < <(
+  jq -r '.layers[].digest' "$keep/blobs/sha256/$manifest")
+json2="$out/pull-floor-$stamp.json"
+hyperfine --runs "$runs" --warmup 1 --export-json "$json2" \
+  --prepare "rm -rf '$r' && mkdir -p '$r'" \
+  -n "berth pull (cold)" "berth --root '$r/berth' pull -q --tls-verify=false '$ref'" \
+  -n "gzip -dc floor" "cat ${layers[*]} | gzip -dc > /dev/null" \
+  -n "berth pull (present)" "berth --root '$keep' pull -q --tls-verify=false '$ref'" >/dev/null
+rm -rf "$r" && mkdir -p "$r"
+/usr/bin/time -f '%M' -o "$work/rss" berth --root "$r/berth" pull -q --tls-verify=false "$ref" >/dev/null
+say "cold pull vs the decompression floor, pull of a present image (medians, ms); raw data: $json2"
+jq -r '.results[] | [.command, (.median * 1000 | round)] | @tsv' "$json2" | column -t -s $'\t'
+jq -r '(.results[0].median / .results[1].median * 100 | round / 100)
+  | "cold pull / gzip -dc floor: \(.)"' "$json2"
+echo "peak memory of a cold pull (maximum resident set size): $(( $(cat "$work/rss") / 1024 )) MB"

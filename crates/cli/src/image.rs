@@ -49,7 +49,8 @@ pub struct ImagesArgs {
     /// Only show image ids.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Show all images, including dangling ones.
+    /// Show all images. Docker adds intermediate images of its legacy builder here; Berth keeps
+    /// none (build steps live in the build cache), so the list is the same as without it.
     #[arg(long, short = 'a')]
     pub all: bool,
     /// Show digests.

@@ -36,6 +36,10 @@ const ALLOWED_SOURCE: &str = "the inherited cpu affinity (Cpus_allowed_list in /
 /// processors' blocks renumbered `0..n-1` (blocks without a `processor` line, such as the
 /// trailing machine description on POWER, are kept as they are), `/sys/devices/system/cpu/online`
 /// as `0-(n-1)`, and `OMP_NUM_THREADS=n` unless already set.
+///
+/// When nothing narrows the host (no `cpuset`, no `cpus`, and `allowed` is every processor the
+/// host's `/proc/cpuinfo` lists, numbered from 0), the container's own view is already true and
+/// the result is empty: no files to bind, no variable to add (as under Docker), no affinity.
 pub fn cpu_visibility(
     allowed: &[usize],
     cpuset: Option<&str>,
@@ -48,6 +52,12 @@ pub fn cpu_visibility(
     chosen.dedup();
     if chosen.is_empty() {
         return Err(HpcError::NoAllowedCpus);
+    }
+    if cpuset.is_none() && cpus.is_none() && host_processors(host_cpuinfo) == chosen {
+        let whole = chosen.iter().enumerate().all(|(i, c)| i == *c);
+        if whole {
+            return Ok(Contribution::default());
+        }
     }
     let mut source = format!("{} {}", ALLOWED_SOURCE, format_cpu_list(&chosen));
 
@@ -113,6 +123,21 @@ pub fn cpu_visibility(
     }
     out.cpus = Some(Sourced::new(chosen, source));
     Ok(out)
+}
+
+/// The `processor` numbers of a `/proc/cpuinfo` text, sorted.
+fn host_processors(cpuinfo: &str) -> Vec<usize> {
+    let mut out: Vec<usize> = cpuinfo
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "processor")
+                .then(|| value.trim().parse().ok())
+                .flatten()
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// Whole CPUs needed for a `--cpus` value. Docker keeps `--cpus` as nano-CPUs, so 1.0000001 is
@@ -327,6 +352,18 @@ cpu cores\t: 4
         let c = cpu_visibility(&[0, 1, 2, 3], Some("1,3"), None, CPUINFO, &keys).unwrap();
         assert_eq!(env(&c, "OMP_NUM_THREADS"), None);
         assert!(c.env.is_empty());
+    }
+
+    #[test]
+    fn nothing_narrowed_shows_nothing() {
+        let c = cpu_visibility(&[3, 2, 1, 0], None, None, CPUINFO, &[]).unwrap();
+        assert!(
+            c.files.is_empty() && c.env.is_empty() && c.cpus.is_none(),
+            "{c:?}"
+        );
+        // The same CPUs asked for explicitly are still shown (and pinned).
+        let c = cpu_visibility(&[0, 1, 2, 3], Some("0-3"), None, CPUINFO, &[]).unwrap();
+        assert_eq!(env(&c, "OMP_NUM_THREADS"), Some("4"));
     }
 
     #[test]

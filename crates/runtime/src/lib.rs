@@ -21,6 +21,7 @@ mod idmap;
 mod monitor;
 mod namespaces;
 mod process;
+mod resident;
 mod rootfs;
 mod seccomp;
 mod signal;
@@ -33,6 +34,7 @@ use std::path::PathBuf;
 pub use error::{RuntimeError, Step};
 pub use exec::{exec, exec_confined};
 pub use process::Container;
+pub use resident::shed_startup_pages;
 pub use seccomp::{default_seccomp, seccomp_from_docker_json};
 pub use signal::signal_by_name;
 

@@ -202,6 +202,17 @@ impl Store {
             .ok()
             .and_then(|b| serde_json::from_slice::<ContainerRecord>(&b).ok())
             .map(|r| r.name);
+        self.remove_container_dir(id, name.as_deref())
+    }
+
+    /// Removes a container whose record the caller already holds (its monitor, at the end of
+    /// a `--rm` run), without reading the record back.
+    pub fn remove_container_record(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        self.remove_container_dir(&rec.id, Some(&rec.name))
+    }
+
+    fn remove_container_dir(&self, id: &str, name: Option<&str>) -> Result<(), StoreError> {
+        let dir = self.paths.container_dir(id);
         let doomed = self.paths.temp("container-rm");
         fs::rename(&dir, &doomed).at(&dir)?;
         if let Some(name) = name {

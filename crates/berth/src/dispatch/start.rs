@@ -181,14 +181,19 @@ pub fn run(
         let _ = writeln!(w, "started {}", c.pid());
         let _ = w.flush();
     }
+    // From here on this process only waits, forwards signals and records the exit.
+    berth_runtime::shed_startup_pages();
     let code = c.wait(sig_proxy)?;
     for l in logs {
         let _ = l.join();
     }
-    state.status = "exited".into();
-    state.exit_code = Some(code);
-    state.finished_at = humanize::rfc3339(humanize::now());
-    store.set_container_state(&rec.id, &state)?;
+    // A record about to be removed needs no final state: nobody could read it.
+    if !auto_remove(rec) {
+        state.status = "exited".into();
+        state.exit_code = Some(code);
+        state.finished_at = humanize::rfc3339(humanize::now());
+        store.set_container_state(&rec.id, &state)?;
+    }
     cleanup(store, rec, cg.as_mut());
     Ok(code)
 }
@@ -197,9 +202,13 @@ fn cleanup(store: &Store, rec: &ContainerRecord, cg: Option<&mut Box<dyn CgroupM
     if let Some(cg) = cg {
         let _ = cg.destroy();
     }
-    if rec.host_config["AutoRemove"].as_bool() == Some(true) {
-        let _ = store.remove_container(&rec.id);
+    if auto_remove(rec) {
+        let _ = store.remove_container_record(rec);
     }
+}
+
+fn auto_remove(rec: &ContainerRecord) -> bool {
+    rec.host_config["AutoRemove"].as_bool() == Some(true)
 }
 
 /// Copies one stream of the container into the JSON-lines log, one record per line.
