@@ -13,5 +13,6 @@ mod pull_push;
 mod rootless;
 mod run;
 mod run_flags;
+mod single_file;
 mod slurm;
 mod umoci;

@@ -15,14 +15,18 @@ mod changes;
 mod common;
 mod docker;
 mod error;
+mod flatten;
 mod import;
 mod index;
 mod model;
 mod oci;
+mod sqsh;
 mod stream;
 
 pub use error::{ArchiveError, SinkError};
+pub use flatten::{flatten, root_mode, Flattened};
 pub use import::import_rootfs;
+pub use sqsh::{read_config_trailer, write_config_trailer, TRAILER_MAGIC};
 
 /// Which archive format `save` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -218,6 +218,27 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
+/// `berth convert`
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Image to convert (pulled first when it is not in the store): NAME[:TAG|@DIGEST].
+    pub image: String,
+    /// The single-file image to write (conventionally `NAME.sqsh`); `berth run FILE` runs it.
+    pub output: std::path::PathBuf,
+    /// Compression of the squashfs file system: zstd, lz4, gzip or xz.
+    #[arg(long, default_value = "zstd")]
+    pub compression: String,
+    /// Suppress progress output.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Platform to pull when the image is not in the store (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registry connection options.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
 /// `berth import`
 #[derive(Debug, Args)]
 pub struct ImportArgs {

@@ -85,6 +85,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image.
     Import(ImportArgs),
+    /// Write an image as a single-file squashfs image that `berth run FILE` runs in place.
+    Convert(ConvertArgs),
     /// Build an image from a Dockerfile.
     Build(BuildArgs),
     /// Run a command in a new container.

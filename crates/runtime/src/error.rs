@@ -122,6 +122,14 @@ impl fmt::Display for Step {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
+    /// A single-file (squashfs) image could not be mounted.
+    #[error("cannot mount {}: {message}", file.display())]
+    Squashfs {
+        /// The image file.
+        file: std::path::PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// `args[0]` was not found (exit code 127).
     #[error("{cmd}: executable file not found in $PATH")]
     NotFound {

@@ -25,6 +25,7 @@ mod resident;
 mod rootfs;
 mod seccomp;
 mod signal;
+mod squashfs;
 mod stdio;
 mod sys;
 mod tty;
@@ -37,6 +38,7 @@ pub use process::Container;
 pub use resident::shed_startup_pages;
 pub use seccomp::{default_seccomp, seccomp_from_docker_json};
 pub use signal::signal_by_name;
+pub use squashfs::{mount_squashfs, SquashfsMount};
 
 /// What to run: a root filesystem and the OCI runtime spec describing the process, its
 /// namespaces, id maps and mounts.

@@ -4,6 +4,7 @@ mod archive;
 mod build;
 mod completion;
 mod container;
+mod convert;
 mod df;
 mod exec;
 mod history;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => archive::save(&s, &a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => archive::load(&s, &a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => archive::import(&s, &a),
+        Command::Convert(a) => convert::run(&s, &a),
         Command::Build(a) => build::run(&s, &a),
         Command::Login(a) => login::login(&s, &a),
         Command::Logout(a) => login::logout(&s, &a),

@@ -7,7 +7,7 @@ use berth_store::{Store, StoreError};
 use berth_types::{ImageRef, Platform};
 
 use crate::dispatch::start::{self, Io};
-use crate::dispatch::{create, pull};
+use crate::dispatch::{create, local_image, pull};
 use crate::printer::Printer;
 use crate::settings::Settings;
 
@@ -47,8 +47,17 @@ fn image(
 pub fn run(s: &Settings, a: &RunArgs) -> Result<u8> {
     let store = s.open_store()?;
     let quiet_printer = Printer::new(a.quiet || a.detach);
-    let img = image(s, &store, a, &quiet_printer)?;
-    let created = create::create(s, &store, &img, a)?;
+    let img = match local_image::local_path(&a.image) {
+        Some(path) => local_image::open(&store, &path)?,
+        None => create::ImageInput::from_store(&store, &image(s, &store, a, &quiet_printer)?)?,
+    };
+    let created = match create::create(s, &store, &img, a) {
+        Ok(c) => c,
+        Err(e) => {
+            local_image::release_input(&img);
+            return Err(e);
+        }
+    };
     let p = Printer::new(false);
     for w in &created.warnings {
         p.warn(w);

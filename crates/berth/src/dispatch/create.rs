@@ -20,6 +20,35 @@ pub struct Generated {
     pub contents: String,
 }
 
+/// The image a container is created from: a store image, a single-file image (mounted by
+/// then) or a root file system directory.
+pub struct ImageInput {
+    /// The config digest (for a file or directory: the digest of its config, or of its path).
+    pub id: berth_types::Digest,
+    pub config: oci_spec::image::ImageConfiguration,
+    /// Read-only layers, top-most first.
+    pub lower_dirs: Vec<PathBuf>,
+    /// Entries added to the record's `HostConfig` (how a single-file image is mounted).
+    pub host_config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ImageInput {
+    /// An image of the store, its layers as they are unpacked there.
+    pub fn from_store(store: &Store, img: &ImageRecord) -> Result<ImageInput> {
+        Ok(ImageInput {
+            id: img.id.clone(),
+            config: store.config(img)?,
+            lower_dirs: img
+                .layers
+                .iter()
+                .rev()
+                .map(|d| store.layer_path(d))
+                .collect(),
+            host_config: serde_json::Map::new(),
+        })
+    }
+}
+
 pub struct Created {
     pub record: ContainerRecord,
     pub warnings: Vec<String>,
@@ -41,20 +70,15 @@ pub fn profile(s: &Settings, a: &RunArgs) -> Result<Profile> {
     }
 }
 
-pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Result<Created> {
+pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Result<Created> {
     let caller = Caller::current();
     let id = random_id();
     let name = a.name.clone().unwrap_or_else(|| random_name(&id));
     if !valid_name(&name) {
         bail!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
     }
-    let config = store.config(img)?;
-    let lower_dirs: Vec<PathBuf> = img
-        .layers
-        .iter()
-        .rev()
-        .map(|d| store.layer_path(d))
-        .collect();
+    let config = &img.config;
+    let lower_dirs = img.lower_dirs.clone();
     let files = ImageFiles {
         passwd: image_file(&lower_dirs, "etc/passwd"),
         group: image_file(&lower_dirs, "etc/group"),
@@ -281,7 +305,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
         extra_env,
         container_id: id.clone(),
     };
-    let mut built = berth_oci::build(&config, &opts, &files)?;
+    let mut built = berth_oci::build(config, &opts, &files)?;
     warnings.extend(std::mem::take(&mut built.warnings));
     // Files the spec builder generated (an /etc/passwd naming the caller) are bound like ours.
     let mut spec_mounts = built.spec.mounts().clone().unwrap_or_default();
@@ -396,7 +420,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
         bail!("invalid --stop-signal {stop_signal:?}");
     }
     let memory = a.memory.as_deref().map(parse_bytes).transpose()?;
-    let record = ContainerRecord {
+    let mut record = ContainerRecord {
         id: id.clone(),
         name,
         image: img.id.clone(),
@@ -433,6 +457,9 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
         spec,
         volumes,
     };
+    if let Some(h) = record.host_config.as_object_mut() {
+        h.extend(img.host_config.clone());
+    }
     store.create_container(&record)?;
     for g in generated {
         fs::write(&g.host_path, g.contents)

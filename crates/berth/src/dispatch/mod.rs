@@ -3,8 +3,10 @@
 
 pub mod archive;
 pub mod build;
+pub mod convert;
 pub mod create;
 pub mod host;
+pub mod local_image;
 pub mod pull;
 pub mod push;
 pub mod start;

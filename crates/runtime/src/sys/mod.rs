@@ -3,6 +3,7 @@
 //! signalfd). Everything else in the crate goes through rustix.
 #![allow(unsafe_code)]
 
+pub(crate) mod loopdev;
 pub(crate) mod memory;
 pub(crate) mod seccomp;
 pub(crate) mod signal;

@@ -1,0 +1,128 @@
+//! Images that are files, not store entries: `berth run FILE.sqsh` and `berth run DIR`.
+//!
+//! A single-file image is mounted read-only where the container's overlay finds it (see
+//! `berth_runtime::mount_squashfs`) and used in place: nothing is unpacked, on any node. A
+//! directory is used as the read-only lower layer as it is. Either way the container gets its
+//! own writable layer on top, as for store images.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use berth_store::Store;
+use berth_types::Digest;
+use oci_spec::image::ImageConfiguration;
+use serde_json::{json, Value};
+
+use super::create::ImageInput;
+
+const SQUASHFS_SUFFIXES: &[&str] = &[".sqsh", ".sqfs", ".squashfs"];
+
+/// The path `arg` names when it is a local image rather than a reference: an existing file or
+/// directory written as a path (`/…`, `./…`, `../…`) or a file with a squashfs suffix.
+/// References never start with `/` or `.`, so nothing a registry could serve is taken.
+pub fn local_path(arg: &str) -> Option<PathBuf> {
+    let looks_like_path = arg.starts_with('/') || arg.starts_with("./") || arg.starts_with("../");
+    let squashfs_name = SQUASHFS_SUFFIXES.iter().any(|s| arg.ends_with(s));
+    let p = Path::new(arg);
+    ((looks_like_path || squashfs_name) && p.exists()).then(|| p.to_path_buf())
+}
+
+/// Opens a local image: mounts a single-file image (on a fresh directory of the store's
+/// temporary area) or takes a directory as it is.
+pub fn open(store: &Store, path: &Path) -> Result<ImageInput> {
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("cannot open image {}", path.display()))?;
+    if path.is_dir() {
+        return Ok(ImageInput {
+            id: Digest::sha256_of(path.as_os_str().as_encoded_bytes()),
+            config: default_config()?,
+            lower_dirs: vec![path.clone()],
+            host_config: serde_json::Map::from_iter([(
+                "RootfsDir".to_string(),
+                json!(path.display().to_string()),
+            )]),
+        });
+    }
+    let mut f =
+        File::open(&path).with_context(|| format!("cannot open image {}", path.display()))?;
+    let trailer = berth_archive::read_config_trailer(&mut f)
+        .with_context(|| format!("cannot read image {}", path.display()))?;
+    let (id, config) = match trailer {
+        Some(bytes) => (
+            Digest::sha256_of(&bytes),
+            serde_json::from_slice::<ImageConfiguration>(&bytes)
+                .with_context(|| format!("{}: invalid image config", path.display()))?,
+        ),
+        // A squashfs image from another tool: no config, Docker's defaults.
+        None => (
+            Digest::sha256_of(path.as_os_str().as_encoded_bytes()),
+            default_config()?,
+        ),
+    };
+    drop(f);
+    let target = store.paths().temp("sqsh");
+    std::fs::create_dir_all(&target)
+        .with_context(|| format!("cannot create {}", target.display()))?;
+    let mounted = match berth_runtime::mount_squashfs(&path, &target) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&target);
+            return Err(e.into());
+        }
+    };
+    Ok(ImageInput {
+        id,
+        config,
+        lower_dirs: vec![target.clone()],
+        host_config: serde_json::Map::from_iter([
+            ("Squashfs".to_string(), json!(path.display().to_string())),
+            (
+                "SquashfsMount".to_string(),
+                json!(target.display().to_string()),
+            ),
+            (
+                "SquashfsFuse".to_string(),
+                json!(matches!(mounted, berth_runtime::SquashfsMount::Fuse(_))),
+            ),
+        ]),
+    })
+}
+
+/// Takes down what [`open`] mounted for a container (its record's `HostConfig`), once it has
+/// ended.
+pub fn release(host_config: &Value) {
+    let Some(target) = host_config["SquashfsMount"].as_str() else {
+        return;
+    };
+    let target = PathBuf::from(target);
+    let mounted = if host_config["SquashfsFuse"].as_bool() == Some(true) {
+        berth_runtime::SquashfsMount::Fuse(target.clone())
+    } else {
+        berth_runtime::SquashfsMount::Kernel(target.clone())
+    };
+    mounted.release();
+    let _ = std::fs::remove_dir(&target);
+}
+
+/// The config of an image that carries none: Linux on this machine, nothing else set.
+fn default_config() -> Result<ImageConfiguration> {
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let v: Value = json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    });
+    Ok(serde_json::from_value(v)?)
+}
+
+/// Takes down what [`open`] mounted when no container was made from it.
+pub fn release_input(img: &ImageInput) {
+    release(&Value::Object(img.host_config.clone()));
+}

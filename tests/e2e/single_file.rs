@@ -1,0 +1,205 @@
+//! Single-file images: `berth convert` to squashfs, `berth run FILE.sqsh` and `berth run DIR`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use berth_testkit::{run_as, unprivileged_user};
+
+use crate::common::{have, Berth};
+
+/// A three-layer image over busybox with deletions (whiteouts) in the upper layers and a
+/// config of its own.
+const LAYERED: &str = "FROM localhost/bb
+RUN mkdir -p /opt/d && echo one > /opt/d/f && echo keep > /opt/k && rm /bin/vi
+RUN rm -rf /opt/d && echo two > /opt/k && mkdir /opt/e && echo e > /opt/e/x
+ENV GREETING=hello
+WORKDIR /opt
+ENTRYPOINT [\"/bin/sh\", \"-c\"]
+CMD [\"echo $GREETING from $(pwd)\"]
+";
+
+/// What the file system looks like from inside: every path with its type, mode and owner, and
+/// the content of every regular file (directory sizes are the file system's own business, and
+/// the files Berth writes per container differ by design).
+const LISTING: &str = "find /bin /etc /opt /root /usr /var 2>/dev/null | sort \
+    | grep -vE '^/etc/(hostname|hosts|resolv.conf)$' | while read -r p; do \
+    stat -c '%n %F %a %u:%g' \"$p\"; [ -f \"$p\" ] && [ ! -L \"$p\" ] && md5sum \"$p\"; done | md5sum";
+
+fn layered() -> (Berth, tempfile::TempDir) {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), LAYERED).unwrap();
+    b.ok(&["build", "-q", "-t", "layered", ctx.path().to_str().unwrap()]);
+    (b, ctx)
+}
+
+#[test]
+fn convert_then_run_in_place() {
+    if !have("mksquashfs") {
+        eprintln!("skipping: mksquashfs (squashfs-tools) not installed");
+        return;
+    }
+    let (b, _ctx) = layered();
+    let work = tempfile::tempdir().unwrap();
+    let mut listing_from_store = None;
+    for comp in ["zstd", "lz4", "gzip"] {
+        let file = work.path().join(format!("layered-{comp}.sqsh"));
+        let f = file.to_str().unwrap();
+        let out = b.ok(&["convert", "-q", "--compression", comp, "layered", f]);
+        assert_eq!(out.trim(), f);
+        // An ordinary squashfs file system: the tools of squashfs-tools read it.
+        let list = Command::new("unsquashfs").args(["-l", f]).output().unwrap();
+        let list = String::from_utf8_lossy(&list.stdout);
+        assert!(list.contains("squashfs-root/opt/k"), "{list}");
+        assert!(!list.contains("squashfs-root/opt/d"), "{list}");
+        assert!(!list.contains("squashfs-root/bin/vi"), "{list}");
+        assert!(!list.contains(".wh."), "{list}");
+
+        // ENTRYPOINT, CMD, ENV and WORKDIR come from the file.
+        assert_eq!(b.ok(&["run", "--rm", f]), "hello from /opt\n");
+        assert_eq!(
+            b.ok(&["run", "--rm", "-e", "GREETING=hi", f, "cat /opt/k /opt/e/x"]),
+            "two\ne\n"
+        );
+        // The same tree as the image run from the store.
+        let sqsh = b.ok(&["run", "--rm", f, LISTING]);
+        let store = listing_from_store
+            .get_or_insert_with(|| b.ok(&["run", "--rm", "layered", LISTING]))
+            .clone();
+        assert_eq!(sqsh, store, "{comp}");
+        // Writable on top, and the writes do not reach the file.
+        assert_eq!(
+            b.ok(&["run", "--rm", f, "echo x > /opt/k && cat /opt/k"]),
+            "x\n"
+        );
+        assert_eq!(b.ok(&["run", "--rm", f, "cat /opt/k"]), "two\n");
+    }
+
+    // Detached: the mount lives as long as the container, then it and its directory go.
+    let f = work.path().join("layered-zstd.sqsh");
+    let f = f.to_str().unwrap();
+    b.ok(&["run", "-d", "--name", "sq", f, "sleep 30"]);
+    assert_eq!(b.ok(&["exec", "sq", "cat", "/opt/k"]), "two\n");
+    b.ok(&["rm", "-f", "sq"]);
+    let tmp = b.root().join("tmp");
+    for _ in 0..50 {
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        if !left
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("sqsh-"))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("sqsh-"))
+        .collect();
+    assert!(left.is_empty(), "mount points left behind: {left:?}");
+    assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+}
+
+#[test]
+fn convert_errors_are_one_line() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let err = b.fails(
+        &[
+            "convert",
+            "--compression",
+            "brotli",
+            "localhost/bb",
+            "/tmp/x.sqsh",
+        ],
+        125,
+    );
+    assert!(err.contains("--compression \"brotli\""), "{err}");
+    let err = b.fails(&["convert", "localhost/bb", "/nonexistent/dir/x.sqsh"], 125);
+    assert!(err.contains("/nonexistent/dir"), "{err}");
+    // Not a squashfs file: the mount fails and says which file.
+    let bogus = tempfile::Builder::new().suffix(".sqsh").tempfile().unwrap();
+    std::fs::write(bogus.path(), vec![0u8; 8192]).unwrap();
+    let p = bogus.path().to_str().unwrap();
+    let err = b.fails(&["run", "--rm", p, "true"], 125);
+    assert!(err.contains(p), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn run_a_root_file_system_directory() {
+    let b = Berth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .arg("-xf")
+        .arg(berth_testkit::busybox_rootfs_tar())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            d,
+            "sh",
+            "-c",
+            "echo in dir; touch /new && echo ok"
+        ]),
+        "in dir\nok\n"
+    );
+    // The directory itself is the read-only lower layer: the write went elsewhere.
+    assert!(!dir.path().join("new").exists());
+}
+
+#[test]
+fn unprivileged_run_uses_fuse_or_says_why() {
+    if !have("mksquashfs") {
+        eprintln!("skipping: mksquashfs (squashfs-tools) not installed");
+        return;
+    }
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let work = tempfile::Builder::new()
+        .prefix("berth-sqsh-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = work.path().join("bb.sqsh");
+    b.ok(&["convert", "-q", "localhost/bb", file.to_str().unwrap()]);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bin = work.path().join("berth");
+    std::fs::copy(env!("CARGO_BIN_EXE_berth"), &bin).unwrap();
+    let user = unprivileged_user();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    Command::new("chown")
+        .arg(format!("{}:{}", user.uid, user.gid))
+        .arg(&home)
+        .status()
+        .unwrap();
+    let mut c = Command::new(&bin);
+    c.env("HOME", &home)
+        .env("BERTH_ROOT", home.join("store"))
+        .args(["run", "--rm"])
+        .arg(&file)
+        .args(["echo", "from fuse"]);
+    let out = run_as(&user, &mut c);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "from fuse\n");
+    } else {
+        // Where /dev/fuse is root's alone (as on some hosts), the one line says so.
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert!(err.contains("squashfuse"), "{err}");
+        assert!(err.contains(file.to_str().unwrap()), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
