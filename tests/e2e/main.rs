@@ -13,6 +13,7 @@ mod pull_push;
 mod rootless;
 mod run;
 mod run_flags;
+mod shared_store;
 mod single_file;
 mod slurm;
 mod umoci;

@@ -27,6 +27,10 @@ pub struct ConfigFile {
     /// Site mounts added in the hpc profile, as `-v` spells them (`/softs:/softs:ro`).
     #[serde(default)]
     pub site_mounts: Vec<String>,
+    /// Read-only stores (a site's image cache on a shared file system), searched in order
+    /// after the caller's own store and before any pull.
+    #[serde(default)]
+    pub shared_stores: Vec<PathBuf>,
 }
 
 impl ConfigFile {
@@ -40,6 +44,7 @@ impl ConfigFile {
         self.insecure_registries.extend(other.insecure_registries);
         self.registry_mirrors.extend(other.registry_mirrors);
         self.site_mounts.extend(other.site_mounts);
+        self.shared_stores.extend(other.shared_stores);
     }
 }
 
@@ -94,6 +99,18 @@ impl Settings {
 
     pub fn open_store(&self) -> Result<berth_store::Store> {
         Ok(berth_store::Store::open(&self.root)?)
+    }
+
+    /// The configured shared stores, opened read-only, in order.
+    pub fn shared_stores(&self) -> Result<Vec<berth_store::Store>> {
+        self.config
+            .shared_stores
+            .iter()
+            .map(|p| {
+                berth_store::Store::open_read_only(p)
+                    .with_context(|| format!("shared_stores entry {}", p.display()))
+            })
+            .collect()
     }
 }
 

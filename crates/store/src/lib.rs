@@ -167,6 +167,26 @@ impl Store {
         Ok(Store { paths })
     }
 
+    /// Opens an existing store without writing to it: a site's shared store, often on a
+    /// read-only file system. Nothing is created, and no lock is ever taken for reading.
+    pub fn open_read_only(root: &Path) -> Result<Store, StoreError> {
+        let paths = Paths::new(root);
+        let layout = paths.layout_file();
+        let bytes = fs::read(&layout).map_err(|e| StoreError::io(layout.clone(), e))?;
+        let l: Layout = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path: layout.clone(),
+            reason: e.to_string(),
+        })?;
+        if l.version > LAYOUT_VERSION {
+            return Err(StoreError::LayoutTooNew {
+                path: layout,
+                found: l.version,
+                supported: LAYOUT_VERSION,
+            });
+        }
+        Ok(Store { paths })
+    }
+
     /// The store's paths.
     pub fn paths(&self) -> &Paths {
         &self.paths

@@ -6,30 +6,35 @@ use berth_registry::Client;
 use berth_store::{Store, StoreError};
 use berth_types::{ImageRef, Platform};
 
+use crate::dispatch::create::{self, ImageInput};
 use crate::dispatch::start::{self, Io};
-use crate::dispatch::{create, local_image, pull};
+use crate::dispatch::{local_image, pull};
 use crate::printer::Printer;
 use crate::settings::Settings;
 
-/// The image to run: local unless `--pull always`, pulled when missing unless `--pull never`.
-fn image(
-    s: &Settings,
-    store: &Store,
-    a: &RunArgs,
-    p: &Printer,
-) -> Result<berth_store::ImageRecord> {
+/// The image to run: from the caller's store, else from the first shared store that has it,
+/// else pulled (unless `--pull never`); `--pull always` pulls first.
+fn image(s: &Settings, store: &Store, a: &RunArgs, p: &Printer) -> Result<ImageInput> {
     let local = store.lookup(&a.image);
-    let want_pull = match (a.pull.as_str(), &local) {
+    let missing = matches!(local, Err(StoreError::ImageNotFound(_)));
+    let want_pull = match (a.pull.as_str(), missing) {
         ("always", _) => true,
-        ("missing", Err(StoreError::ImageNotFound(_))) => true,
-        ("never", Err(StoreError::ImageNotFound(_))) => {
-            bail!("no such image: {} (and --pull never)", a.image)
+        ("missing" | "never", false) => false,
+        ("missing" | "never", true) => {
+            for shared in s.shared_stores()? {
+                if let Ok(img) = shared.lookup(&a.image) {
+                    return ImageInput::from_store(&shared, &img);
+                }
+            }
+            if a.pull == "never" {
+                bail!("no such image: {} (and --pull never)", a.image)
+            }
+            true
         }
-        ("missing" | "never", _) => false,
         (other, _) => bail!("invalid --pull {other:?}: expected missing, always or never"),
     };
     if !want_pull {
-        return Ok(local?);
+        return ImageInput::from_store(store, &local?);
     }
     let r = ImageRef::parse(&a.image)?;
     let platform = match &a.platform {
@@ -41,7 +46,7 @@ fn image(
         p.warn(format!("unable to find image '{}' locally", a.image));
     }
     pull::pull(store, &client, &r, &platform, p)?;
-    Ok(store.lookup(&r.to_string())?)
+    ImageInput::from_store(store, &store.lookup(&r.to_string())?)
 }
 
 pub fn run(s: &Settings, a: &RunArgs) -> Result<u8> {
@@ -49,7 +54,7 @@ pub fn run(s: &Settings, a: &RunArgs) -> Result<u8> {
     let quiet_printer = Printer::new(a.quiet || a.detach);
     let img = match local_image::local_path(&a.image) {
         Some(path) => local_image::open(&store, &path)?,
-        None => create::ImageInput::from_store(&store, &image(s, &store, a, &quiet_printer)?)?,
+        None => image(s, &store, a, &quiet_printer)?,
     };
     let created = match create::create(s, &store, &img, a) {
         Ok(c) => c,

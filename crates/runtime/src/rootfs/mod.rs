@@ -7,6 +7,7 @@ mod mounts;
 mod options;
 mod paths;
 mod resolve;
+mod upper;
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,15 @@ pub(crate) fn setup(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .map_err(Failure::at(Step::Propagation, "/"))?;
+    if let Rootfs::Overlay { lower, upper, .. } = plan.rootfs {
+        for m in plan.spec.mounts().as_deref().unwrap_or_default() {
+            let dir = match m.source().as_ref() {
+                Some(src) if is_bind(m) => std::fs::metadata(src).is_ok_and(|md| md.is_dir()),
+                _ => true,
+            };
+            upper::prepare_target(lower, upper, m.destination(), dir);
+        }
+    }
     mount_root(plan)?;
     let root = resolve::open_root(&plan.mount_point)
         .map_err(Failure::at(Step::MountRoot, plan.mount_point.display()))?;
@@ -90,6 +100,15 @@ pub(crate) fn setup(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
         .map_err(Failure::at(Step::Remount, "/ read-only"))?;
     }
     pivot(&plan.mount_point)
+}
+
+fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o == "bind" || o == "rbind")
 }
 
 /// Mounts the image on the mount point: overlayfs over the layers, or a bind of a directory.
