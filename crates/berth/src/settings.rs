@@ -27,6 +27,9 @@ pub struct ConfigFile {
     /// Site mounts added in the hpc profile, as `-v` spells them (`/softs:/softs:ro`).
     #[serde(default)]
     pub site_mounts: Vec<String>,
+    /// Directories searched for CDI device specs, lowest priority first; replaces the default
+    /// `/etc/cdi`, `/var/run/cdi`.
+    pub cdi_spec_dirs: Option<Vec<PathBuf>>,
 }
 
 impl ConfigFile {
@@ -40,6 +43,9 @@ impl ConfigFile {
         self.insecure_registries.extend(other.insecure_registries);
         self.registry_mirrors.extend(other.registry_mirrors);
         self.site_mounts.extend(other.site_mounts);
+        if other.cdi_spec_dirs.is_some() {
+            self.cdi_spec_dirs = other.cdi_spec_dirs;
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod build;
 pub mod create;
+pub mod devices;
 pub mod host;
 pub mod pull;
 pub mod push;
