@@ -187,6 +187,7 @@ struct SpecFile {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DeviceFile {
+    #[serde(deserialize_with = "text_or_number")]
     name: String,
     #[serde(default)]
     container_edits: EditsFile,
@@ -245,6 +246,20 @@ struct HookFile {
     #[serde(default)]
     env: Vec<String>,
     timeout: Option<i64>,
+}
+
+/// A device name, which hand-written YAML often leaves unquoted (`name: 0`).
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Name {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Name::deserialize(d)? {
+        Name::Text(s) => s,
+        Name::Number(n) => n.to_string(),
+    })
 }
 
 /// One parsed, checked spec file.

@@ -18,7 +18,7 @@ const YAML: &str = "
 cdiVersion: 0.8.0
 kind: vendor.com/gpu
 devices:
-  - name: '0'
+  - name: 0
     containerEdits:
       deviceNodes:
         - path: /dev/vgpu0
