@@ -7,6 +7,7 @@ mod docker_diff;
 mod archive;
 mod auth;
 mod build;
+mod cdi;
 mod cli;
 mod hostile;
 mod pull_push;

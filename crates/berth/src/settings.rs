@@ -31,6 +31,9 @@ pub struct ConfigFile {
     /// after the caller's own store and before any pull.
     #[serde(default)]
     pub shared_stores: Vec<PathBuf>,
+    /// Directories searched for CDI device specs, lowest priority first; replaces the default
+    /// `/etc/cdi`, `/var/run/cdi`.
+    pub cdi_spec_dirs: Option<Vec<PathBuf>>,
 }
 
 impl ConfigFile {
@@ -45,6 +48,9 @@ impl ConfigFile {
         self.registry_mirrors.extend(other.registry_mirrors);
         self.site_mounts.extend(other.site_mounts);
         self.shared_stores.extend(other.shared_stores);
+        if other.cdi_spec_dirs.is_some() {
+            self.cdi_spec_dirs = other.cdi_spec_dirs;
+        }
     }
 }
 

@@ -63,9 +63,12 @@ pub struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
-    /// Add a host device: `HOST[:CONTAINER[:PERMS]]`.
+    /// Add a host device, `HOST[:CONTAINER[:PERMS]]`, or a CDI device, `vendor.com/class=name`.
     #[arg(long)]
     pub device: Vec<String>,
+    /// NVIDIA GPUs from the job's allocation: `all`, a count, or `device=ID[,ID]`.
+    #[arg(long)]
+    pub gpus: Option<String>,
     /// Give the container every capability and no masked paths.
     #[arg(long)]
     pub privileged: bool,

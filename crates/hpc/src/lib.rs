@@ -20,13 +20,30 @@
 //!   processors, a matching `/sys/devices/system/cpu/online`, and `OMP_NUM_THREADS`, so that
 //!   programs sizing their thread pools from any of those agree with the affinity mask.
 //!
+//! Devices follow the same shape: [`Registry`] turns the text of CDI spec files into the
+//! [`DeviceEdits`] of the devices `--device vendor.com/class=name` asks for; [`parse_gpus`],
+//! [`allocation`], [`select_gpus`] and [`nvidia_driver`] pick `--gpus` from the job's
+//! allocation and describe the driver files the container needs.
+//!
 //! The lists of variables and prefixes this crate acts on are constants ([`SLURM_PREFIXES`],
 //! [`SLURM_NAMES`]) so that what Berth passes through is written down in one place.
 #![deny(missing_docs)]
 
+mod cdi;
 mod cpulist;
 mod cpus;
+mod gpus;
 mod slurm;
+
+pub use cdi::{
+    is_qualified_name, parse_qualified, spec_paths, DeviceEdits, DeviceError, DeviceMount,
+    DeviceNode, Hook, Registry, SpecText, CDI_SPEC_DIRS,
+};
+pub use gpus::{
+    allocation, devices_list_gpus, devices_list_path, driver_libraries, gpu_env, nvidia_driver,
+    parse_gpus, select_gpus, Allocation, DriverFacts, GpuRequest, NVIDIA_BINARIES,
+    NVIDIA_CONTROL_NODES, NVIDIA_GPU_KIND, NVIDIA_LIBRARIES,
+};
 
 pub use cpulist::{format_cpu_list, parse_cpu_list};
 pub use cpus::{cpu_visibility, CPUINFO_PATH, CPU_ONLINE_PATH};

@@ -106,15 +106,19 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
                 .collect(),
         });
     }
-    for d in &a.device {
+    // CDI devices and --gpus (berth-hpc decides, dispatch/devices.rs binds).
+    let devices = super::devices::resolve(s, a, &caller.env)?;
+    warnings.extend(devices.warnings);
+    for d in a.device.iter().filter(|d| !super::devices::is_cdi(d)) {
         mounts.push(parse_device(d)?);
     }
+    mounts.extend(devices.mounts);
     for m in &mounts {
         if matches!(m.kind, MountKind::Bind) {
             check_readable(Path::new(&m.source))?;
         }
     }
-    let mut env = Vec::new();
+    let mut env = devices.env;
     for f in &a.env_file {
         let text = fs::read_to_string(f)
             .with_context(|| format!("cannot read env file {}", f.display()))?;

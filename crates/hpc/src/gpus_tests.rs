@@ -1,0 +1,188 @@
+use super::*;
+
+fn ids(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn gpus_flag_in_dockers_spellings() {
+    let ok = |s: &str| parse_gpus(s).unwrap();
+    assert_eq!(ok("all"), GpuRequest::All);
+    assert_eq!(ok("2"), GpuRequest::Count(2));
+    assert_eq!(ok("count=3"), GpuRequest::Count(3));
+    assert_eq!(ok("count=all,capabilities=compute"), GpuRequest::All);
+    assert_eq!(ok("device=0,2"), GpuRequest::Ids(ids(&["0", "2"])));
+    assert_eq!(ok("\"device=0,2\""), GpuRequest::Ids(ids(&["0", "2"])));
+    assert_eq!(
+        ok("\"device=1,3\",capabilities=utility,driver=nvidia"),
+        GpuRequest::Ids(ids(&["1", "3"]))
+    );
+    assert_eq!(ok("device=GPU-8f2e"), GpuRequest::Ids(ids(&["GPU-8f2e"])));
+    for bad in ["", "0", "x", "count=-1", "device=", "driver=amd", "gpu=1"] {
+        let e = parse_gpus(bad).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("invalid --gpus {bad:?}: ")), "{e}");
+    }
+}
+
+#[test]
+fn without_limits_all_host_gpus_are_allocated() {
+    let host = ids(&["0", "1", "2", "3"]);
+    let a = allocation(&host, None, &env(&[("HOME", "/h")]));
+    assert_eq!(a.ids, host);
+    assert!(!a.restricted);
+    assert_eq!(
+        select_gpus(&GpuRequest::All, &a, &host, "all").unwrap(),
+        host
+    );
+    assert_eq!(
+        select_gpus(&GpuRequest::Count(2), &a, &host, "2").unwrap(),
+        ids(&["0", "1"])
+    );
+    let e = select_gpus(&GpuRequest::Ids(ids(&["7"])), &a, &host, "device=7").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--gpus device=7: GPU 7 does not exist (0,1,2,3 from the GPUs of this host)"
+    );
+}
+
+#[test]
+fn slurm_and_cuda_visible_devices_limit_the_choice() {
+    let host = ids(&["0", "1", "2", "3"]);
+    let a = allocation(
+        &host,
+        None,
+        &env(&[("CUDA_VISIBLE_DEVICES", "0"), ("SLURM_STEP_GPUS", "2,3")]),
+    );
+    assert_eq!(
+        (a.ids.clone(), a.source.as_str()),
+        (ids(&["2", "3"]), "SLURM_STEP_GPUS")
+    );
+    assert_eq!(
+        select_gpus(&GpuRequest::All, &a, &host, "all").unwrap(),
+        ids(&["2", "3"])
+    );
+    let e = select_gpus(&GpuRequest::Ids(ids(&["1"])), &a, &host, "device=1").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--gpus device=1: GPU 1 is outside this job's allocation (2,3 from SLURM_STEP_GPUS)"
+    );
+    let e = select_gpus(&GpuRequest::Count(3), &a, &host, "3").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--gpus 3: asks for 3 GPUs but 2 are available (2,3 from SLURM_STEP_GPUS)"
+    );
+
+    let a = allocation(&host, None, &env(&[("CUDA_VISIBLE_DEVICES", "1,GPU-ab")]));
+    assert_eq!(a.source, "CUDA_VISIBLE_DEVICES");
+    assert_eq!(
+        select_gpus(&GpuRequest::All, &a, &host, "all").unwrap(),
+        ids(&["1", "GPU-ab"])
+    );
+
+    let a = allocation(&host, None, &env(&[("CUDA_VISIBLE_DEVICES", "NoDevFiles")]));
+    let e = select_gpus(&GpuRequest::All, &a, &host, "all").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--gpus all: no GPU available (none from CUDA_VISIBLE_DEVICES)"
+    );
+}
+
+#[test]
+fn a_devices_cgroup_renumbers_cuda_visible_devices() {
+    let host = ids(&["0", "1", "2", "3"]);
+    let a = allocation(&host, Some(&[1, 3]), &[]);
+    assert_eq!((a.ids.clone(), a.restricted), (ids(&["1", "3"]), true));
+    // Slurm counts from 0 within the constrained devices.
+    let a = allocation(&host, Some(&[1, 3]), &env(&[("CUDA_VISIBLE_DEVICES", "1")]));
+    assert_eq!(a.ids, ids(&["3"]));
+}
+
+#[test]
+fn devices_lists_of_cgroup_v1() {
+    assert_eq!(devices_list_gpus("a *:* rwm\n"), None);
+    assert_eq!(devices_list_gpus("c 1:3 rwm\nc 195:* rw\n"), None);
+    assert_eq!(
+        devices_list_gpus("c 1:3 rwm\nc 195:255 rw\nc 195:2 rw\nc 195:0 rw\nb 8:0 r\n"),
+        Some(vec![0, 2])
+    );
+    let cg = "12:cpuset:/slurm/uid_1/job_5\n5:devices:/slurm/uid_1/job_5/step_0\n0::/x\n";
+    assert_eq!(
+        devices_list_path(cg).as_deref(),
+        Some("/sys/fs/cgroup/devices/slurm/uid_1/job_5/step_0/devices.list")
+    );
+    assert_eq!(devices_list_path("0::/user.slice\n"), None);
+}
+
+const LDCONFIG: &str = "\
+1234 libs found in cache `/etc/ld.so.cache'
+\tlibnvidia-ml.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libnvidia-ml.so.1
+\tlibnvidia-ml.so.1 (libc6) => /lib/i386-linux-gnu/libnvidia-ml.so.1
+\tlibnvidia-ml.so (libc6,x86-64) => /lib/x86_64-linux-gnu/libnvidia-ml.so
+\tlibnvidia-mlx.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libnvidia-mlx.so.1
+\tlibcudart.so.12 (libc6,x86-64) => /usr/local/cuda/lib64/libcudart.so.12
+\tlibcuda.so.1 (libc6,x86-64, OS ABI: Linux 3.2.0) => /lib/x86_64-linux-gnu/libcuda.so.1
+\tlibc.so.6 (libc6,x86-64, OS ABI: Linux 3.2.0) => /lib/x86_64-linux-gnu/libc.so.6
+Cache generated by: ldconfig (GNU libc) stable release version 2.36
+";
+
+#[test]
+fn driver_libraries_are_the_64_bit_nvidia_ones() {
+    let libs: Vec<String> = driver_libraries(LDCONFIG)
+        .into_iter()
+        .map(|l| l.1)
+        .collect();
+    assert_eq!(
+        libs,
+        [
+            "/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+            "/lib/x86_64-linux-gnu/libnvidia-ml.so",
+            "/lib/x86_64-linux-gnu/libcuda.so.1",
+        ]
+    );
+}
+
+#[test]
+fn driver_edits_bind_nodes_libraries_and_tools() {
+    let facts = DriverFacts {
+        nodes: ids(&[
+            "/dev/nvidia0",
+            "/dev/nvidia1",
+            "/dev/nvidiactl",
+            "/dev/nvidia-uvm",
+        ]),
+        ldconfig: LDCONFIG.into(),
+        binaries: ids(&["/usr/bin/nvidia-smi"]),
+    };
+    assert_eq!(facts.gpu_indices(), ids(&["0", "1"]));
+    let e = nvidia_driver(&ids(&["1"]), &facts, "device=1").unwrap();
+    let nodes: Vec<&str> = e
+        .device_nodes
+        .iter()
+        .map(|n| n.value.path.as_str())
+        .collect();
+    assert_eq!(nodes, ["/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"]);
+    assert_eq!(e.device_nodes[0].source, "--gpus device=1");
+    assert!(e
+        .mounts
+        .iter()
+        .all(|m| m.value.options.contains(&"ro".to_string())));
+    let smi = e.mounts.last().unwrap();
+    assert_eq!(smi.value.container_path, "/usr/bin/nvidia-smi");
+    let env: Vec<_> = e.env.iter().map(|v| v.value.clone()).collect();
+    assert_eq!(
+        env,
+        [
+            ("NVIDIA_VISIBLE_DEVICES".into(), "1".into()),
+            ("CUDA_VISIBLE_DEVICES".into(), "0".into())
+        ]
+    );
+    let err = nvidia_driver(&ids(&["GPU-ab"]), &facts, "device=GPU-ab").unwrap_err();
+    assert!(err.to_string().contains("need NVIDIA's CDI spec"), "{err}");
+}
