@@ -128,9 +128,14 @@ pub fn fetch_blob(
         };
         let result: Result<()> = (|| {
             let offset = w.offset();
-            let stream = client.blob(r, digest, offset)?;
+            let mut stream = client.blob(r, digest, offset)?;
             if stream.start != offset {
+                // Not the range asked for: keep nothing and take the blob from its start (a
+                // reply from another offset than 0 cannot be joined to what is on disk).
                 w.restart()?;
+                if stream.start != 0 {
+                    stream = client.blob(r, digest, 0)?;
+                }
             }
             match bar {
                 Some(bar) => {
