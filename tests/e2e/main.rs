@@ -13,6 +13,7 @@ mod hostile;
 mod pull_config;
 mod pull_push;
 mod rootless;
+mod rootless_owners;
 mod run;
 mod run_flags;
 mod shared_store;

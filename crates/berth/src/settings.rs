@@ -104,7 +104,11 @@ impl Settings {
     }
 
     pub fn open_store(&self) -> Result<berth_store::Store> {
-        Ok(berth_store::Store::open(&self.root)?)
+        let store = berth_store::Store::open(&self.root)?;
+        Ok(match crate::dispatch::delegate::tree_remover() {
+            Some(r) => store.with_remover(r),
+            None => store,
+        })
     }
 
     /// The configured shared stores, opened read-only, in order.

@@ -126,6 +126,12 @@ pub enum Command {
     /// Run as a detached container's monitor (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(MonitorArgs),
+    /// Unpack a layer as root of a user namespace with the caller's subordinate ids (internal).
+    #[command(name = "__unpack", hide = true)]
+    Unpack(UnpackArgs),
+    /// Remove a tree as root of a user namespace with the caller's subordinate ids (internal).
+    #[command(name = "__rmtree", hide = true)]
+    RmTree(RmTreeArgs),
     /// Manage Berth itself.
     #[command(subcommand)]
     System(SystemCommand),
@@ -140,6 +146,22 @@ pub enum Command {
 pub struct MonitorArgs {
     /// Container id.
     pub id: String,
+}
+
+/// `berth __unpack BLOB DIFF_ID` (internal).
+#[derive(Debug, clap::Args)]
+pub struct UnpackArgs {
+    /// The layer blob's digest.
+    pub blob: String,
+    /// The layer's diff id.
+    pub diff_id: String,
+}
+
+/// `berth __rmtree PATH` (internal).
+#[derive(Debug, clap::Args)]
+pub struct RmTreeArgs {
+    /// The tree to remove.
+    pub path: PathBuf,
 }
 
 /// `berth system …`

@@ -15,6 +15,7 @@
 //! through `rustix`.
 #![deny(missing_docs)]
 
+mod delegate;
 mod error;
 mod exec;
 mod idmap;
@@ -32,6 +33,7 @@ mod tty;
 
 use std::path::PathBuf;
 
+pub use delegate::{enter_user_namespace, write_id_maps};
 pub use error::{RuntimeError, Step};
 pub use exec::{exec, exec_confined};
 pub use process::Container;

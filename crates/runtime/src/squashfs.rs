@@ -15,7 +15,7 @@ use rustix::mount::{
 };
 
 use crate::error::RuntimeError;
-use crate::sys::loopdev::{attach_read_only, unshare_mount_namespace};
+use crate::sys::process_ns::{attach_read_only, unshare_mount_namespace};
 
 /// How a squashfs image was mounted, so it can be released the matching way.
 #[derive(Debug)]

@@ -221,7 +221,7 @@ impl Store {
                 let _ = fs::remove_file(&claim);
             }
         }
-        remove_tree(&doomed)
+        self.remove_tree(&doomed).at(&doomed)
     }
 
     /// Creates a named volume (idempotent) and returns the directory it mounts.
@@ -282,26 +282,6 @@ impl Store {
         let dir = self.paths.volumes_dir().join(name);
         let doomed = self.paths.temp("volume-rm");
         fs::rename(&dir, &doomed).at(&dir)?;
-        remove_tree(&doomed)
+        self.remove_tree(&doomed).at(&doomed)
     }
-}
-
-/// `rm -rf` that also gets through directories a container made read-only.
-fn remove_tree(path: &std::path::Path) -> Result<(), StoreError> {
-    if fs::remove_dir_all(path).is_ok() {
-        return Ok(());
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        if let Ok(m) = fs::symlink_metadata(&d) {
-            if m.is_dir() {
-                let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o700));
-                if let Ok(rd) = fs::read_dir(&d) {
-                    stack.extend(rd.flatten().map(|e| e.path()));
-                }
-            }
-        }
-    }
-    fs::remove_dir_all(path).at(path)
 }

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use crate::error::{IoContext, StoreError};
 use crate::images::{resolve, Found};
 use crate::lock::{self, LockGuard};
-use crate::unpack::remove_tree;
 use crate::Store;
 
 /// Temps younger than this may belong to a live writer that holds no lock on them.
@@ -282,7 +281,7 @@ impl Store {
             let doomed = self.paths.temp(&format!("gc-{hex}"));
             fs::rename(&path, &doomed).at(&path)?;
             remove_file_if_present(&self.paths.layer_record(&diff_id))?;
-            remove_tree(&doomed).at(&doomed)?;
+            self.remove_tree(&doomed).at(&doomed)?;
         }
         Ok(freed)
     }
@@ -310,7 +309,7 @@ impl Store {
             };
             freed += if meta.is_dir() { 0 } else { meta.len() };
             if meta.is_dir() {
-                remove_tree(&path).at(&path)?;
+                self.remove_tree(&path).at(&path)?;
             } else {
                 fs::remove_file(&path).at(&path)?;
             }

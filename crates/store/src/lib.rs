@@ -89,17 +89,28 @@ pub use error::StoreError;
 pub use gc::{DiskUsage, GcGuard, PruneReport, RemoveReport};
 pub use images::{ImageRecord, NewImage};
 pub use paths::Paths;
-pub use unpack::{UnpackOptions, UnpackReport};
+pub use unpack::{remove_tree, UnpackOptions, UnpackReport};
 
 use error::IoContext;
 
 /// The newest store layout this build reads and writes.
 pub const LAYOUT_VERSION: u32 = 1;
 
+/// Deletes a tree the calling process cannot delete itself (files owned by its subordinate
+/// ids); set with [`Store::with_remover`].
+pub type TreeRemover = std::sync::Arc<dyn Fn(&Path) -> io::Result<()> + Send + Sync>;
+
 /// An opened image store.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     paths: Paths,
+    remover: Option<TreeRemover>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("paths", &self.paths).finish()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -164,7 +175,10 @@ impl Store {
             .expect("layout serialises");
             atomic::write_atomic(&paths, &layout, &json)?;
         }
-        Ok(Store { paths })
+        Ok(Store {
+            paths,
+            remover: None,
+        })
     }
 
     /// Opens an existing store without writing to it: a site's shared store, often on a
@@ -184,7 +198,29 @@ impl Store {
                 supported: LAYOUT_VERSION,
             });
         }
-        Ok(Store { paths })
+        Ok(Store {
+            paths,
+            remover: None,
+        })
+    }
+
+    /// Uses `remover` for trees this process is not allowed to delete: layers and container
+    /// layers holding files of the caller's subordinate ids, which only a process in a user
+    /// namespace mapping them may remove. The store decides what goes; the caller how.
+    pub fn with_remover(mut self, remover: TreeRemover) -> Store {
+        self.remover = Some(remover);
+        self
+    }
+
+    /// Deletes `path` and everything below it, through the remover when this process may not.
+    pub(crate) fn remove_tree(&self, path: &Path) -> io::Result<()> {
+        match unpack::remove_tree(path) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => match &self.remover {
+                Some(r) => r(path),
+                None => Err(e),
+            },
+            other => other,
+        }
     }
 
     /// The store's paths.

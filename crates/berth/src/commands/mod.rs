@@ -51,6 +51,15 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::System(SystemCommand::Df(a)) => df::run(&s, &a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&s, &a),
         Command::Monitor(a) => run::monitor(&s, &a),
+        Command::Unpack(a) => {
+            let store = s.open_store()?;
+            crate::dispatch::delegate::serve_unpack(&store, &a.blob.parse()?, &a.diff_id.parse()?)?;
+            Ok(0)
+        }
+        Command::RmTree(a) => {
+            crate::dispatch::delegate::serve_rmtree(&a.path)?;
+            Ok(0)
+        }
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::exec(&s, &a),
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => exec::logs(&s, &a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container::ps(&s, &a),

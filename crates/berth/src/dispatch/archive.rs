@@ -5,7 +5,7 @@ use std::io::Read;
 
 use anyhow::Result;
 use berth_archive::{BlobSource, ImageSink, LoadedImage};
-use berth_store::{NewImage, Store, UnpackOptions};
+use berth_store::{NewImage, Store};
 use berth_types::Digest;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,14 +41,11 @@ impl ImageSink for StoreSink<'_> {
             serde_json::from_slice(&self.store.read_blob(&img.manifest_digest)?)?;
         let config: oci_spec::image::ImageConfiguration =
             serde_json::from_slice(&self.store.read_blob(&img.config)?)?;
-        let opts = UnpackOptions {
-            rootless: super::euid() != 0,
-        };
         for (layer, diff_id) in manifest.layers().iter().zip(config.rootfs().diff_ids()) {
             let diff_id: Digest = diff_id.parse()?;
             if !self.store.has_layer(&diff_id) {
                 let blob: Digest = layer.digest().to_string().parse()?;
-                let report = self.store.unpack_layer(&blob, &diff_id, &opts)?;
+                let report = super::delegate::unpack_layer(self.store, &blob, &diff_id)?;
                 self.warnings.extend(report.warnings);
             }
         }

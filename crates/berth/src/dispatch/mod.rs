@@ -5,6 +5,7 @@ pub mod archive;
 pub mod build;
 pub mod convert;
 pub mod create;
+pub mod delegate;
 pub mod devices;
 pub mod host;
 pub mod local_image;

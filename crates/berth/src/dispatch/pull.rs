@@ -6,7 +6,7 @@ use std::io;
 
 use anyhow::{Context, Result};
 use berth_registry::{Client, RegistryError};
-use berth_store::{Ingest, NewImage, Store, UnpackOptions};
+use berth_store::{Ingest, NewImage, Store};
 use berth_types::{Digest, ImageRef, Platform};
 
 use crate::printer::{Bar, Counting, Printer};
@@ -63,7 +63,6 @@ pub fn pull(
             diff_ids.len()
         );
     }
-    let rootless = super::euid() != 0;
     let warnings = std::sync::Mutex::new(Vec::new());
     super::parallel(layers, |i, layer| {
         let digest: Digest = layer.digest().to_string().parse()?;
@@ -75,7 +74,7 @@ pub fn pull(
         bar.message("Downloading");
         fetch_blob(store, client, r, &digest, layer.size(), Some(&bar))?;
         bar.message("Extracting");
-        let report = store.unpack_layer(&digest, &diff_ids[i], &UnpackOptions { rootless })?;
+        let report = super::delegate::unpack_layer(store, &digest, &diff_ids[i])?;
         warnings.lock().expect("poisoned").extend(report.warnings);
         bar.finish("Pull complete");
         Ok(())

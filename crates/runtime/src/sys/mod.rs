@@ -3,8 +3,8 @@
 //! signalfd). Everything else in the crate goes through rustix.
 #![allow(unsafe_code)]
 
-pub(crate) mod loopdev;
 pub(crate) mod memory;
+pub(crate) mod process_ns;
 pub(crate) mod seccomp;
 pub(crate) mod signal;
 

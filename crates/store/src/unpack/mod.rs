@@ -125,7 +125,7 @@ impl Store {
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                let _ = remove_tree(&tmp);
+                let _ = self.remove_tree(&tmp);
                 return Err(e);
             }
         };
@@ -138,12 +138,12 @@ impl Store {
             write_atomic(&self.paths, &self.paths.layer_record(diff_id), &json)?;
             let dest = self.paths.layer(diff_id);
             // A leftover from an interrupted removal; the lock says nobody else uses it.
-            remove_tree(&dest).at(&dest)?;
+            self.remove_tree(&dest).at(&dest)?;
             fs::rename(&tmp, &dest).at(&dest)?;
             sync_dir(&self.paths.layers_dir())
         })();
         if let Err(e) = published {
-            let _ = remove_tree(&tmp);
+            let _ = self.remove_tree(&tmp);
             return Err(e);
         }
         Ok(report)

@@ -1,4 +1,5 @@
-//! Loop devices: a file as a read-only block device, for kernel file systems that need one.
+//! Loop devices (a file as a read-only block device) and moving this process into new
+//! namespaces: the calls that work on the calling process rather than on a container.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
@@ -105,6 +106,19 @@ pub(crate) fn unshare_mount_namespace() -> io::Result<()> {
     // touches no memory. The caller is single-threaded (CLONE_NEWNS implies CLONE_FS, which
     // the kernel refuses with EINVAL otherwise).
     let r = unsafe { libc::unshare(libc::CLONE_NEWNS) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Moves this process into a new user namespace, where it has every capability once its maps
+/// are written.
+pub(crate) fn unshare_user_namespace() -> io::Result<()> {
+    // SAFETY: unshare(CLONE_NEWUSER) only changes this process's user namespace and touches no
+    // memory. The kernel refuses it (EINVAL) unless the process is single-threaded.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
     if r == 0 {
         Ok(())
     } else {
