@@ -203,3 +203,43 @@ fn unprivileged_run_uses_fuse_or_says_why() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn many_containers_from_one_file_at_once() {
+    if !have("mksquashfs") {
+        eprintln!("skipping: mksquashfs (squashfs-tools) not installed");
+        return;
+    }
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("bb.sqsh");
+    let f = file.to_str().unwrap();
+    b.ok(&["convert", "-q", "localhost/bb", f]);
+    // 100 starts, 25 at a time, each mounting the one file: all succeed, nothing stays.
+    let bin = env!("CARGO_BIN_EXE_berth");
+    let script = format!(
+        "seq 100 | xargs -P 25 -I{{}} sh -c '{bin} run --rm --network host {f} echo ok{{}} || echo FAILED{{}}'"
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("BERTH_ROOT", b.root())
+        .env("HOME", b.home())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("FAILED"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok")).count(), 100);
+    assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+    let tmp: Vec<_> = std::fs::read_dir(b.root().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+}
