@@ -22,7 +22,7 @@ for img in "$work/tiny.sqsh" localhost/tiny; do
   fails=$(seq "$n" | xargs -P "$par" -I{} sh -c "$B run --rm --network host $img true || echo FAIL" | grep -c FAIL || true)
   end=$(date +%s.%N)
   printf '%-40s %5d containers, %3d at a time: %6.2f s, %d failed\n' \
-    "$img" "$n" "$par" "$(echo "$end - $start" | bc)" "$fails"
+    "$img" "$n" "$par" "$(awk -v a="$start" -v b="$end" 'BEGIN{print b-a}')" "$fails"
 done
 left=$(ls "$work/store/tmp" | wc -l)
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); leftovers in the store's tmp: $left"
