@@ -32,13 +32,27 @@ pub fn pull(
         r.familiar_name()
     ));
     let resolved = client.resolve(r, platform)?;
-    // Blobs stored before the image record names them must survive a concurrent prune.
-    let _gc = store.hold_gc()?;
     let top = resolved
         .index
         .as_ref()
         .map(|i| i.digest.clone())
         .unwrap_or_else(|| resolved.manifest.digest.clone());
+    // Already here under this name and digest: an image record is only written once all its
+    // layers are in place, so there is nothing to fetch, verify or rewrite (and no lock).
+    let repo_digest = r.with_digest(top.clone());
+    let present = store.images()?.into_iter().any(|i| {
+        i.manifest == resolved.manifest.digest
+            && r.tag().is_none_or(|_| i.repo_tags.contains(r))
+            && i.repo_digests.contains(&repo_digest)
+    });
+    if present {
+        return Ok(Pulled {
+            digest: top,
+            up_to_date: true,
+        });
+    }
+    // Blobs stored before the image record names them must survive a concurrent prune.
+    let _gc = store.hold_gc()?;
     let up_to_date = store.images()?.iter().any(|i| {
         i.manifest == resolved.manifest.digest && r.tag().is_none_or(|_| i.repo_tags.contains(r))
     });
