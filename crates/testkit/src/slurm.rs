@@ -101,25 +101,60 @@ impl SlurmCluster {
             );
             return None;
         }
-        match CLUSTER.get_or_init(SlurmCluster::start) {
+        match CLUSTER.get_or_init(|| SlurmCluster::start(None)) {
             Ok(c) => Some(c),
             Err(e) => panic!("{e}"),
         }
     }
 
-    fn start() -> Result<SlurmCluster, String> {
+    /// A second cluster of this test process whose `PlugStackConfig` holds `plugstack` (lines
+    /// such as `required /path/libberth_spank.so berth=/path/berth`), kept apart from
+    /// [`shared`](Self::shared) so that a plugin under test cannot break the other Slurm tests.
+    /// Started on first use like that one; every caller must pass the same stack. `None` and
+    /// panics as for [`shared`](Self::shared).
+    pub fn with_plugstack(plugstack: &str) -> Option<&'static SlurmCluster> {
+        static CLUSTER: OnceLock<Result<(SlurmCluster, String), String>> = OnceLock::new();
+        if !slurm_installed() {
+            eprintln!(
+                "skipped: Slurm is not installed (slurmctld, slurmd, slurm-client, munge; \
+                 scripts/install-deps installs them)"
+            );
+            return None;
+        }
+        let started = CLUSTER.get_or_init(|| {
+            SlurmCluster::start(Some(plugstack)).map(|c| (c, plugstack.to_string()))
+        });
+        match started {
+            Ok((c, stack)) => {
+                assert_eq!(stack, plugstack, "one plug stack per test process");
+                Some(c)
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn start(plugstack: Option<&str>) -> Result<SlurmCluster, String> {
         let state = tempfile::Builder::new()
             .prefix("berth-slurm-")
             .tempdir()
             .map_err(|e| format!("cannot create the Slurm state directory: {e}"))?
             // Removed by the watchdog's `stop-cluster --purge`, after this process is gone.
             .keep();
+        let stack_file = state.join("plugstack.conf");
+        if let Some(stack) = plugstack {
+            fs::write(&stack_file, stack)
+                .map_err(|e| format!("cannot write {}: {e}", stack_file.display()))?;
+        }
         let script = scripts_dir().join("start-cluster");
         let mut last = String::new();
         // Free ports are only free until someone binds them: on a clash slurmctld or slurmd
         // cannot listen and the start fails, so it is retried on new ports.
         for _ in 0..3 {
-            let out = Command::new(&script)
+            let mut cmd = Command::new(&script);
+            if plugstack.is_some() {
+                cmd.arg("--plugstack").arg(&stack_file);
+            }
+            let out = cmd
                 .arg("--state")
                 .arg(&state)
                 .args(["--cpus", &NODE_CPUS.to_string()])
