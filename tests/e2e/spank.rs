@@ -1,0 +1,274 @@
+//! The SPANK plugin (`crates/spank`, `libberth_spank.so`) in a real Slurm: `srun
+//! --container-image=...` and the other pyxis options, on a cluster of this test process whose
+//! plug stack loads the plugin built by this `cargo test` (it is a dev-dependency of the
+//! binary's package, so it is built with the tests).
+//!
+//! Every test has its own store, passed to the job through the environment srun forwards
+//! (`BERTH_ROOT`, `HOME`), and compares with the bare program where there is one to compare.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::SlurmCluster;
+
+use crate::common::Berth;
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+const IMAGE: &str = "localhost/spank-test";
+
+/// The plugin next to the binary under test: `deps/libberth_spank*.so`, the newest if several.
+fn plugin() -> PathBuf {
+    let deps = Path::new(BERTH).parent().unwrap().join("deps");
+    std::fs::read_dir(&deps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("libberth_spank") && n.ends_with(".so")
+        })
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| panic!("no libberth_spank*.so in {}", deps.display()))
+}
+
+struct Setup {
+    cluster: &'static SlurmCluster,
+    b: Berth,
+    work: PathBuf,
+}
+
+fn setup() -> Option<Setup> {
+    let stack = format!("required {} berth={BERTH}\n", plugin().display());
+    let cluster = SlurmCluster::with_plugstack(&stack)?;
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let ctx = b.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/bb\nRUN echo ID=berth-spank-test > /etc/os-release\nENV FOO=fromimage\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", IMAGE, ctx.to_str().unwrap()]);
+    let work = b.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    Some(Setup { cluster, b, work })
+}
+
+impl Setup {
+    /// `srun -N1 ARGS...` in the work directory, with this store's environment.
+    fn srun(&self, args: &[&str]) -> Command {
+        let mut c = self.cluster.command("srun");
+        for (k, v) in self.b.cmd().get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.current_dir(&self.work)
+            .stdin(Stdio::null())
+            .args(["-N1", "--chdir", self.work.to_str().unwrap()])
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.srun(args).output().expect("run srun")
+    }
+
+    /// Waits until the store has no containers left: the plugin removes the step's container
+    /// when the step ends on the node, which may be just after srun returns.
+    fn wait_no_containers(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ps = self.b.ok(&["ps", "-a", "-q"]);
+            if ps.trim().is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "containers left: {ps}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn success(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "srun failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn tasks_run_in_the_image_and_the_container_goes_away() {
+    let Some(s) = setup() else { return };
+    let image = format!("--container-image={IMAGE}");
+    let out = success(&s.run(&["-n1", &image, "cat", "/etc/os-release"]));
+    assert_eq!(out, "ID=berth-spank-test\n");
+    let bare = success(&s.run(&["-n1", "cat", "/etc/os-release"]));
+    assert_ne!(bare, out, "the bare task reads the host's file");
+    s.wait_no_containers();
+}
+
+#[test]
+fn tasks_of_a_step_share_one_container() {
+    let Some(s) = setup() else { return };
+    let image = format!("--container-image={IMAGE}");
+    let out = success(&s.run(&[
+        "-n3",
+        &image,
+        "sh",
+        "-c",
+        "echo $SLURM_PROCID $(readlink /proc/self/ns/mnt)",
+    ]));
+    let mut ranks: Vec<&str> = Vec::new();
+    let mut namespaces: Vec<&str> = Vec::new();
+    for line in out.lines() {
+        let (rank, ns) = line.split_once(' ').unwrap();
+        ranks.push(rank);
+        namespaces.push(ns);
+    }
+    ranks.sort();
+    assert_eq!(ranks, ["0", "1", "2"], "{out}");
+    namespaces.dedup();
+    assert_eq!(namespaces.len(), 1, "one mount namespace: {out}");
+    let host = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_ne!(namespaces[0], host.to_str().unwrap(), "not the host's");
+    s.wait_no_containers();
+}
+
+#[test]
+fn exit_codes_and_output_are_the_programs() {
+    let Some(s) = setup() else { return };
+    let image = format!("--container-image={IMAGE}");
+    let script = "echo out; echo err >&2; exit 7";
+    let bare = s.run(&["-n1", "sh", "-c", script]);
+    let ctr = s.run(&["-n1", &image, "sh", "-c", script]);
+    assert_eq!(bare.status.code(), Some(7), "{}", text(&bare.stderr));
+    assert_eq!(
+        ctr.status.code(),
+        bare.status.code(),
+        "{}",
+        text(&ctr.stderr)
+    );
+    assert_eq!(text(&ctr.stdout), "out\n");
+    // srun's own lines ("srun: error: ... exit code 7") aside, the same stderr.
+    let program = |o: &Output| -> Vec<String> {
+        text(&o.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("srun: "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(program(&ctr), ["err"]);
+    assert_eq!(program(&ctr), program(&bare));
+    assert_eq!(text(&ctr.stdout), text(&bare.stdout));
+    let ok = s.run(&["-n2", &image, "true"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    s.wait_no_containers();
+}
+
+#[test]
+fn env_workdir_and_mounts() {
+    let Some(s) = setup() else { return };
+    let image = format!("--container-image={IMAGE}");
+    let host = s.b.dir.path().join("data");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "from host\n").unwrap();
+    let mounts = format!("--container-mounts={}:/data:ro", host.display());
+    let script = "pwd; echo $FOO; cat /data/f; touch /data/x 2>/dev/null || echo read-only";
+    let out = s
+        .srun(&[
+            "-n1",
+            &image,
+            "--container-env=FOO",
+            "--container-workdir=/etc",
+            &mounts,
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("FOO", "fromjob")
+        .output()
+        .unwrap();
+    assert_eq!(success(&out), "/etc\nfromjob\nfrom host\nread-only\n");
+    // Without --container-env the image's value wins, as for `berth run --hpc`.
+    let out = s
+        .srun(&["-n1", &image, "sh", "-c", "echo $FOO"])
+        .env("FOO", "fromjob")
+        .output()
+        .unwrap();
+    assert_eq!(success(&out), "fromimage\n");
+    let out = s.run(&[
+        "-n1",
+        &image,
+        "--container-readonly",
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null || echo read-only",
+    ]);
+    assert_eq!(success(&out), "read-only\n");
+    let out = s.run(&[
+        "-n1",
+        &image,
+        "--no-container-mount-home",
+        "sh",
+        "-c",
+        "echo $HOME",
+    ]);
+    assert_eq!(success(&out), "/\n");
+    s.wait_no_containers();
+}
+
+#[test]
+fn a_named_running_container_is_joined_and_kept() {
+    let Some(s) = setup() else { return };
+    s.b.ok(&[
+        "run", "-d", "--hpc", "--name", "keep", IMAGE, "sleep", "600",
+    ]);
+    let want = s.b.ok(&["exec", "keep", "readlink", "/proc/self/ns/mnt"]);
+    let out = success(&s.run(&[
+        "-n2",
+        "--container-name=keep",
+        "readlink",
+        "/proc/self/ns/mnt",
+    ]));
+    assert_eq!(out, format!("{want}{want}"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.b.ok(&["ps", "-q"]).lines().count(), 1);
+    s.b.ok(&["rm", "-f", "keep"]);
+}
+
+#[test]
+fn an_unknown_image_fails_the_step_with_one_line() {
+    let Some(s) = setup() else { return };
+    let out = s.run(&["-n2", "--container-image=localhost/no-such-image", "true"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("--container-image localhost/no-such-image: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let bad = s.run(&[
+        "-n1",
+        "--container-image=localhost/bb",
+        "--container-mounts=rel:/x",
+        "true",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--container-mounts \"rel:/x\""),
+        "{}",
+        text(&bad.stderr)
+    );
+    s.wait_no_containers();
+}
