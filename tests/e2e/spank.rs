@@ -6,11 +6,12 @@
 //! Every test has its own store, passed to the job through the environment srun forwards
 //! (`BERTH_ROOT`, `HOME`), and compares with the bare program where there is one to compare.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_testkit::SlurmCluster;
+use berth_testkit::{as_user, run_as, unprivileged_user, SlurmCluster};
 
 use crate::common::Berth;
 
@@ -38,9 +39,29 @@ struct Setup {
     work: PathBuf,
 }
 
+/// The plug stack: the plugin and the binary linked (or copied) into the cluster's state
+/// directory, which every user can read, unlike a target directory under a private home.
+fn plugstack(state: &Path) -> String {
+    let dir = state.join("spank");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (from, to) in [
+        (plugin(), "libberth_spank.so"),
+        (PathBuf::from(BERTH), "berth"),
+    ] {
+        let to = dir.join(to);
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    format!(
+        "required {0}/libberth_spank.so berth={0}/berth\n",
+        dir.display()
+    )
+}
+
 fn setup() -> Option<Setup> {
-    let stack = format!("required {} berth={BERTH}\n", plugin().display());
-    let cluster = SlurmCluster::with_plugstack(&stack)?;
+    let cluster = SlurmCluster::with_plugstack(plugstack)?;
     let b = Berth::new();
     b.import_busybox("localhost/bb");
     let ctx = b.dir.path().join("ctx");
@@ -271,4 +292,86 @@ fn an_unknown_image_fails_the_step_with_one_line() {
         text(&bad.stderr)
     );
     s.wait_no_containers();
+}
+
+#[test]
+fn an_unprivileged_user_runs_in_a_container_of_their_own() {
+    let Some(s) = setup() else { return };
+    let user = unprivileged_user();
+    let berth = s.cluster.state_dir().join("spank/berth");
+    // A directory the user can reach, holding their store and the image tarball.
+    let dir = tempfile::Builder::new()
+        .prefix("berth-spank-user-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let tar = dir.path().join("bb.tar");
+    std::fs::copy(berth_testkit::busybox_rootfs_tar(), &tar).unwrap();
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let chown = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", user.uid, user.gid))
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let as_them = |program: &Path, args: &[&str]| -> Output {
+        let mut c = Command::new(program);
+        c.env("HOME", &home)
+            .env("BERTH_ROOT", home.join("store"))
+            .env("SLURM_CONF", s.cluster.conf())
+            .current_dir(&home)
+            .args(args);
+        let mut c = as_user(&user, &c);
+        c.stdin(Stdio::null());
+        c.output().unwrap()
+    };
+    let imported = run_as(
+        &user,
+        Command::new(&berth)
+            .env("HOME", &home)
+            .env("BERTH_ROOT", home.join("store"))
+            .args(["import", tar.to_str().unwrap(), "localhost/bb"]),
+    );
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+
+    let srun = Path::new("srun");
+    let out = success(&as_them(
+        srun,
+        &[
+            "-N1",
+            "-n2",
+            "--container-image=localhost/bb",
+            "sh",
+            "-c",
+            "echo $(id -u) $(readlink /proc/self/ns/mnt)",
+        ],
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0], lines[1], "one container: {out}");
+    assert!(lines[0].starts_with(&format!("{} ", user.uid)), "{out}");
+    let out = success(&as_them(
+        srun,
+        &[
+            "-N1",
+            "-n1",
+            "--container-image=localhost/bb",
+            "--container-remap-root",
+            "id",
+            "-u",
+        ],
+    ));
+    assert_eq!(out, "0\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ps = success(&as_them(&berth, &["ps", "-a", "-q"]));
+        if ps.trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "containers left: {ps}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

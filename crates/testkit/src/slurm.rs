@@ -68,6 +68,9 @@ pub fn slurm_installed() -> bool {
         .all(|p| find_program(p).is_some())
 }
 
+/// Writes what a plug stack needs into the state directory it is given; returns the stack.
+type MakeStack<'a> = Box<dyn FnOnce(&Path) -> String + 'a>;
+
 /// A running test cluster; see the module documentation for how it is started and stopped.
 #[derive(Debug)]
 pub struct SlurmCluster {
@@ -107,13 +110,16 @@ impl SlurmCluster {
         }
     }
 
-    /// A second cluster of this test process whose `PlugStackConfig` holds `plugstack` (lines
-    /// such as `required /path/libberth_spank.so berth=/path/berth`), kept apart from
+    /// A second cluster of this test process with a SPANK plug stack, kept apart from
     /// [`shared`](Self::shared) so that a plugin under test cannot break the other Slurm tests.
-    /// Started on first use like that one; every caller must pass the same stack. `None` and
-    /// panics as for [`shared`](Self::shared).
-    pub fn with_plugstack(plugstack: &str) -> Option<&'static SlurmCluster> {
-        static CLUSTER: OnceLock<Result<(SlurmCluster, String), String>> = OnceLock::new();
+    /// `plugstack` gets the cluster's state directory before it starts (a place for files the
+    /// stack names, removed with the cluster) and returns the stack's lines, such as
+    /// `required /path/libberth_spank.so berth=/path/berth`. Started on first use, the first
+    /// caller's stack; `None` and panics as for [`shared`](Self::shared).
+    pub fn with_plugstack(
+        plugstack: impl FnOnce(&Path) -> String,
+    ) -> Option<&'static SlurmCluster> {
+        static CLUSTER: OnceLock<Result<SlurmCluster, String>> = OnceLock::new();
         if !slurm_installed() {
             eprintln!(
                 "skipped: Slurm is not installed (slurmctld, slurmd, slurm-client, munge; \
@@ -121,19 +127,13 @@ impl SlurmCluster {
             );
             return None;
         }
-        let started = CLUSTER.get_or_init(|| {
-            SlurmCluster::start(Some(plugstack)).map(|c| (c, plugstack.to_string()))
-        });
-        match started {
-            Ok((c, stack)) => {
-                assert_eq!(stack, plugstack, "one plug stack per test process");
-                Some(c)
-            }
+        match CLUSTER.get_or_init(|| SlurmCluster::start(Some(Box::new(plugstack)))) {
+            Ok(c) => Some(c),
             Err(e) => panic!("{e}"),
         }
     }
 
-    fn start(plugstack: Option<&str>) -> Result<SlurmCluster, String> {
+    fn start(plugstack: Option<MakeStack<'_>>) -> Result<SlurmCluster, String> {
         let state = tempfile::Builder::new()
             .prefix("berth-slurm-")
             .tempdir()
@@ -141,8 +141,9 @@ impl SlurmCluster {
             // Removed by the watchdog's `stop-cluster --purge`, after this process is gone.
             .keep();
         let stack_file = state.join("plugstack.conf");
-        if let Some(stack) = plugstack {
-            fs::write(&stack_file, stack)
+        let with_stack = plugstack.is_some();
+        if let Some(make) = plugstack {
+            fs::write(&stack_file, make(&state))
                 .map_err(|e| format!("cannot write {}: {e}", stack_file.display()))?;
         }
         let script = scripts_dir().join("start-cluster");
@@ -151,7 +152,7 @@ impl SlurmCluster {
         // cannot listen and the start fails, so it is retried on new ports.
         for _ in 0..3 {
             let mut cmd = Command::new(&script);
-            if plugstack.is_some() {
+            if with_stack {
                 cmd.arg("--plugstack").arg(&stack_file);
             }
             let out = cmd
