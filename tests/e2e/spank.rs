@@ -375,3 +375,46 @@ fn an_unprivileged_user_runs_in_a_container_of_their_own() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Processes whose command line is exactly `args`.
+fn processes(args: &[&str]) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let words: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            words == args
+        })
+        .collect()
+}
+
+#[test]
+fn scancel_ends_the_tasks_and_removes_the_container() {
+    let Some(s) = setup() else { return };
+    let image = format!("--container-image={IMAGE}");
+    // A duration no other test uses, to find these tasks among every process.
+    let task = ["sleep", "321"];
+    let name = format!("spank-cancel-{}", std::process::id());
+    let mut srun = s
+        .srun(&["-n2", "-J", &name, &image, task[0], task[1]])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes(&task).len() < 2 {
+        assert!(Instant::now() < deadline, "the tasks did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.cluster.ok("scancel", &["-n", &name]);
+    let status = srun.wait().unwrap();
+    assert!(!status.success());
+    s.wait_no_containers();
+    assert_eq!(processes(&task), Vec::<i32>::new(), "tasks left");
+}
