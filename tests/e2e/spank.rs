@@ -17,6 +17,8 @@ use crate::common::Berth;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 const IMAGE: &str = "localhost/spank-test";
+/// Nodes of the test cluster, each in its own network namespace; single-node steps ask -N1.
+const NODES: u32 = 2;
 
 /// The plugin next to the binary under test: `deps/libberth_spank*.so`, the newest if several.
 fn plugin() -> PathBuf {
@@ -61,7 +63,7 @@ fn plugstack(state: &Path) -> String {
 }
 
 fn setup() -> Option<Setup> {
-    let cluster = SlurmCluster::with_plugstack(plugstack)?;
+    let cluster = SlurmCluster::with_plugstack(NODES, plugstack)?;
     let b = Berth::new();
     b.import_busybox("localhost/bb");
     let ctx = b.dir.path().join("ctx");
@@ -252,11 +254,17 @@ fn env_workdir_and_mounts() {
 #[test]
 fn a_named_running_container_is_joined_and_kept() {
     let Some(s) = setup() else { return };
-    s.b.ok(&[
+    // The store records which host runs a container, so the container is started, looked
+    // at and removed on the node its tasks run on, by steps without the plugin's options.
+    let on_node1 =
+        |args: &[&str]| success(&s.run(&[&["-w", "node1", "-n1", BERTH], args].concat()));
+    on_node1(&[
         "run", "-d", "--hpc", "--name", "keep", IMAGE, "sleep", "600",
     ]);
-    let want = s.b.ok(&["exec", "keep", "readlink", "/proc/self/ns/mnt"]);
+    let want = on_node1(&["exec", "keep", "readlink", "/proc/self/ns/mnt"]);
     let out = success(&s.run(&[
+        "-w",
+        "node1",
         "-n2",
         "--container-name=keep",
         "readlink",
@@ -264,8 +272,8 @@ fn a_named_running_container_is_joined_and_kept() {
     ]));
     assert_eq!(out, format!("{want}{want}"));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(s.b.ok(&["ps", "-q"]).lines().count(), 1);
-    s.b.ok(&["rm", "-f", "keep"]);
+    assert_eq!(on_node1(&["ps", "-q"]).lines().count(), 1, "kept");
+    on_node1(&["rm", "-f", "keep"]);
 }
 
 #[test]
@@ -417,4 +425,45 @@ fn scancel_ends_the_tasks_and_removes_the_container() {
     assert!(!status.success());
     s.wait_no_containers();
     assert_eq!(processes(&task), Vec::<i32>::new(), "tasks left");
+}
+
+#[test]
+fn one_container_per_node_for_a_two_node_step() {
+    let Some(s) = setup() else { return };
+    let image = format!("--container-image={IMAGE}");
+    let out = success(&s.run(&[
+        "-N2",
+        "-n4",
+        "--ntasks-per-node=2",
+        &image,
+        "sh",
+        "-c",
+        "echo $(hostname) $(readlink /proc/self/ns/mnt) $(cat /etc/os-release)",
+    ]));
+    let mut by_node: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in out.lines() {
+        let words: Vec<&str> = line.split(' ').collect();
+        assert_eq!(words.len(), 3, "{out}");
+        assert_eq!(words[2], "ID=berth-spank-test", "{out}");
+        by_node
+            .entry(words[0].to_string())
+            .or_default()
+            .push(words[1].to_string());
+    }
+    assert_eq!(
+        by_node.keys().collect::<Vec<_>>(),
+        ["node1", "node2"],
+        "{out}"
+    );
+    let mut all: Vec<&String> = Vec::new();
+    for namespaces in by_node.values() {
+        assert_eq!(namespaces.len(), 2, "{out}");
+        assert_eq!(
+            namespaces[0], namespaces[1],
+            "one container per node: {out}"
+        );
+        all.push(&namespaces[0]);
+    }
+    assert_ne!(all[0], all[1], "a container on each node: {out}");
+    s.wait_no_containers();
 }

@@ -104,7 +104,7 @@ impl SlurmCluster {
             );
             return None;
         }
-        match CLUSTER.get_or_init(|| SlurmCluster::start(None)) {
+        match CLUSTER.get_or_init(|| SlurmCluster::start(1, None)) {
             Ok(c) => Some(c),
             Err(e) => panic!("{e}"),
         }
@@ -115,8 +115,12 @@ impl SlurmCluster {
     /// `plugstack` gets the cluster's state directory before it starts (a place for files the
     /// stack names, removed with the cluster) and returns the stack's lines, such as
     /// `required /path/libberth_spank.so berth=/path/berth`. Started on first use, the first
-    /// caller's stack; `None` and panics as for [`shared`](Self::shared).
+    /// caller's stack and node count; `None` and panics as for [`shared`](Self::shared).
+    ///
+    /// With `nodes` > 1 every node (`node1`, `node2`, ...) has its own network namespace and
+    /// host name, as in `start-cluster --nodes`; that needs `ip`, `nsenter` and `unshare`.
     pub fn with_plugstack(
+        nodes: u32,
         plugstack: impl FnOnce(&Path) -> String,
     ) -> Option<&'static SlurmCluster> {
         static CLUSTER: OnceLock<Result<SlurmCluster, String>> = OnceLock::new();
@@ -127,13 +131,13 @@ impl SlurmCluster {
             );
             return None;
         }
-        match CLUSTER.get_or_init(|| SlurmCluster::start(Some(Box::new(plugstack)))) {
+        match CLUSTER.get_or_init(|| SlurmCluster::start(nodes, Some(Box::new(plugstack)))) {
             Ok(c) => Some(c),
             Err(e) => panic!("{e}"),
         }
     }
 
-    fn start(plugstack: Option<MakeStack<'_>>) -> Result<SlurmCluster, String> {
+    fn start(nodes: u32, plugstack: Option<MakeStack<'_>>) -> Result<SlurmCluster, String> {
         let state = tempfile::Builder::new()
             .prefix("berth-slurm-")
             .tempdir()
@@ -154,6 +158,14 @@ impl SlurmCluster {
             let mut cmd = Command::new(&script);
             if with_stack {
                 cmd.arg("--plugstack").arg(&stack_file);
+            }
+            if nodes > 1 {
+                // Each node in its own network namespace, on a bridge and subnet named after
+                // this process so that clusters of other test processes do not collide.
+                let pid = std::process::id();
+                cmd.args(["--nodes", &nodes.to_string()])
+                    .env("BERTH_SLURM_PREFIX", format!("bk{}", pid % 100_000))
+                    .env("BERTH_SLURM_SUBNET", format!("10.213.{}", 100 + pid % 150));
             }
             let out = cmd
                 .arg("--state")
