@@ -473,3 +473,27 @@ fn one_container_per_node_for_a_two_node_step() {
     assert_ne!(all[0], all[1], "a container on each node: {out}");
     s.wait_no_containers();
 }
+
+#[test]
+fn an_image_without_sleep_is_explained_and_leaves_nothing() {
+    let Some(s) = setup() else { return };
+    let ctx = s.b.dir.path().join("nosleep");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/bb\nRUN rm /bin/sleep\n",
+    )
+    .unwrap();
+    s.b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "localhost/nosleep",
+        ctx.to_str().unwrap(),
+    ]);
+    let out = s.run(&["-n1", "--container-image=localhost/nosleep", "true"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("the image needs `sleep`"), "{err}");
+    s.wait_no_containers();
+}

@@ -261,10 +261,18 @@ fn start_container(sp: &Spank) -> Result<(), String> {
         .output()
         .map_err(|e| format!("--container-image {image}: cannot run {berth}: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "--container-image {image}: {}",
-            last_line(&out.stderr).unwrap_or_else(|| format!("berth run failed ({})", out.status))
-        ));
+        // A container that was made but did not start leaves a record; one under a name of
+        // our own making is ours to remove (a user's --container-name may be theirs).
+        if st.opts.name.is_none() {
+            let mut rm = berth_command(&berth, &env, (uid, gid, &groups));
+            let _ = rm.args(["rm", "-f", &name]).output();
+        }
+        let mut msg =
+            last_line(&out.stderr).unwrap_or_else(|| format!("berth run failed ({})", out.status));
+        if out.status.code() == Some(127) {
+            msg.push_str(" (the step's container runs `sleep infinity`: the image needs `sleep`)");
+        }
+        return Err(format!("--container-image {image}: {msg}"));
     }
     ffi::debug(&format!(
         "berth-spank: started container {name} from {image}"
