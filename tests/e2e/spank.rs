@@ -497,3 +497,35 @@ fn an_image_without_sleep_is_explained_and_leaves_nothing() {
     assert!(err.contains("the image needs `sleep`"), "{err}");
     s.wait_no_containers();
 }
+
+#[test]
+fn propagated_limits_apply_as_for_the_bare_program() {
+    let Some(s) = setup() else { return };
+    let image = format!("--container-image={IMAGE}");
+    // srun under a lowered soft limit on open files, which it propagates to the tasks.
+    let lowered = |args: &[&str]| -> String {
+        let inner = s.srun(args);
+        let mut c = Command::new("sh");
+        c.args(["-c", "ulimit -S -n 321 && exec \"$@\"", "sh"])
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(&s.work)
+            .stdin(Stdio::null());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        success(&c.output().unwrap())
+    };
+    // One line per task: the tasks' lines may interleave, never their words.
+    let script = "echo $(ulimit -n) $(env | grep -c ^SLURM_RLIMIT_)";
+    let bare = lowered(&["-n1", "sh", "-c", script]);
+    assert_eq!(bare, "321 0\n");
+    assert_eq!(
+        lowered(&["-n2", &image, "sh", "-c", script]),
+        bare.repeat(2)
+    );
+    s.wait_no_containers();
+}

@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 mod ffi;
+pub mod limits;
 pub mod options;
 
 use ffi::{Context, RawHandle, Spank};
@@ -212,7 +213,9 @@ fn start_container(sp: &Spank) -> Result<(), String> {
     if step >= FIRST_SPECIAL_STEP {
         return Ok(());
     }
-    let env = sp.env().unwrap_or_default();
+    let mut env = sp.env().unwrap_or_default();
+    // Limits for the tasks (slurm_spank_task_init), not variables of the container.
+    env.retain(|kv| !kv.starts_with(limits::PREFIX));
     let berth = resolve(&st.berth, &env)
         .ok_or_else(|| format!("berth-spank: cannot find the berth binary {:?}", st.berth))?;
     // SAFETY: plain getters without arguments.
@@ -307,13 +310,39 @@ pub unsafe extern "C" fn slurm_spank_task_init(
         return 0;
     };
     let argv = sp.argv().unwrap_or_default();
-    let env = sp.env().unwrap_or_default();
+    let mut env = sp.env().unwrap_or_default();
+    apply_limits(&env);
+    // Slurm keeps them from the task too.
+    env.retain(|kv| !kv.starts_with(limits::PREFIX));
     let mut args = vec![berth.clone()];
     args.extend(st.opts.exec_args(&name, &argv, &env, &st.start_env));
     drop(st);
     let err = exec(&berth, &args, &env);
     ffi::error(&format!("berth-spank: cannot execute {berth}: {err}"));
     -1
+}
+
+/// Sets the limits srun propagates, which slurmstepd would set after `task_init`.
+fn apply_limits(env: &[String]) {
+    for l in limits::requested(env) {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `r` is a live, writable rlimit.
+        if unsafe { libc::getrlimit(l.resource, &mut r) } != 0 {
+            continue;
+        }
+        r.rlim_cur = limits::clamp(l.soft, r.rlim_max);
+        // SAFETY: `r` is a valid rlimit whose soft value is within its hard one.
+        if unsafe { libc::setrlimit(l.resource, &r) } != 0 {
+            ffi::debug(&format!(
+                "berth-spank: cannot set limit {}: {}",
+                l.resource,
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
 }
 
 /// Removes the container this step started on the node.
