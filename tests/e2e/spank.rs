@@ -529,3 +529,19 @@ fn propagated_limits_apply_as_for_the_bare_program() {
     );
     s.wait_no_containers();
 }
+
+#[test]
+fn tmpdir_defaults_as_for_the_bare_program() {
+    let Some(s) = setup() else { return };
+    let image = format!("--container-image={IMAGE}");
+    let lines = |args: &[&str]| -> Vec<String> {
+        let out = s.srun(args).env_remove("TMPDIR").output().unwrap();
+        let mut l: Vec<String> = success(&out).lines().map(str::to_string).collect();
+        l.sort();
+        l
+    };
+    let script = "echo $SLURM_LOCALID ${TMPDIR-unset}";
+    let bare = lines(&["-n2", "sh", "-c", script]);
+    assert_eq!(lines(&["-n2", &image, "sh", "-c", script]), bare);
+    s.wait_no_containers();
+}

@@ -156,6 +156,14 @@ impl Spank {
         self.u32_item(Item::JobStepId)
     }
 
+    /// The task's id on this node, in a task callback.
+    pub fn local_task_id(&self) -> Option<u32> {
+        let mut id: c_int = 0;
+        // SAFETY: S_TASK_ID takes an `int *`, a live local.
+        let rc = unsafe { spank_get_item(self.0, Item::TaskId, &mut id as *mut c_int) };
+        (rc == ESPANK_SUCCESS).then_some(id as u32)
+    }
+
     /// The task's command line (in a task callback) or the step's.
     pub fn argv(&self) -> Option<Vec<String>> {
         let mut argc: c_int = 0;

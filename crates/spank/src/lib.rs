@@ -312,6 +312,9 @@ pub unsafe extern "C" fn slurm_spank_task_init(
     let argv = sp.argv().unwrap_or_default();
     let mut env = sp.env().unwrap_or_default();
     apply_limits(&env);
+    if sp.local_task_id() == Some(0) {
+        default_tmpdir(&mut env);
+    }
     // Slurm keeps them from the task too.
     env.retain(|kv| !kv.starts_with(limits::PREFIX));
     let mut args = vec![berth.clone()];
@@ -320,6 +323,27 @@ pub unsafe extern "C" fn slurm_spank_task_init(
     let err = exec(&berth, &args, &env);
     ffi::error(&format!("berth-spank: cannot execute {berth}: {err}"));
     -1
+}
+
+/// What slurmstepd does for a node's first task after `task_init`: `TMPDIR` is made if it
+/// is set and missing, and is `/tmp` when unset or unusable.
+fn default_tmpdir(env: &mut Vec<String>) {
+    use std::os::unix::fs::DirBuilderExt;
+    let usable = |dir: &str| {
+        let made = std::fs::DirBuilder::new().mode(0o700).create(dir);
+        made.is_ok() || std::fs::metadata(dir).is_ok_and(|m| m.is_dir())
+    };
+    match env.iter().position(|kv| kv.starts_with("TMPDIR=")) {
+        None => env.push("TMPDIR=/tmp".into()),
+        Some(i) if !usable(&env[i]["TMPDIR=".len()..]) => {
+            ffi::error(&format!(
+                "berth-spank: cannot create {}, setting TMPDIR to /tmp",
+                &env[i]
+            ));
+            env[i] = "TMPDIR=/tmp".into();
+        }
+        Some(_) => {}
+    }
 }
 
 /// Sets the limits srun propagates, which slurmstepd would set after `task_init`.
