@@ -19,4 +19,5 @@ mod run_flags;
 mod shared_store;
 mod single_file;
 mod slurm;
+mod spank;
 mod umoci;

@@ -68,6 +68,9 @@ pub fn slurm_installed() -> bool {
         .all(|p| find_program(p).is_some())
 }
 
+/// Writes what a plug stack needs into the state directory it is given; returns the stack.
+type MakeStack<'a> = Box<dyn FnOnce(&Path) -> String + 'a>;
+
 /// A running test cluster; see the module documentation for how it is started and stopped.
 #[derive(Debug)]
 pub struct SlurmCluster {
@@ -101,25 +104,70 @@ impl SlurmCluster {
             );
             return None;
         }
-        match CLUSTER.get_or_init(SlurmCluster::start) {
+        match CLUSTER.get_or_init(|| SlurmCluster::start(1, None)) {
             Ok(c) => Some(c),
             Err(e) => panic!("{e}"),
         }
     }
 
-    fn start() -> Result<SlurmCluster, String> {
+    /// A second cluster of this test process with a SPANK plug stack, kept apart from
+    /// [`shared`](Self::shared) so that a plugin under test cannot break the other Slurm tests.
+    /// `plugstack` gets the cluster's state directory before it starts (a place for files the
+    /// stack names, removed with the cluster) and returns the stack's lines, such as
+    /// `required /path/libberth_spank.so berth=/path/berth`. Started on first use, the first
+    /// caller's stack and node count; `None` and panics as for [`shared`](Self::shared).
+    ///
+    /// With `nodes` > 1 every node (`node1`, `node2`, ...) has its own network namespace and
+    /// host name, as in `start-cluster --nodes`; that needs `ip`, `nsenter` and `unshare`.
+    pub fn with_plugstack(
+        nodes: u32,
+        plugstack: impl FnOnce(&Path) -> String,
+    ) -> Option<&'static SlurmCluster> {
+        static CLUSTER: OnceLock<Result<SlurmCluster, String>> = OnceLock::new();
+        if !slurm_installed() {
+            eprintln!(
+                "skipped: Slurm is not installed (slurmctld, slurmd, slurm-client, munge; \
+                 scripts/install-deps installs them)"
+            );
+            return None;
+        }
+        match CLUSTER.get_or_init(|| SlurmCluster::start(nodes, Some(Box::new(plugstack)))) {
+            Ok(c) => Some(c),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn start(nodes: u32, plugstack: Option<MakeStack<'_>>) -> Result<SlurmCluster, String> {
         let state = tempfile::Builder::new()
             .prefix("berth-slurm-")
             .tempdir()
             .map_err(|e| format!("cannot create the Slurm state directory: {e}"))?
             // Removed by the watchdog's `stop-cluster --purge`, after this process is gone.
             .keep();
+        let stack_file = state.join("plugstack.conf");
+        let with_stack = plugstack.is_some();
+        if let Some(make) = plugstack {
+            fs::write(&stack_file, make(&state))
+                .map_err(|e| format!("cannot write {}: {e}", stack_file.display()))?;
+        }
         let script = scripts_dir().join("start-cluster");
         let mut last = String::new();
         // Free ports are only free until someone binds them: on a clash slurmctld or slurmd
         // cannot listen and the start fails, so it is retried on new ports.
         for _ in 0..3 {
-            let out = Command::new(&script)
+            let mut cmd = Command::new(&script);
+            if with_stack {
+                cmd.arg("--plugstack").arg(&stack_file);
+            }
+            if nodes > 1 {
+                // Each node in its own network namespace, on a bridge and subnet named after
+                // this process so that clusters of other test processes do not collide.
+                let pid = std::process::id();
+                cmd.args(["--nodes", &nodes.to_string()])
+                    .env("BERTH_SLURM_PREFIX", format!("bk{}", pid % 100_000))
+                    .env("BERTH_SLURM_SUBNET", format!("10.213.{}", 100 + pid % 150));
+            }
+            let out = cmd
                 .arg("--state")
                 .arg(&state)
                 .args(["--cpus", &NODE_CPUS.to_string()])
