@@ -17,6 +17,7 @@
 
 mod error;
 mod exec;
+pub mod handoff;
 mod idmap;
 mod monitor;
 mod namespaces;
