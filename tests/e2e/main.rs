@@ -9,6 +9,7 @@ mod auth;
 mod build;
 mod cli;
 mod hostile;
+mod oci_runtime;
 mod pull_push;
 mod rootless;
 mod run;

@@ -10,6 +10,7 @@ mod build;
 mod container;
 mod env;
 mod image;
+mod oci;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ pub use build::BuildArgs;
 pub use container::*;
 pub use env::EnvVars;
 pub use image::*;
+pub use oci::*;
 
 /// Top-level `berth` invocation.
 #[derive(Debug, Parser)]
@@ -121,6 +123,8 @@ pub enum Command {
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// The OCI runtime command line (create, start, state, kill, delete, run), as runc's.
+    Oci(OciArgs),
     /// Run as a detached container's monitor (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(MonitorArgs),
@@ -192,5 +196,37 @@ mod tests {
             Command::Push(p) => assert_eq!(p.registry.tls_verify, Some(false)),
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn runc_spellings_parse() {
+        let c = Cli::try_parse_from([
+            "berth",
+            "oci",
+            "--root",
+            "/run/x",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "id1",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.global.root.as_deref(),
+            Some(std::path::Path::new("/run/x"))
+        );
+        match c.command {
+            Command::Oci(OciArgs {
+                command: OciCommand::Create(a),
+                ..
+            }) => assert_eq!((a.id.as_str(), a.bundle.to_str()), ("id1", Some("/b"))),
+            _ => panic!(),
+        }
+        let c = Cli::try_parse_from(["berth", "oci", "--rootless=true", "kill", "-a", "x", "9"]);
+        assert!(c.is_ok());
+        let c = Cli::try_parse_from(["berth", "oci", "delete", "--force", "x"]);
+        assert!(c.is_ok());
     }
 }
