@@ -442,3 +442,50 @@ fn oci_slurm_srun_container_runs_in_the_bundle() {
         .unwrap_or_default();
     assert!(left.is_empty(), "containers left behind: {left:?}");
 }
+
+#[test]
+fn oci_console_socket_receives_the_terminal() {
+    use std::io::Read;
+    use std::os::unix::net::UnixListener;
+    let t = Oci::new();
+    t.config(&["sh", "-c", "tty; echo hello from the pty"], |c| {
+        c["process"]["terminal"] = json!(true);
+    });
+    let b = t.bundle();
+    let b = b.to_str().unwrap();
+    // Without a console socket a detached terminal has nowhere to go.
+    assert!(t
+        .fails(&["create", "--bundle", b, "t0"], 1)
+        .contains("--console-socket"));
+    let sock = t.dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let create = t
+        .cmd(&[
+            "create",
+            "--bundle",
+            b,
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "t1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut fds = berth_runtime::handoff::recv_fds(&conn).unwrap();
+    assert_eq!(fds.len(), 1);
+    let mut master = File::from(fds.remove(0));
+    assert!(create.wait_with_output().unwrap().status.success());
+    t.ok(&["start", "t1"]);
+    let mut text = Vec::new();
+    // EIO once the pty's last user has gone.
+    let _ = master.read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("/dev/pts/0") && text.contains("hello from the pty"),
+        "{text:?}"
+    );
+    t.wait_status("t1", "stopped");
+    t.ok(&["delete", "t1"]);
+}
