@@ -489,3 +489,61 @@ fn oci_console_socket_receives_the_terminal() {
     t.wait_status("t1", "stopped");
     t.ok(&["delete", "t1"]);
 }
+
+#[test]
+fn oci_rootless_as_an_unprivileged_user() {
+    let user = berth_testkit::unprivileged_user_without_subids();
+    let t = Oci::new();
+    let uid = user.uid;
+    // `runc spec --rootless`: map the user to root, no network namespace, /sys bound.
+    t.config(
+        &[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; cat /etc/os-release",
+        ],
+        |c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "network");
+            ns.push(json!({"type": "user"}));
+            c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+            c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": user.gid, "size": 1}]);
+            for m in c["mounts"].as_array_mut().unwrap() {
+                if m["type"] == "sysfs" {
+                    *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
+                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+                }
+            }
+        },
+    );
+    let status = Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(t.dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bin = user.copy_to_home(Path::new(BERTH));
+    let id = format!("rootless-{}", std::process::id());
+    let berth = |args: &[&str]| {
+        // No --root: the default, $XDG_RUNTIME_DIR/berth/oci.
+        let mut c = Command::new(&bin);
+        c.arg("oci").args(args);
+        berth_testkit::run_as(&user, &mut c)
+    };
+    let b = t.bundle();
+    let out = berth(&["run", "--bundle", b.to_str().unwrap(), &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["0", "0", &uid.to_string(), "1", "ID=berth-oci-bundle"]
+    );
+    assert!(!berth(&["state", &id]).status.success());
+    assert!(!user.runtime_dir().join("berth/oci").join(&id).exists());
+}
