@@ -547,3 +547,49 @@ fn oci_rootless_as_an_unprivileged_user() {
     assert!(!berth(&["state", &id]).status.success());
     assert!(!user.runtime_dir().join("berth/oci").join(&id).exists());
 }
+
+#[test]
+fn oci_linux_resources_go_into_a_child_cgroup() {
+    let t = Oci::new();
+    t.config(&["sleep", "30"], |c| {
+        c["linux"]["resources"] = json!({
+            "memory": {"limit": 64u64 << 20},
+            "cpu": {"quota": 50000, "period": 100000},
+            "pids": {"limit": 10}
+        });
+    });
+    t.create("lim");
+    let pid = t.state("lim")["pid"].as_i64().unwrap();
+    let rec: Value =
+        serde_json::from_slice(&std::fs::read(t.root().join("lim/state.json")).unwrap()).unwrap();
+    let dirs: Vec<String> = rec["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    let read = |file: &str| {
+        dirs.iter()
+            .find_map(|d| std::fs::read_to_string(format!("{d}/{file}")).ok())
+            .unwrap_or_else(|| panic!("no {file} in {dirs:?}"))
+    };
+    if dirs.iter().any(|d| d.contains("/memory")) {
+        assert_eq!(
+            read("memory.limit_in_bytes").trim(),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(read("pids.max").trim(), "10");
+        assert_eq!(read("cpu.cfs_quota_us").trim(), "50000");
+    } else {
+        assert_eq!(read("memory.max").trim(), (64u64 << 20).to_string());
+        assert_eq!(read("pids.max").trim(), "10");
+    }
+    // Already inside before the program runs.
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cg.contains("oci-lim"), "{cg}");
+    t.ok(&["start", "lim"]);
+    t.ok(&["delete", "--force", "lim"]);
+    for d in &dirs {
+        assert!(!Path::new(d).exists(), "{d} left behind");
+    }
+}

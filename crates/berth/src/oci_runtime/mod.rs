@@ -11,10 +11,11 @@
 //!
 //! The bundle's `config.json` is used as written: process (args, env, cwd, user, terminal),
 //! `root.path` (relative to the bundle) and `root.readonly`, mounts, namespaces, id maps,
-//! hostname, capabilities, rlimits, seccomp, masked and read-only paths. `linux.resources`
-//! is not applied: the container stays in the caller's cgroup (decision 4), which is what a
-//! Slurm step wants.
+//! hostname, capabilities, rlimits, seccomp, masked and read-only paths; `linux.resources`
+//! (memory, CPU quota and set, pids) go into a child cgroup of the caller's (decision 4), so a
+//! Slurm step keeps tracking the container.
 
+mod limits;
 mod monitor;
 mod record;
 
@@ -305,6 +306,8 @@ pub fn delete(root: &Path, a: &OciDeleteArgs) -> Result<u8> {
         s => bail!("cannot delete container {} that is not stopped: {s}", a.id),
     }
     wait_monitor(&rec);
+    // Left behind when the monitor was killed.
+    limits::remove(&a.id, &rec.cgroups);
     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     Ok(0)
 }

@@ -8,10 +8,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use berth_cgroups::CgroupManager;
 use berth_cli::OciCreateArgs;
 use berth_runtime::{handoff, Bundle, Container, Rootfs, RuntimeError, Stdio};
 use oci_spec::runtime::ContainerState;
 
+use super::limits;
 use super::record::{self, Record, CONTROL_SOCKET};
 use super::{write_pid_file, Prepared};
 
@@ -36,6 +38,12 @@ fn send_console(container: &mut Container, socket: &Path) -> Result<()> {
         .with_context(|| format!("cannot send the terminal to {}", socket.display()))
 }
 
+/// A created container and the cgroup holding its limits.
+struct Created {
+    c: Container,
+    cgroup: Option<Box<dyn CgroupManager>>,
+}
+
 /// Creates the container with `stdio`; on the way writes `creating`, then `created`.
 fn create(
     root: &Path,
@@ -43,36 +51,42 @@ fn create(
     a: &OciCreateArgs,
     stdio: Stdio,
     rec: &mut Record,
-) -> Result<Container> {
+) -> Result<Created> {
     rec.save(root)?;
     let mut c = Container::create(&bundle(root, prep), stdio)?;
+    // Before exec: the program starts inside its limits.
+    let cgroup = limits::apply(&prep.id, &prep.spec, c.pid())?;
+    rec.cgroups = cgroup.as_ref().map(|m| m.paths()).unwrap_or_default();
     if let Some(sock) = &a.console_socket {
         send_console(&mut c, sock)?;
     }
     rec.set_pid(c.pid());
     rec.status = ContainerState::Created;
     rec.save(root)?;
-    Ok(c)
+    Ok(Created { c, cgroup })
 }
 
 /// Lets the process exec and waits for it; records `running`, then `stopped` with the code.
-fn start_and_wait(root: &Path, c: &mut Container, rec: &mut Record) -> Result<i32> {
-    if let Err(e) = c.start() {
-        stopped(root, rec, e.exit_code());
+fn start_and_wait(root: &Path, mut cr: Created, rec: &mut Record) -> Result<i32> {
+    if let Err(e) = cr.c.start() {
+        stopped(root, rec, e.exit_code(), &mut cr);
         return Err(e.into());
     }
     rec.status = ContainerState::Running;
     rec.save(root)?;
-    Ok(finish(root, c, rec))
+    Ok(finish(root, cr, rec))
 }
 
-fn finish(root: &Path, c: &mut Container, rec: &mut Record) -> i32 {
-    let code = c.wait(true).unwrap_or(125);
-    stopped(root, rec, code);
+fn finish(root: &Path, mut cr: Created, rec: &mut Record) -> i32 {
+    let code = cr.c.wait(true).unwrap_or(125);
+    stopped(root, rec, code, &mut cr);
     code
 }
 
-fn stopped(root: &Path, rec: &mut Record, code: i32) {
+fn stopped(root: &Path, rec: &mut Record, code: i32, cr: &mut Created) {
+    if let Some(m) = &mut cr.cgroup {
+        let _ = m.destroy();
+    }
     rec.status = ContainerState::Stopped;
     rec.exit_code = Some(code);
     let _ = rec.save(root);
@@ -86,11 +100,11 @@ pub(super) fn foreground(root: &Path, prep: &Prepared, a: &OciCreateArgs) -> Res
     } else {
         Stdio::Inherit
     };
-    let mut c = create(root, prep, a, stdio, &mut rec)?;
+    let cr = create(root, prep, a, stdio, &mut rec)?;
     if let Some(f) = &a.pid_file {
-        write_pid_file(f, c.pid())?;
+        write_pid_file(f, cr.c.pid())?;
     }
-    start_and_wait(root, &mut c, &mut rec)
+    start_and_wait(root, cr, &mut rec)
 }
 
 /// `berth oci __monitor`: started by `create` with a socket as stdin, on which it receives
@@ -126,7 +140,7 @@ pub fn monitor(root: &Path, a: &OciCreateArgs) -> Result<u8> {
         Ok((c, rec, listener))
     });
     let mut ctl_w = &ctl;
-    let (mut c, mut rec, listener) = match created {
+    let (mut cr, mut rec, listener) = match created {
         Ok(x) => x,
         Err(e) => {
             let code = e
@@ -137,14 +151,14 @@ pub fn monitor(root: &Path, a: &OciCreateArgs) -> Result<u8> {
             return Ok(1);
         }
     };
-    let _ = writeln!(ctl_w, "created {}", c.pid());
+    let _ = writeln!(ctl_w, "created {}", cr.c.pid());
     drop(ctl);
     let code = loop {
-        let ready = handoff::wait_readable(&[c.exit_fd(), listener.as_fd()], None)?;
+        let ready = handoff::wait_readable(&[cr.c.exit_fd(), listener.as_fd()], None)?;
         if ready.first() == Some(&true) {
+            stopped(root, &mut rec, 137, &mut cr);
             // Killed before start: dropping the container reaps it.
-            drop(c);
-            stopped(root, &mut rec, 137);
+            drop(cr);
             return Ok(0);
         }
         let Ok((s, _)) = listener.accept() else {
@@ -155,16 +169,16 @@ pub fn monitor(root: &Path, a: &OciCreateArgs) -> Result<u8> {
             continue;
         }
         let mut w = &s;
-        match c.start() {
+        match cr.c.start() {
             Ok(()) => {
                 rec.status = ContainerState::Running;
                 rec.save(root)?;
                 let _ = writeln!(w, "ok");
-                break finish(root, &mut c, &mut rec);
+                break finish(root, cr, &mut rec);
             }
             Err(e) => {
                 let code = e.exit_code();
-                stopped(root, &mut rec, code);
+                stopped(root, &mut rec, code, &mut cr);
                 let _ = writeln!(w, "failed {code} {e}");
                 break code;
             }

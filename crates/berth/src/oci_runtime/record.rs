@@ -34,6 +34,9 @@ pub struct Record {
     pub created: String,
     pub exit_code: Option<i32>,
     pub annotations: Option<HashMap<String, String>>,
+    /// The cgroup directories holding `linux.resources`, if any.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// Checks a container id as runc does: letters, digits and `_ + - .`, not `.` or `..`.
