@@ -43,7 +43,9 @@ pub struct Cli {
 /// Options accepted before or after any command.
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
-    /// Image store directory (default: /var/lib/berth for root, ~/.local/share/berth otherwise).
+    /// Image store directory (default: /var/lib/berth for root, ~/.local/share/berth otherwise);
+    /// under `berth oci`, the runtime's state directory (default: /run/berth/oci for root,
+    /// $XDG_RUNTIME_DIR/berth/oci otherwise).
     #[arg(long, global = true, env = EnvVars::BERTH_ROOT, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Extra config file, read after /etc/berth/config.toml and ~/.config/berth/config.toml.
