@@ -10,6 +10,7 @@ mod build;
 mod cdi;
 mod cli;
 mod hostile;
+mod oci_runtime;
 mod pull_config;
 mod pull_push;
 mod rootless;

@@ -7,6 +7,7 @@
 mod commands;
 mod dispatch;
 mod humanize;
+mod oci_runtime;
 mod printer;
 mod settings;
 mod template;

@@ -10,6 +10,7 @@ mod build;
 mod container;
 mod env;
 mod image;
+mod oci;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ pub use build::BuildArgs;
 pub use container::*;
 pub use env::EnvVars;
 pub use image::*;
+pub use oci::*;
 
 /// Top-level `berth` invocation.
 #[derive(Debug, Parser)]
@@ -41,7 +43,9 @@ pub struct Cli {
 /// Options accepted before or after any command.
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
-    /// Image store directory (default: /var/lib/berth for root, ~/.local/share/berth otherwise).
+    /// Image store directory (default: /var/lib/berth for root, ~/.local/share/berth otherwise);
+    /// under `berth oci`, the runtime's state directory (default: /run/berth/oci for root,
+    /// $XDG_RUNTIME_DIR/berth/oci otherwise).
     #[arg(long, global = true, env = EnvVars::BERTH_ROOT, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Extra config file, read after /etc/berth/config.toml and ~/.config/berth/config.toml.
@@ -123,6 +127,8 @@ pub enum Command {
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// The OCI runtime command line (create, start, state, kill, delete, run), as runc's.
+    Oci(OciArgs),
     /// Run as a detached container's monitor (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(MonitorArgs),
@@ -216,5 +222,37 @@ mod tests {
             Command::Push(p) => assert_eq!(p.registry.tls_verify, Some(false)),
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn runc_spellings_parse() {
+        let c = Cli::try_parse_from([
+            "berth",
+            "oci",
+            "--root",
+            "/run/x",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "id1",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.global.root.as_deref(),
+            Some(std::path::Path::new("/run/x"))
+        );
+        match c.command {
+            Command::Oci(OciArgs {
+                command: OciCommand::Create(a),
+                ..
+            }) => assert_eq!((a.id.as_str(), a.bundle.to_str()), ("id1", Some("/b"))),
+            _ => panic!(),
+        }
+        let c = Cli::try_parse_from(["berth", "oci", "--rootless=true", "kill", "-a", "x", "9"]);
+        assert!(c.is_ok());
+        let c = Cli::try_parse_from(["berth", "oci", "delete", "--force", "x"]);
+        assert!(c.is_ok());
     }
 }

@@ -64,6 +64,22 @@ impl IdMaps {
         IdMaps { uids, gids }
     }
 
+    /// Whether the caller's own uid and gid are left out of the maps while container root is
+    /// in them: the init then has no id of its own in its namespace (files it creates would
+    /// fail with EOVERFLOW) and must become the container's root first, as runc's init does.
+    pub(crate) fn needs_root_switch(&self) -> (bool, bool) {
+        let unmapped = |ranges: &[IdRange], host: u32| {
+            !ranges
+                .iter()
+                .any(|r| host >= r.host && u64::from(host) < u64::from(r.host) + u64::from(r.size))
+                && contains(ranges, 0)
+        };
+        (
+            unmapped(&self.uids, rustix::process::geteuid().as_raw()),
+            unmapped(&self.gids, rustix::process::getegid().as_raw()),
+        )
+    }
+
     /// Whether container gid `gid` has a host gid.
     pub(crate) fn maps_gid(&self, gid: u32) -> bool {
         contains(&self.gids, gid)

@@ -18,6 +18,7 @@
 mod delegate;
 mod error;
 mod exec;
+pub mod handoff;
 mod idmap;
 mod monitor;
 mod namespaces;

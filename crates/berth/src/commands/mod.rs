@@ -11,6 +11,7 @@ mod history;
 mod images;
 mod inspect;
 mod login;
+mod oci;
 mod pull;
 mod rmi;
 mod run;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match command {
         Command::Version(a) => return version::run(&a),
         Command::Completion(a) => return completion::run(&a),
+        Command::Oci(a) => return oci::run(&global, &a),
         _ => {}
     }
     let s = Settings::resolve(&global)?;
@@ -80,6 +82,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Stats(a) => container::stats(&s, &a),
         Command::Cp(a) => container::cp(&s, &a),
         Command::Volume(c) => volume::run(&s, &c),
-        Command::Version(_) | Command::Completion(_) => unreachable!("handled above"),
+        Command::Version(_) | Command::Completion(_) | Command::Oci(_) => {
+            unreachable!("handled above")
+        }
     }
 }

@@ -18,6 +18,9 @@ use crate::sys;
 pub(crate) struct InitContext<'a> {
     pub(crate) namespaces: Namespaces,
     pub(crate) wait_for_maps: bool,
+    /// Become uid / gid 0 of the new user namespace once its maps are written, because the
+    /// caller's own ids are not mapped (see `IdMaps::needs_root_switch`).
+    pub(crate) root_switch: (bool, bool),
     pub(crate) rootfs: Option<RootfsPlan<'a>>,
     pub(crate) hostname: Option<&'a str>,
     pub(crate) cwd: &'a Path,
@@ -76,6 +79,14 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     if ctx.wait_for_maps && !expect(&mut ctx.control, ToInit::MapsWritten)? {
         return Ok(false);
+    }
+    if ctx.root_switch.1 {
+        let g = rustix::process::Gid::from_raw(0);
+        rustix::thread::set_thread_res_gid(g, g, g).map_err(Failure::at(Step::User, "gid 0"))?;
+    }
+    if ctx.root_switch.0 {
+        let u = rustix::process::Uid::from_raw(0);
+        rustix::thread::set_thread_res_uid(u, u, u).map_err(Failure::at(Step::User, "uid 0"))?;
     }
     // Until exec this process runs the monitor's binary: hide its /proc entries (exe, mem)
     // from anything else that can see it (CVE-2019-5736). Exec makes it dumpable again.

@@ -18,7 +18,7 @@ mod init;
 pub(crate) mod message;
 mod reaper;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use oci_spec::runtime::LinuxNamespaceType;
 use rustix::process::{DumpableBehavior, Pid, PidfdFlags};
@@ -114,6 +114,9 @@ impl Container {
         let ctx = init::InitContext {
             namespaces,
             wait_for_maps: user_ns,
+            root_switch: maps
+                .as_ref()
+                .map_or((false, false), IdMaps::needs_root_switch),
             rootfs,
             hostname,
             cwd: process.cwd(),
@@ -246,6 +249,18 @@ impl Container {
     /// The pty master of a [`Stdio::Tty`] container, for callers that relay it themselves.
     pub fn pty_master(&self) -> Option<&OwnedFd> {
         self.master.as_ref()
+    }
+
+    /// Takes the pty master away from the container, for a caller that hands it to someone
+    /// else (an OCI console socket): [`Container::wait`] then relays nothing.
+    pub fn take_pty_master(&mut self) -> Option<OwnedFd> {
+        self.master.take()
+    }
+
+    /// A descriptor that becomes readable once the container's process has ended, to wait for
+    /// that together with other events (see [`crate::handoff::wait_readable`]).
+    pub fn exit_fd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
     }
 }
 
