@@ -53,6 +53,8 @@ pub enum Step {
     Seccomp,
     /// Starting the process under the container's own init (`--init`).
     Init,
+    /// Bringing up the loopback interface of a new network namespace.
+    Loopback,
 }
 
 impl Step {
@@ -61,7 +63,7 @@ impl Step {
     }
 
     pub(crate) fn from_code(code: u8) -> Step {
-        const ALL: [Step; 22] = [
+        const ALL: [Step; 23] = [
             Step::Sync,
             Step::Stdio,
             Step::JoinNamespace,
@@ -84,6 +86,7 @@ impl Step {
             Step::PrepareExec,
             Step::Seccomp,
             Step::Init,
+            Step::Loopback,
         ];
         ALL.get(usize::from(code)).copied().unwrap_or(Step::Sync)
     }
@@ -114,6 +117,7 @@ impl fmt::Display for Step {
             Step::PrepareExec => "prepare exec",
             Step::Seccomp => "install seccomp",
             Step::Init => "start init",
+            Step::Loopback => "bring up loopback",
         })
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use oci_spec::runtime::LinuxNamespaceType;
 use rustix::process::{DumpableBehavior, Signal};
 
 use super::command::Command;
@@ -81,6 +82,11 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     // from anything else that can see it (CVE-2019-5736). Exec makes it dumpable again.
     hide_from_proc();
     ctx.namespaces.join()?;
+    // A new network namespace has only `lo`, and it starts down: without it 127.0.0.1 would
+    // not even reach the container itself (Docker brings it up too).
+    if ctx.namespaces.creates(LinuxNamespaceType::Network) {
+        sys::net::loopback_up().map_err(|e| Failure::new(Step::Loopback, "lo", e))?;
+    }
     if let Some(plan) = &ctx.rootfs {
         rootfs::setup(plan)?;
     }
