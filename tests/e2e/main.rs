@@ -8,6 +8,7 @@ mod archive;
 mod auth;
 mod build;
 mod cli;
+mod exec;
 mod hostile;
 mod pull_push;
 mod rootless;

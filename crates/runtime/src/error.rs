@@ -55,6 +55,8 @@ pub enum Step {
     Init,
     /// Bringing up the loopback interface of a new network namespace.
     Loopback,
+    /// Joining the container's cgroups (`exec`).
+    Cgroup,
 }
 
 impl Step {
@@ -63,7 +65,7 @@ impl Step {
     }
 
     pub(crate) fn from_code(code: u8) -> Step {
-        const ALL: [Step; 23] = [
+        const ALL: [Step; 24] = [
             Step::Sync,
             Step::Stdio,
             Step::JoinNamespace,
@@ -87,6 +89,7 @@ impl Step {
             Step::Seccomp,
             Step::Init,
             Step::Loopback,
+            Step::Cgroup,
         ];
         ALL.get(usize::from(code)).copied().unwrap_or(Step::Sync)
     }
@@ -118,6 +121,7 @@ impl fmt::Display for Step {
             Step::Seccomp => "install seccomp",
             Step::Init => "start init",
             Step::Loopback => "bring up loopback",
+            Step::Cgroup => "join cgroup",
         })
     }
 }

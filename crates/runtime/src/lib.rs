@@ -31,7 +31,7 @@ mod tty;
 use std::path::PathBuf;
 
 pub use error::{RuntimeError, Step};
-pub use exec::{exec, exec_confined};
+pub use exec::{exec, exec_confined, exec_detached, ExecOptions};
 pub use process::Container;
 pub use seccomp::{default_seccomp, seccomp_from_docker_json};
 pub use signal::signal_by_name;
