@@ -119,6 +119,7 @@ pub fn exec_confined(
         &joined.pidfd,
         opts.forward_signals,
         joined.master.as_ref(),
+        None,
     )
 }
 

@@ -73,7 +73,7 @@ fn expect(control: &mut Receiver, want: ToInit) -> Result<bool, Failure> {
 
 /// Everything up to exec; `Ok(true)` means exec now.
 fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
-    // A monitor that dies during setup takes the half-built container with it.
+    // A monitor that dies takes the container with it, half-built or running.
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     if ctx.wait_for_maps && !expect(&mut ctx.control, ToInit::MapsWritten)? {
         return Ok(false);
@@ -97,6 +97,9 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     ctx.stdio.install()?;
     enter_cwd(ctx.cwd)?;
     ctx.credentials.apply()?;
+    // A change of uid clears the parent-death signal: set it again, for good this time. A
+    // container must not outlive its monitor, which alone records its end; exec keeps it.
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     prepare_exec()?;
     ctx.report
         .send_from_init(&FromInit::Ready)
@@ -104,7 +107,6 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     if !expect(&mut ctx.control, ToInit::Start)? {
         return Ok(false);
     }
-    let _ = rustix::process::set_parent_process_death_signal(None);
     Ok(true)
 }
 

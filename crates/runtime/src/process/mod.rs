@@ -50,6 +50,8 @@ pub struct Container {
     control: Option<Sender>,
     report: Receiver,
     master: Option<OwnedFd>,
+    /// A pidfd of the monitor's parent, when the container must not outlive it.
+    lifeline: Option<OwnedFd>,
     arg0: String,
     state: State,
 }
@@ -161,6 +163,7 @@ impl Container {
             control: Some(control_tx),
             report: report_rx,
             master: None,
+            lifeline: None,
             arg0,
             state: State::Created,
         };
@@ -238,9 +241,34 @@ impl Container {
         if self.state != State::Running {
             return Err(RuntimeError::State("wait"));
         }
-        let code = monitor::wait(self.pid, &self.pidfd, forward_signals, self.master.as_ref());
+        let code = monitor::wait(
+            self.pid,
+            &self.pidfd,
+            forward_signals,
+            self.master.as_ref(),
+            self.lifeline.as_ref(),
+        );
         self.state = State::Exited;
         code
+    }
+
+    /// Ties the container to the monitor's parent process: if that process ends during
+    /// [`Container::wait`], the container's process is killed with SIGKILL and `wait` returns
+    /// 137 as usual. A batch job's shell dies at the first SIGTERM of a time limit or
+    /// `scancel`; the scheduler's SIGKILL after its grace period then only reaches what still
+    /// descends from the job, which an orphaned monitor and its container no longer do. Should
+    /// the monitor itself die, the container's process gets SIGKILL from the kernel anyway
+    /// (its parent-death signal).
+    pub fn end_with_parent(&mut self) {
+        let parent = rustix::process::getppid();
+        let fd = parent.and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
+        // Opened after the parent had already gone (we were reparented in between): that
+        // parent ended, whoever the new one is.
+        let gone = fd.is_none() || rustix::process::getppid() != parent;
+        if gone {
+            let _ = sys::kill(self.pid, libc::SIGKILL);
+        }
+        self.lifeline = fd.filter(|_| !gone);
     }
 
     /// The pty master of a [`Stdio::Tty`] container, for callers that relay it themselves.
