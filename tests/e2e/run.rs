@@ -361,6 +361,25 @@ fn signals_reach_the_container() {
         .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(42));
+
+    // A signal that arrives as soon as the container runs, before the monitor is waiting
+    // (here sent by the process itself: in the hpc profile its parent is the monitor), is
+    // forwarded too instead of killing the monitor.
+    for _ in 0..3 {
+        let (c, _, err) = code(
+            &b,
+            &[
+                "run",
+                "--rm",
+                "--hpc",
+                "localhost/bb",
+                "sh",
+                "-c",
+                "trap 'exit 42' USR1; kill -USR1 $PPID; while :; do sleep 0.1; done",
+            ],
+        );
+        assert_eq!(c, 42, "{err}");
+    }
 }
 
 #[test]

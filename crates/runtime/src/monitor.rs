@@ -64,6 +64,17 @@ pub(crate) fn reap(pid: i32) -> Result<i32, RuntimeError> {
     }
 }
 
+/// The signals [`wait`] forwards.
+pub(crate) fn forwarded() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in 1..=SIGRTMAX {
+        if !NOT_FORWARDED.contains(&sig) {
+            set.add(sig);
+        }
+    }
+    set
+}
+
 /// Restores the signal mask on drop.
 struct MaskGuard(SigSet);
 
@@ -85,14 +96,11 @@ pub(crate) fn wait(
     if !forward && master.is_none() && lifeline.is_none() {
         return reap(pid);
     }
-    let mut set = SigSet::empty();
-    if forward {
-        for sig in 1..=SIGRTMAX {
-            if !NOT_FORWARDED.contains(&sig) {
-                set.add(sig);
-            }
-        }
-    }
+    let mut set = if forward {
+        forwarded()
+    } else {
+        SigSet::empty()
+    };
     if master.is_some() {
         set.add(libc::SIGWINCH);
     }

@@ -52,6 +52,8 @@ pub struct Container {
     master: Option<OwnedFd>,
     /// A pidfd of the monitor's parent, when the container must not outlive it.
     lifeline: Option<OwnedFd>,
+    /// The signal mask from before [`Container::start`] blocked the forwarded signals.
+    mask_before_start: Option<sys::signal::SigSet>,
     arg0: String,
     state: State,
 }
@@ -164,6 +166,7 @@ impl Container {
             report: report_rx,
             master: None,
             lifeline: None,
+            mask_before_start: None,
             arg0,
             state: State::Created,
         };
@@ -215,6 +218,10 @@ impl Container {
         if self.state != State::Created {
             return Err(RuntimeError::State("start"));
         }
+        // From its first instruction the process may signal us (a shell's `kill $PPID`) or
+        // make someone else do so ("ready" on stdout): hold those signals until wait reads them,
+        // rather than let them end the monitor in between.
+        self.mask_before_start = sys::signal::block(&monitor::forwarded()).ok();
         self.send(ToInit::Start)?;
         self.control = None;
         self.state = State::Running;
@@ -241,6 +248,9 @@ impl Container {
         if self.state != State::Running {
             return Err(RuntimeError::State("wait"));
         }
+        if !forward_signals {
+            self.restore_mask();
+        }
         let code = monitor::wait(
             self.pid,
             &self.pidfd,
@@ -248,6 +258,7 @@ impl Container {
             self.master.as_ref(),
             self.lifeline.as_ref(),
         );
+        self.restore_mask();
         self.state = State::Exited;
         code
     }
@@ -277,8 +288,17 @@ impl Container {
     }
 }
 
+impl Container {
+    fn restore_mask(&mut self) {
+        if let Some(mask) = self.mask_before_start.take() {
+            let _ = sys::signal::set_mask(&mask);
+        }
+    }
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
+        self.restore_mask();
         if self.state == State::Created {
             abort(self.pid);
         }
