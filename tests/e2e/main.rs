@@ -14,5 +14,6 @@ mod pull_push;
 mod rootless;
 mod run;
 mod run_flags;
+mod run_options;
 mod slurm;
 mod umoci;

@@ -408,7 +408,8 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
             "Tty": a.tty,
             "OpenStdin": a.interactive,
             "Env": built.spec.process().as_ref().and_then(|p| p.env().clone()),
-            "Cmd": built.spec.process().as_ref().map(|p| p.args().clone()),
+            "Entrypoint": (!built.entrypoint.is_empty()).then_some(&built.entrypoint),
+            "Cmd": (!built.cmd.is_empty()).then_some(&built.cmd),
             "Image": a.image,
             "WorkingDir": built.spec.process().as_ref().map(|p| p.cwd().display().to_string()),
             "Labels": a.label.iter().filter_map(|l| l.split_once('=').or(Some((l.as_str(), "")))).collect::<std::collections::BTreeMap<_, _>>(),
@@ -418,6 +419,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageRecord, a: &RunArgs) -> Re
         host_config: json!({
             "AutoRemove": a.rm,
             "Binds": a.volume,
+            "Tmpfs": a.tmpfs.iter().map(|t| t.split_once(':').unwrap_or((t, ""))).collect::<std::collections::BTreeMap<_, _>>(),
             "ReadonlyRootfs": a.read_only,
             "Privileged": a.privileged,
             "NetworkMode": a.network.clone().unwrap_or_else(|| "private".into()),
