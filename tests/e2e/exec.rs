@@ -135,19 +135,23 @@ fn exec_env_workdir_user_and_stdin() {
 #[test]
 fn exec_tty_has_the_callers_window_size() {
     let b = running(&[]);
-    let out = in_pty(
-        &b,
-        37,
-        101,
-        &format!(
-            "{} exec -t c sh -c 'tty; stty size'",
-            env!("CARGO_BIN_EXE_berth")
-        ),
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("/dev/pts/"), "{text}");
-    assert!(text.contains("37 101"), "{text}");
+    // Several times: the size must be there from the process's first instruction, not once
+    // the monitor gets round to it.
+    for _ in 0..5 {
+        let out = in_pty(
+            &b,
+            37,
+            101,
+            &format!(
+                "{} exec -t c sh -c 'tty; stty size'",
+                env!("CARGO_BIN_EXE_berth")
+            ),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("/dev/pts/"), "{text}");
+        assert!(text.contains("37 101"), "{text}");
+    }
     // Without -t there is no terminal.
     let out = in_pty(
         &b,
