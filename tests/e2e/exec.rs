@@ -50,8 +50,10 @@ fn exec_env_workdir_user_and_stdin() {
         "echo $FROM_RUN $NEW",
     ]);
     assert_eq!(out.trim(), "exec 1");
-    // -w, created if missing as Docker does for WORKDIR.
-    assert_eq!(b.ok(&["exec", "-w", "/srv/x", "c", "pwd"]).trim(), "/srv/x");
+    // -w; unlike a WORKDIR, a missing one is an error (126, as with Docker).
+    assert_eq!(b.ok(&["exec", "-w", "/tmp", "c", "pwd"]).trim(), "/tmp");
+    let err = b.fails(&["exec", "-w", "/srv/x", "c", "pwd"], 126);
+    assert!(err.contains("/srv/x"), "{err}");
     // -u by name, by id, and name:group, resolved in the container's own account files.
     assert_eq!(
         b.ok(&["exec", "-u", "nobody", "c", "id"]).trim(),
@@ -191,8 +193,10 @@ fn exec_detach_returns_at_once() {
         assert!(Instant::now() < deadline, "the detached command never ran");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // A missing command is still reported, with Docker's code.
-    b.fails(&["exec", "-d", "c", "/nonexistent"], 127);
+    // A missing command is still reported, with Docker's code for exec.
+    let err = b.fails(&["exec", "-d", "c", "/nonexistent"], 126);
+    assert!(err.contains("/nonexistent"), "{err}");
+    b.fails(&["exec", "c", "nosuchcmd"], 126);
     // Stopping the container ends what exec started in it.
     b.ok(&["rm", "-f", "c"]);
 }

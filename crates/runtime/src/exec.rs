@@ -16,7 +16,7 @@ use rustix::thread::LinkNameSpaceType;
 
 use crate::error::{Failure, RuntimeError, Step};
 use crate::process::message::{self, FromInit, Sender};
-use crate::process::{enter_cwd, hide_from_proc, prepare_exec, Command, Credentials};
+use crate::process::{hide_from_proc, prepare_exec, Command, Credentials};
 use crate::seccomp::Filter;
 use crate::stdio::{self, ChildStdio};
 use crate::sys::{self, Forked};
@@ -315,7 +315,14 @@ impl Tenant<'_> {
         hide_from_proc();
         let setup = (|| -> Result<(), Failure> {
             self.stdio.install()?;
-            enter_cwd(self.process.cwd())?;
+            // Unlike a container's WORKDIR, an exec's working directory must exist (Docker).
+            let cwd = self.process.cwd();
+            let cwd = if cwd.as_os_str().is_empty() {
+                std::path::Path::new("/")
+            } else {
+                cwd
+            };
+            rustix::process::chdir(cwd).map_err(Failure::at(Step::Cwd, cwd.display()))?;
             self.credentials.apply()?;
             prepare_exec()
         })();

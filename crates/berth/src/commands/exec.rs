@@ -70,7 +70,7 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
             stderr: devnull()?,
         };
         opts.forward_signals = false;
-        berth_runtime::exec_detached(st.pid, &process, stdio, &opts)?;
+        berth_runtime::exec_detached(st.pid, &process, stdio, &opts).map_err(exec_failed)?;
         return Ok(0);
     }
     let stdio = if a.tty {
@@ -88,8 +88,18 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
             ),
         }
     };
-    let code = berth_runtime::exec_confined(st.pid, &process, stdio, &opts)?;
+    let code = berth_runtime::exec_confined(st.pid, &process, stdio, &opts).map_err(exec_failed)?;
     Ok(code.clamp(0, 255) as u8)
+}
+
+/// Docker answers 126 whenever the process could not be started in the container, a missing
+/// command included (where `run` says 127).
+fn exec_failed(e: berth_runtime::RuntimeError) -> anyhow::Error {
+    StartFailed {
+        code: 126,
+        message: e.to_string(),
+    }
+    .into()
 }
 
 /// `exec -u`: resolved as `run` resolves `-u`, but in the running container's own account

@@ -111,7 +111,7 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
 }
 
 /// Enters the working directory, creating it as Docker does for `WORKDIR`.
-pub(crate) fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
+fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
     let cwd = if cwd.as_os_str().is_empty() {
         Path::new("/")
     } else {

@@ -33,7 +33,7 @@ use crate::{monitor, stdio, Bundle, Stdio};
 
 pub(crate) use command::Command;
 pub(crate) use credentials::Credentials;
-pub(crate) use init::{enter_cwd, hide_from_proc, prepare_exec};
+pub(crate) use init::{hide_from_proc, prepare_exec};
 use message::{FromInit, Receiver, Sender, ToInit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
