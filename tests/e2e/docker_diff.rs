@@ -165,6 +165,15 @@ fn docker_profile_matches_docker() {
                 "echo x > /proc/sys/kernel/domainname 2>/dev/null; echo $?",
             ],
         ),
+        // The loopback interface is up in the container's own network namespace.
+        (
+            &[],
+            &[
+                "sh",
+                "-c",
+                "cat /sys/class/net/lo/flags; ip -o link show lo | cut -d' ' -f2,3",
+            ],
+        ),
     ];
     let mut differences = Vec::new();
     for (flags, cmd) in cases {
@@ -191,6 +200,63 @@ fn docker_profile_matches_docker() {
             ));
         }
     }
+
+    // `exec` into a running container, with its flags.
+    let berth_id = b.ok(&["run", "-d", "localhost/bb:latest", "sleep", "300"]);
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "localhost/bb:latest",
+        "sleep",
+        "300",
+    ]);
+    let docker_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let exec_cases: &[(&[&str], &[&str])] = &[
+        (&[], &["sh", "-c", "id; pwd; echo $HOME"]),
+        (&["-u", "nobody"], &["sh", "-c", "id; echo $HOME"]),
+        (&["-u", "1000"], &["sh", "-c", "id; echo $HOME"]),
+        (&["-u", "user:nogroup"], &["id"]),
+        (&["-u", "4321:42"], &["id"]),
+        (&["-u", "ghost"], &["id"]),
+        (&["-w", "/srv/x"], &["pwd"]),
+        (&["-e", "A=1"], &["sh", "-c", "echo $A"]),
+        (&[], &["sh", "-c", "exit 3"]),
+        (&[], &["/nonexistent"]),
+        (&[], &["nosuchcmd"]),
+        (&[], &["/etc/passwd"]),
+        (&["-w", "/nonexistent"], &["pwd"]),
+    ];
+    for (flags, cmd) in exec_cases {
+        let run = |id: &str| {
+            let mut args = vec!["exec"];
+            args.extend_from_slice(flags);
+            args.push(id);
+            args.extend_from_slice(cmd);
+            args.into_iter().map(String::from).collect::<Vec<_>>()
+        };
+        let docker_args = run(&docker_id);
+        let berth_args = run(berth_id.trim());
+        let theirs = d.docker(&docker_args.iter().map(String::as_str).collect::<Vec<_>>());
+        let ours = b.run(&berth_args.iter().map(String::as_str).collect::<Vec<_>>());
+        let (tc, oc) = (theirs.status.code(), ours.status.code());
+        let (ts, os) = (
+            String::from_utf8_lossy(&theirs.stdout).to_string(),
+            String::from_utf8_lossy(&ours.stdout).to_string(),
+        );
+        // Deliberate difference: docker exec prints its own errors on stdout, Berth on
+        // stderr; the exit code (126 for anything that could not start) must match.
+        if tc != oc || (tc == Some(0) && ts != os) {
+            differences.push(format!(
+                "exec {flags:?} {cmd:?}:\n  docker {tc:?} {ts:?} {}\n  berth  {oc:?} {os:?} {}",
+                String::from_utf8_lossy(&theirs.stderr).trim(),
+                String::from_utf8_lossy(&ours.stderr).trim()
+            ));
+        }
+    }
+    d.docker(&["rm", "-f", &docker_id]);
+    b.ok(&["rm", "-f", berth_id.trim()]);
     assert!(
         differences.is_empty(),
         "{} cases differ:\n{}",

@@ -1,12 +1,14 @@
 //! Berth as an unprivileged user: its own store, no root, nothing setuid; containers in a user
 //! namespace with subordinate ids (`berthtest`) and with a single-id map (`berthnosub`).
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use berth_testkit::{
-    run_as, unprivileged_user, unprivileged_user_without_subids, Registry, TestUser,
+    as_user, run_as, unprivileged_user, unprivileged_user_without_subids, Registry, TestUser,
 };
 use tempfile::TempDir;
 
@@ -176,4 +178,138 @@ fn rootless_run_with_a_single_id_map() {
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("1000"), "{err}");
+}
+
+/// The lifecycle commands, volumes, signals and `--read-only` as the unprivileged user: no
+/// cgroup is writable, so pause stops the processes with SIGSTOP.
+#[test]
+fn rootless_lifecycle_volumes_signals_and_read_only() {
+    let u = AsUser::new(unprivileged_user());
+    u.import("localhost/bb");
+    let id = u
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "bg",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "echo started; trap 'echo got usr1' USR1; trap 'exit 5' TERM; \
+             while :; do sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = u.ok(&["logs", "bg"]);
+            if logs.contains(what) {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "no {what:?} in the logs: {logs}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("started");
+    let v: serde_json::Value = serde_json::from_str(&u.ok(&["inspect", "bg"])).unwrap();
+    let pid = v[0]["State"]["Pid"].as_i64().unwrap();
+    let state = |pid: i64| {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        s[s.rfind(')').unwrap() + 2..].chars().next().unwrap()
+    };
+    u.ok(&["pause", "bg"]);
+    assert_eq!(state(pid), 'T');
+    assert!(u.ok(&["ps"]).contains("(Paused)"));
+    u.ok(&["unpause", "bg"]);
+    assert_ne!(state(pid), 'T');
+    // Signals through kill, exec with a user name, loopback up: all without root.
+    u.ok(&["kill", "-s", "USR1", "bg"]);
+    wait_for("got usr1");
+    assert_eq!(
+        u.ok(&["exec", "-u", "user", "bg", "id", "-u"]).trim(),
+        "1000"
+    );
+    assert_eq!(
+        u.ok(&["exec", "bg", "cat", "/sys/class/net/lo/flags"])
+            .trim(),
+        "0x9"
+    );
+    u.ok(&["stop", "bg"]);
+    assert_eq!(u.ok(&["wait", "bg"]).trim(), "5");
+    assert_eq!(u.ok(&["logs", "--tail", "1", "bg"]).trim(), "got usr1");
+    u.ok(&["rm", &id]);
+
+    // A signal to the foreground `berth run` reaches the container.
+    let mut c = Command::new(&u.bin);
+    c.env("HOME", &u.home)
+        .env("BERTH_ROOT", u.root())
+        .current_dir(&u.home)
+        .args([
+            "run",
+            "--rm",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "trap 'exit 42' USR1; echo ready; while :; do sleep 0.1; done",
+        ]);
+    let mut child = as_user(&u.user, &c).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(42));
+
+    // A named volume: kept between containers, owned by the user on the host.
+    u.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/d",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo kept > /d/f",
+    ]);
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/d",
+            "localhost/bb",
+            "cat",
+            "/d/f"
+        ]),
+        "kept\n"
+    );
+    assert!(u.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
+    let f = u.root().join("volumes/data/_data/f");
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), u.user.uid);
+
+    // --read-only: the root is read-only, a --tmpfs on it is writable.
+    let out = u.run(&["run", "--rm", "--read-only", "localhost/bb", "touch", "/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"));
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "touch /tmp/x && echo ok"
+        ])
+        .trim(),
+        "ok"
+    );
+    assert!(u.ok(&["ps", "-aq"]).trim().is_empty());
 }

@@ -298,6 +298,43 @@ fn detached_lifecycle() {
     assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
 }
 
+/// Only the monitor records a container's end: a container whose monitor is killed must not
+/// run on unrecorded (its state would read as exited).
+#[test]
+fn container_dies_with_its_monitor() {
+    let b = with_busybox();
+    for user in [None, Some("nobody")] {
+        let mut args = vec!["run", "-d"];
+        if let Some(u) = user {
+            args.extend(["-u", u]);
+        }
+        args.extend(["localhost/bb", "sleep", "300"]);
+        let id = b.ok(&args).trim().to_string();
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(b.root().join("containers").join(&id).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        let pid = state["Pid"].as_i64().unwrap();
+        let monitor = state["MonitorPid"].as_i64().unwrap();
+        std::process::Command::new("kill")
+            .args(["-KILL", &monitor.to_string()])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.contains(") Z "))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{user:?}: container outlived its monitor"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(b.ok(&["ps", "-q"]).trim().is_empty());
+        b.ok(&["rm", &id]);
+    }
+}
+
 #[test]
 fn signals_reach_the_container() {
     let b = with_busybox();
@@ -324,6 +361,25 @@ fn signals_reach_the_container() {
         .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(42));
+
+    // A signal that arrives as soon as the container runs, before the monitor is waiting
+    // (here sent by the process itself: in the hpc profile its parent is the monitor), is
+    // forwarded too instead of killing the monitor.
+    for _ in 0..3 {
+        let (c, _, err) = code(
+            &b,
+            &[
+                "run",
+                "--rm",
+                "--hpc",
+                "localhost/bb",
+                "sh",
+                "-c",
+                "trap 'exit 42' USR1; kill -USR1 $PPID; while :; do sleep 0.1; done",
+            ],
+        );
+        assert_eq!(c, 42, "{err}");
+    }
 }
 
 #[test]

@@ -44,6 +44,41 @@ fn network_modes() {
     assert!(err.contains("bogus"), "{err}");
 }
 
+/// A new network namespace's `lo` starts down; like Docker, the container gets it up, so a
+/// server on 127.0.0.1 inside is reachable from inside. (httpd listens only after it has
+/// gone to the background, hence the retries; busybox-static's `wget -T` crashes, hence
+/// `timeout`.)
+#[test]
+fn loopback_is_up_in_a_new_network_namespace() {
+    let b = with_busybox();
+    for net in ["private", "none"] {
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "localhost/bb",
+            "sh",
+            "-c",
+            "cat /sys/class/net/lo/flags; ip link show lo; \
+             mkdir /tmp/www && echo served > /tmp/www/index.html && \
+             httpd -p 127.0.0.1:8080 -h /tmp/www && \
+             for i in $(seq 50); do \
+               timeout 5 wget -q -O - http://127.0.0.1:8080/ && break; sleep 0.1; \
+             done",
+        ]);
+        let mut l = out.lines();
+        let flags = l.next().unwrap_or_default();
+        let flags = i64::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(flags & 1, 1, "--network {net}: lo is down: {out}");
+        assert!(
+            l.next().unwrap_or_default().contains(",UP"),
+            "--network {net}: {out}"
+        );
+        assert!(l.any(|l| l == "served"), "--network {net}: {out}");
+    }
+}
+
 #[test]
 fn limits_and_capabilities() {
     let b = with_busybox();

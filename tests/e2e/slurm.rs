@@ -535,6 +535,67 @@ fn scancel_terminates_the_container_and_leaves_nothing_behind() {
     assert_eq!(s.b.ok(&["ps", "-aq"]).trim(), "", "containers left");
 }
 
+/// A time limit ends the containerised program as it ends the bare one: the job is TIMEOUT
+/// with the same exit code, nothing keeps running, and no container is left running.
+///
+/// Slurm's smallest limit is one minute (seconds round up to a minute) and slurmctld looks
+/// for expired jobs every 30 s, so the jobs end 60 to 90 s after they start; they all run at
+/// once. Each mode runs twice: as the batch script's own command, whose shell dies at the
+/// first SIGTERM and orphans the monitor, out of reach of the SIGKILL that proctrack/linuxproc
+/// sends to the step's descendants after KillWait (the case that used to leave a Docker-profile
+/// container, which as PID 1 ignores SIGTERM, running for good), and as an `srun` step.
+#[test]
+fn time_limit_ends_the_container_like_the_bare_program() {
+    let Some(s) = setup() else { return };
+    let jobs: Vec<(String, u32)> = ALL_MODES
+        .iter()
+        .flat_map(|&mode| [(mode, ""), (mode, "srun ")])
+        .map(|(mode, launcher)| {
+            let wrap = format!("{launcher}{} sleep 1000", s.prefix(mode).join(" "));
+            let out = s
+                .client("sbatch")
+                .args(["--parsable", "--time=1", "--chdir", s.work_str()])
+                .args(["-o", "/dev/null", "--wrap", wrap.trim()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "sbatch: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            let job = text.trim().split(';').next().unwrap().parse().unwrap();
+            (format!("{launcher}{mode:?}"), job)
+        })
+        .collect();
+    let ends: Vec<(String, JobEnd)> = jobs
+        .iter()
+        .map(|(what, job)| {
+            (
+                what.clone(),
+                s.cluster.wait_job_end(*job, Duration::from_secs(180)),
+            )
+        })
+        .collect();
+    let bare = &ends[0].1;
+    assert_eq!(bare.state, "TIMEOUT", "{bare:?}");
+    for (what, end) in &ends {
+        assert_eq!(end, bare, "{what}");
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || s.leftovers().is_empty()),
+        "left running: {:?}",
+        s.leftovers()
+    );
+    assert_eq!(s.b.ok(&["ps", "-q"]).trim(), "", "containers still running");
+    // A monitor killed with its step cannot clean up after --rm; its record shows exited.
+    let statuses = s.b.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(
+        statuses.lines().all(|l| l.starts_with("Exited")),
+        "{statuses}"
+    );
+}
+
 #[test]
 fn sbatch_exit_code_and_output_match_the_bare_program() {
     let Some(s) = setup() else { return };

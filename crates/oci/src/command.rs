@@ -4,15 +4,19 @@ use oci_spec::image::Config;
 
 use crate::{OciError, Profile, RunOptions};
 
-/// The process's arguments, as Docker combines `ENTRYPOINT`, `CMD`, `--entrypoint` and the
-/// arguments after the image name:
+/// The process's arguments in two parts, entrypoint and command (as `inspect` shows them in
+/// `Config.Entrypoint` and `Config.Cmd`), as Docker combines `ENTRYPOINT`, `CMD`,
+/// `--entrypoint` and the arguments after the image name:
 ///
 /// - the entrypoint is `--entrypoint` when given, else the image's;
 /// - the command is the arguments after the image when there are any, else the image's `CMD`,
 ///   except that `--entrypoint` drops the image's `CMD` (it was written for the old
 ///   entrypoint, and `docker run --entrypoint` documents exactly this);
 /// - `--entrypoint ""` clears the entrypoint.
-pub(crate) fn args(image: &Config, opts: &RunOptions) -> Result<Vec<String>, OciError> {
+pub(crate) fn entrypoint_and_cmd(
+    image: &Config,
+    opts: &RunOptions,
+) -> Result<(Vec<String>, Vec<String>), OciError> {
     let (entrypoint, image_cmd) = match &opts.entrypoint {
         Some(ep) => (cleared(ep), Vec::new()),
         None => (
@@ -25,11 +29,10 @@ pub(crate) fn args(image: &Config, opts: &RunOptions) -> Result<Vec<String>, Oci
     } else {
         opts.command.clone()
     };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.is_empty() {
+    if entrypoint.is_empty() && cmd.is_empty() {
         return Err(OciError::NoCommand);
     }
-    Ok(args)
+    Ok((entrypoint, cmd))
 }
 
 /// `--entrypoint ""` reaches us either as no words or as one empty word; both clear it.
@@ -70,6 +73,12 @@ pub(crate) fn hostname(opts: &RunOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(image: &Config, opts: &RunOptions) -> Result<Vec<String>, OciError> {
+        let (entrypoint, cmd) = entrypoint_and_cmd(image, opts)?;
+        Ok(entrypoint.into_iter().chain(cmd).collect())
+    }
+
     use oci_spec::image::ConfigBuilder;
 
     fn words(s: &str) -> Vec<String> {

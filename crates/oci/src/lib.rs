@@ -51,6 +51,7 @@ use oci_spec::runtime::{Linux, LinuxNamespace, Process, Root, Spec};
 
 pub use env::{parse_env_file, DEFAULT_PATH, HPC_ENV_DENYLIST};
 pub use security::{ALL_CAPS, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS};
+pub use user::{resolve_user, ResolvedUser};
 pub use userns::{id_mappings, IdMappings};
 
 /// Annotation asking the runtime to keep the process's supplementary groups instead of calling
@@ -227,6 +228,10 @@ pub struct Built {
     pub files: Vec<GeneratedFile>,
     /// Things the user should hear about, one line each.
     pub warnings: Vec<String>,
+    /// The entrypoint part of the process's arguments (empty when there is none).
+    pub entrypoint: Vec<String>,
+    /// The command part, after the entrypoint.
+    pub cmd: Vec<String>,
 }
 
 /// Why a spec could not be built. Each message names the input at fault.
@@ -314,7 +319,8 @@ pub fn build(
     let image = config.config().clone().unwrap_or_default();
     let mut warnings = Vec::new();
 
-    let args = command::args(&image, opts)?;
+    let (entrypoint, cmd) = command::entrypoint_and_cmd(&image, opts)?;
+    let args: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
     let cwd = command::workdir(&image, opts)?;
 
     let userns = opts.userns.unwrap_or(match opts.profile {
@@ -397,5 +403,7 @@ pub fn build(
         spec,
         files: ident.files,
         warnings,
+        entrypoint,
+        cmd,
     })
 }

@@ -149,6 +149,32 @@ pub(crate) fn resolve(spec: &str, files: &ImageFiles) -> Result<Identity, OciErr
     })
 }
 
+/// Who a `-u` value names, as [`resolve_user`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedUser {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary groups (at least the primary group, as runc sets them).
+    pub additional_gids: Vec<u32>,
+    /// Home directory from the passwd entry, else `/`.
+    pub home: String,
+}
+
+/// Resolves a `-u` value (`name`, `uid`, `name:group`, `uid:gid` and the mixed forms) against
+/// account files with the rules `run` applies to the image's `USER`; `berth exec` passes the
+/// running container's own `/etc/passwd` and `/etc/group`.
+pub fn resolve_user(spec: &str, files: &ImageFiles) -> Result<ResolvedUser, OciError> {
+    let ident = resolve(spec, files)?;
+    Ok(ResolvedUser {
+        uid: ident.uid,
+        gid: ident.gid,
+        additional_gids: ident.additional_gids,
+        home: ident.home,
+    })
+}
+
 /// The identity for this run: `-u` when given, else the caller's own under `--userns=keep-id`
 /// (the hpc profile's default), else the image's `USER`.
 pub(crate) fn identity(

@@ -53,6 +53,10 @@ pub enum Step {
     Seccomp,
     /// Starting the process under the container's own init (`--init`).
     Init,
+    /// Bringing up the loopback interface of a new network namespace.
+    Loopback,
+    /// Joining the container's cgroups (`exec`).
+    Cgroup,
 }
 
 impl Step {
@@ -61,7 +65,7 @@ impl Step {
     }
 
     pub(crate) fn from_code(code: u8) -> Step {
-        const ALL: [Step; 22] = [
+        const ALL: [Step; 24] = [
             Step::Sync,
             Step::Stdio,
             Step::JoinNamespace,
@@ -84,6 +88,8 @@ impl Step {
             Step::PrepareExec,
             Step::Seccomp,
             Step::Init,
+            Step::Loopback,
+            Step::Cgroup,
         ];
         ALL.get(usize::from(code)).copied().unwrap_or(Step::Sync)
     }
@@ -114,6 +120,8 @@ impl fmt::Display for Step {
             Step::PrepareExec => "prepare exec",
             Step::Seccomp => "install seccomp",
             Step::Init => "start init",
+            Step::Loopback => "bring up loopback",
+            Step::Cgroup => "join cgroup",
         })
     }
 }

@@ -1,12 +1,13 @@
 //! `docker exec`: running another process inside a running container.
 //!
-//! A helper forked from the monitor joins the container's namespaces (user first, so it holds
-//! capabilities there for the rest), then clones the process that will exec with
-//! `CLONE_PARENT`, so it lands in the container's pid namespace yet is the monitor's child and
-//! can be waited for and signalled like the container's init. The helper reports its pid and
-//! exits.
+//! A helper forked from the monitor joins the container's cgroups while it still sees the
+//! host's, then its namespaces (user first, so it holds capabilities there for the rest), then
+//! clones the process that will exec with `CLONE_PARENT`, so it lands in the container's pid
+//! namespace and cgroups yet is the monitor's child and can be waited for and signalled like
+//! the container's init. The helper reports its pid and exits.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxSeccomp, Process};
 use rustix::fs::{Mode, OFlags};
@@ -15,7 +16,7 @@ use rustix::thread::LinkNameSpaceType;
 
 use crate::error::{Failure, RuntimeError, Step};
 use crate::process::message::{self, FromInit, Sender};
-use crate::process::{enter_cwd, hide_from_proc, prepare_exec, Command, Credentials};
+use crate::process::{hide_from_proc, prepare_exec, Command, Credentials};
 use crate::seccomp::Filter;
 use crate::stdio::{self, ChildStdio};
 use crate::sys::{self, Forked};
@@ -71,6 +72,25 @@ fn open_namespaces(
     Ok(out)
 }
 
+/// How a process joining a container is confined, beyond what its [`Process`] says: what the
+/// container's own processes got from outside the spec.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ExecOptions<'a> {
+    /// A seccomp filter, normally the container's own `linux.seccomp`: a joined process does
+    /// not inherit the filter of the container's init.
+    pub seccomp: Option<&'a LinuxSeccomp>,
+    /// CPUs to restrict the process to (the container's affinity), narrowed to the caller's
+    /// own affinity, never widened.
+    pub cpu_affinity: Option<&'a [usize]>,
+    /// The container's cgroup directories; the process is in each of them (through its
+    /// `cgroup.procs`) before it runs any code of the container, so the container's limits,
+    /// freezer and accounting cover it.
+    pub cgroups: &'a [PathBuf],
+    /// Forward every catchable signal this process receives to the joined process while
+    /// waiting for it.
+    pub forward_signals: bool,
+}
+
 /// Runs `process` inside the container whose process is `pid` and returns Docker's exit code
 /// for it; signals are forwarded and stdio handled as for [`crate::Container::wait`].
 pub fn exec(
@@ -79,25 +99,66 @@ pub fn exec(
     stdio: Stdio,
     forward_signals: bool,
 ) -> Result<i32, RuntimeError> {
-    exec_confined(pid, process, None, stdio, forward_signals)
+    let opts = ExecOptions {
+        forward_signals,
+        ..ExecOptions::default()
+    };
+    exec_confined(pid, process, stdio, &opts)
 }
 
-/// [`exec`] under a seccomp filter, normally the container's own `linux.seccomp`: a joined
-/// process does not inherit the filter of the container's init.
+/// [`exec`] confined as `opts` says.
 pub fn exec_confined(
     pid: i32,
     process: &Process,
-    seccomp: Option<&LinuxSeccomp>,
     stdio: Stdio,
-    forward_signals: bool,
+    opts: &ExecOptions<'_>,
 ) -> Result<i32, RuntimeError> {
+    let joined = spawn(pid, process, stdio, opts)?;
+    monitor::wait(
+        joined.pid,
+        &joined.pidfd,
+        opts.forward_signals,
+        joined.master.as_ref(),
+        None,
+    )
+}
+
+/// `docker exec -d`: starts `process` as [`exec_confined`] does and returns its host pid as
+/// soon as it runs, without waiting for it. This process does not reap it: when this process
+/// exits, the kernel hands it to the nearest subreaper or the host's init. `stdio` should not
+/// be [`Stdio::Tty`], whose relay would end with this process.
+pub fn exec_detached(
+    pid: i32,
+    process: &Process,
+    stdio: Stdio,
+    opts: &ExecOptions<'_>,
+) -> Result<i32, RuntimeError> {
+    Ok(spawn(pid, process, stdio, opts)?.pid)
+}
+
+/// A process that joined a container and has exec'd.
+struct Joined {
+    pid: i32,
+    pidfd: OwnedFd,
+    master: Option<OwnedFd>,
+}
+
+/// Starts the joined process; returns once it has exec'd, or with why it could not.
+fn spawn(
+    pid: i32,
+    process: &Process,
+    stdio: Stdio,
+    opts: &ExecOptions<'_>,
+) -> Result<Joined, RuntimeError> {
     let command = Command::from_process(process)?;
-    let mut credentials = Credentials::from_process(process, None)?;
-    credentials.set_seccomp(seccomp.map(Filter::compile).transpose()?);
+    let mut credentials = Credentials::from_process(process, opts.cpu_affinity)?;
+    credentials.set_seccomp(opts.seccomp.map(Filter::compile).transpose()?);
+    let cgroups = open_cgroups(opts.cgroups)?;
     let namespaces = open_namespaces(pid)?;
     let (child_stdio, tty_socket) = stdio::prepare(stdio)?;
     let (mut report_rx, report_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
     let tenant = Tenant {
+        cgroups,
         namespaces,
         stdio: child_stdio,
         credentials,
@@ -172,11 +233,33 @@ pub fn exec_confined(
         }
     };
     let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable);
-    monitor::wait(joined, &pidfd, forward_signals, master.as_ref())
+    Ok(Joined {
+        pid: joined,
+        pidfd,
+        master,
+    })
+}
+
+/// Opens `cgroup.procs` of each directory, for the helper to write itself into.
+fn open_cgroups(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, OwnedFd)>, RuntimeError> {
+    dirs.iter()
+        .map(|d| {
+            let path = d.join("cgroup.procs");
+            rustix::fs::open(&path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+                .map(|fd| (path.clone(), fd))
+                .map_err(|e| RuntimeError::Io {
+                    what: "open",
+                    path,
+                    source: e.into(),
+                })
+        })
+        .collect()
 }
 
 /// What the helper and the joined process need, prepared before fork.
 struct Tenant<'a> {
+    /// `cgroup.procs` files of the container's cgroups.
+    cgroups: Vec<(PathBuf, OwnedFd)>,
     namespaces: Vec<(&'static str, LinkNameSpaceType, OwnedFd)>,
     stdio: ChildStdio,
     credentials: Credentials,
@@ -187,6 +270,19 @@ struct Tenant<'a> {
 
 impl Tenant<'_> {
     fn run_helper(mut self) -> ! {
+        // Before any setns: the files name cgroups as the host sees them, and "0" moves the
+        // writer; the joined process, cloned from here, starts in them.
+        for (path, fd) in &self.cgroups {
+            if let Err(e) = rustix::io::write(fd, b"0") {
+                let _ = self.report.send_from_init(&FromInit::Failed(Failure::new(
+                    Step::Cgroup,
+                    path.display(),
+                    e.into(),
+                )));
+                sys::exit_now(1);
+            }
+        }
+        self.cgroups.clear();
         for (name, kind, fd) in &self.namespaces {
             if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind)) {
                 let _ = self.report.send_from_init(&FromInit::Failed(Failure::new(
@@ -219,7 +315,14 @@ impl Tenant<'_> {
         hide_from_proc();
         let setup = (|| -> Result<(), Failure> {
             self.stdio.install()?;
-            enter_cwd(self.process.cwd())?;
+            // Unlike a container's WORKDIR, an exec's working directory must exist (Docker).
+            let cwd = self.process.cwd();
+            let cwd = if cwd.as_os_str().is_empty() {
+                std::path::Path::new("/")
+            } else {
+                cwd
+            };
+            rustix::process::chdir(cwd).map_err(Failure::at(Step::Cwd, cwd.display()))?;
             self.credentials.apply()?;
             prepare_exec()
         })();

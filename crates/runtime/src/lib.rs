@@ -36,7 +36,7 @@ use std::path::PathBuf;
 
 pub use delegate::{enter_user_namespace, write_id_maps};
 pub use error::{RuntimeError, Step};
-pub use exec::{exec, exec_confined};
+pub use exec::{exec, exec_confined, exec_detached, ExecOptions};
 pub use process::Container;
 pub use resident::shed_startup_pages;
 pub use seccomp::{default_seccomp, seccomp_from_docker_json};

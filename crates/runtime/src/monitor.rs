@@ -64,6 +64,17 @@ pub(crate) fn reap(pid: i32) -> Result<i32, RuntimeError> {
     }
 }
 
+/// The signals [`wait`] forwards.
+pub(crate) fn forwarded() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in 1..=SIGRTMAX {
+        if !NOT_FORWARDED.contains(&sig) {
+            set.add(sig);
+        }
+    }
+    set
+}
+
 /// Restores the signal mask on drop.
 struct MaskGuard(SigSet);
 
@@ -73,24 +84,23 @@ impl Drop for MaskGuard {
     }
 }
 
-/// Waits for `pid`, forwarding signals when `forward` and relaying `master` when given.
+/// Waits for `pid`, forwarding signals when `forward` and relaying `master` when given. When
+/// the process behind `lifeline` (a pidfd) ends first, `pid` is killed with SIGKILL.
 pub(crate) fn wait(
     pid: i32,
     pidfd: &OwnedFd,
     forward: bool,
     master: Option<&OwnedFd>,
+    lifeline: Option<&OwnedFd>,
 ) -> Result<i32, RuntimeError> {
-    if !forward && master.is_none() {
+    if !forward && master.is_none() && lifeline.is_none() {
         return reap(pid);
     }
-    let mut set = SigSet::empty();
-    if forward {
-        for sig in 1..=SIGRTMAX {
-            if !NOT_FORWARDED.contains(&sig) {
-                set.add(sig);
-            }
-        }
-    }
+    let mut set = if forward {
+        forwarded()
+    } else {
+        SigSet::empty()
+    };
     if master.is_some() {
         set.add(libc::SIGWINCH);
     }
@@ -103,6 +113,7 @@ pub(crate) fn wait(
     }
     let mut stdin_open = master.is_some();
     let mut master_open = master.is_some();
+    let mut lifeline = lifeline;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let mut fds = vec![
@@ -120,6 +131,10 @@ pub(crate) fn wait(
             }
             _ => None,
         };
+        let lifeline_idx = lifeline.map(|l| {
+            fds.push(PollFd::new(l, PollFlags::IN));
+            fds.len() - 1
+        });
         match rustix::event::poll(&mut fds, None) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
@@ -134,7 +149,13 @@ pub(crate) fn wait(
         let signalled = ready(Some(1));
         let stdin_ready = ready(stdin_idx);
         let master_ready = ready(master_idx);
+        let orphaned = ready(lifeline_idx);
         drop(fds);
+        if orphaned {
+            // The exit is picked up through the pidfd as usual.
+            let _ = sys::kill(pid, libc::SIGKILL);
+            lifeline = None;
+        }
         if signalled {
             forward_pending(&sigfd, pid, master);
         }

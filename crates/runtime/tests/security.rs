@@ -126,8 +126,11 @@ fn exec_confined_applies_the_filter() {
     };
     let code = {
         let _turn = common::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        berth_runtime::exec_confined(container.pid(), &process, Some(&filter), stdio, false)
-            .unwrap()
+        let opts = berth_runtime::ExecOptions {
+            seccomp: Some(&filter),
+            ..Default::default()
+        };
+        berth_runtime::exec_confined(container.pid(), &process, stdio, &opts).unwrap()
     };
     berth_runtime::kill(container.pid(), libc::SIGKILL).unwrap();
     assert_eq!(container.wait(false).unwrap(), 137);

@@ -125,6 +125,12 @@ pub fn wait(s: &Settings, a: &ContainersArgs) -> Result<u8> {
 }
 
 /// Every process in the container: those whose pid namespace is the container init's.
+/// The one-letter state of a process (`R`, `S`, `T`...), `None` once it is gone.
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 pub fn container_pids(pid: i32) -> Vec<i32> {
     let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
         return vec![pid];
@@ -191,8 +197,20 @@ fn set_paused(store: &Store, rec: &ContainerRecord, paused: bool) -> Result<()> 
         });
     if !frozen {
         let sig = if paused { 19 } else { 18 };
-        for pid in container_pids(st.pid) {
+        let pids = container_pids(st.pid);
+        for &pid in &pids {
             let _ = berth_runtime::kill(pid, sig);
+        }
+        // As with the freezer, return once they are stopped: a process only stops when it
+        // next runs, which on a busy machine may take a while.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while paused
+            && Instant::now() < deadline
+            && pids
+                .iter()
+                .any(|&p| process_state(p).is_some_and(|s| !matches!(s, 'T' | 't' | 'Z' | 'X')))
+        {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
     st.status = if paused { "paused" } else { "running" }.into();
@@ -240,15 +258,7 @@ fn status_text(st: &ContainerState) -> String {
 }
 
 fn ps_row(rec: &ContainerRecord, st: &ContainerState, no_trunc: bool) -> Value {
-    let cmd = rec.config["Cmd"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
+    let cmd = command_line(rec).join(" ");
     let cmd = if !no_trunc && cmd.chars().count() > 20 {
         format!("\"{}…\"", cmd.chars().take(19).collect::<String>())
     } else {
@@ -295,39 +305,79 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Entrypoint and command, as the process runs them. (Records written before `Entrypoint`
+/// was kept hold the whole command line in `Cmd`.)
+fn command_line(rec: &ContainerRecord) -> Vec<String> {
+    ["Entrypoint", "Cmd"]
+        .iter()
+        .flat_map(|k| rec.config[k].as_array().cloned().unwrap_or_default())
+        .filter_map(|x| x.as_str().map(String::from))
+        .collect()
+}
+
+/// `Mounts` as Docker shows them: binds, named volumes and `--mount type=tmpfs`, not the
+/// files and filesystems every container gets (nor `--tmpfs`, which is `HostConfig.Tmpfs`).
+fn mounts_json(store: &Store, rec: &ContainerRecord) -> Vec<Value> {
+    let own = store.paths().container_dir(&rec.id);
+    let volumes = store.paths().volumes_dir();
+    let list = rec.spec["mounts"].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .filter_map(|m| {
+            let dest = m["destination"].as_str().unwrap_or_default();
+            let source = std::path::Path::new(m["source"].as_str().unwrap_or_default());
+            let opts = m["options"].as_array().cloned().unwrap_or_default();
+            let rw = !opts.iter().any(|o| o == "ro");
+            match m["type"].as_str()? {
+                "bind" if source.starts_with(&own) => None,
+                "bind" => Some(match source.strip_prefix(&volumes) {
+                    Ok(rest) => json!({
+                        "Type": "volume",
+                        "Name": rest.iter().next().map(|n| n.to_string_lossy().to_string()),
+                        "Source": source,
+                        "Destination": dest,
+                        "Driver": "local",
+                        "Mode": "z",
+                        "RW": rw,
+                        "Propagation": "",
+                    }),
+                    Err(_) => json!({
+                        "Type": "bind",
+                        "Source": source,
+                        "Destination": dest,
+                        "Mode": "",
+                        "RW": rw,
+                        "Propagation": "rprivate",
+                    }),
+                }),
+                "tmpfs"
+                    if !matches!(dest, "/dev" | "/dev/shm")
+                        && rec.host_config["Tmpfs"].get(dest).is_none() =>
+                {
+                    Some(json!({
+                        "Type": "tmpfs",
+                        "Source": "",
+                        "Destination": dest,
+                        "Mode": "",
+                        "RW": rw,
+                        "Propagation": "",
+                    }))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 pub fn inspect_json(store: &Store, rec: &ContainerRecord) -> Result<Value> {
     let st = store.container_state(&rec.id)?;
     let status = effective_status(&st);
-    let spec = &rec.spec;
-    let mounts: Vec<Value> = spec["mounts"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter(|m| {
-                    m["type"] == "bind"
-                        && !m["source"].as_str().unwrap_or("").starts_with(
-                            &store.paths().container_dir(&rec.id).display().to_string(),
-                        )
-                })
-                .map(|m| {
-                    let opts = m["options"].as_array().cloned().unwrap_or_default();
-                    json!({
-                        "Type": "bind",
-                        "Source": m["source"],
-                        "Destination": m["destination"],
-                        "Mode": "",
-                        "RW": !opts.iter().any(|o| o == "ro"),
-                        "Propagation": "rprivate",
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mounts = mounts_json(store, rec);
+    let command = command_line(rec);
     Ok(json!({
         "Id": rec.id,
         "Created": rec.created,
-        "Path": rec.config["Cmd"][0],
-        "Args": rec.config["Cmd"].as_array().map(|a| a[1..].to_vec()).unwrap_or_default(),
+        "Path": command.first(),
+        "Args": command.get(1..).unwrap_or_default(),
         "State": {
             "Status": status,
             "Running": status == "running" || status == "paused",

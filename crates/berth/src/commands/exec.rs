@@ -3,9 +3,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use berth_cli::{ExecArgs, LogsArgs};
-use berth_runtime::Stdio;
+use berth_runtime::{ExecOptions, Stdio};
 
 use crate::dispatch::host::effective_status;
+use crate::dispatch::start::StartFailed;
 use crate::printer::Printer;
 use crate::settings::Settings;
 
@@ -47,21 +48,31 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
         process.set_cwd(w.into());
     }
     if let Some(u) = &a.user {
-        let (uid, gid) = u.split_once(':').unwrap_or((u, ""));
-        let uid: u32 = uid
-            .parse()
-            .with_context(|| format!("exec --user {u:?}: only numeric uid[:gid] is supported"))?;
-        let mut user = process.user().clone();
-        user.set_uid(uid);
-        if !gid.is_empty() {
-            user.set_gid(
-                gid.parse()
-                    .with_context(|| format!("invalid gid in --user {u:?}"))?,
-            );
-        }
-        process.set_user(user);
+        set_user(&mut process, u, st.pid, &a.env)?;
     }
-    process.set_terminal(Some(a.tty));
+    process.set_terminal(Some(a.tty && !a.detach));
+    let affinity: Option<Vec<usize>> =
+        serde_json::from_value(rec.host_config["CpuAffinity"].clone())
+            .ok()
+            .flatten();
+    // Joined like the container's own processes: its seccomp filter, CPUs and cgroups.
+    let mut opts = ExecOptions {
+        seccomp,
+        cpu_affinity: affinity.as_deref(),
+        cgroups: &st.cgroups,
+        forward_signals: true,
+    };
+    if a.detach {
+        let devnull = || std::fs::OpenOptions::new().write(true).open("/dev/null");
+        let stdio = Stdio::Files {
+            stdin: Some(std::fs::File::open("/dev/null")?),
+            stdout: devnull()?,
+            stderr: devnull()?,
+        };
+        opts.forward_signals = false;
+        berth_runtime::exec_detached(st.pid, &process, stdio, &opts).map_err(exec_failed)?;
+        return Ok(0);
+    }
     let stdio = if a.tty {
         Stdio::Tty
     } else if a.interactive {
@@ -77,19 +88,64 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
             ),
         }
     };
-    if a.detach {
-        let devnull = || std::fs::OpenOptions::new().write(true).open("/dev/null");
-        let stdio = Stdio::Files {
-            stdin: Some(std::fs::File::open("/dev/null")?),
-            stdout: devnull()?,
-            stderr: devnull()?,
-        };
-        // The exec'd process outlives us only if we do not wait; run it in a thread we leave.
-        berth_runtime::exec_confined(st.pid, &process, seccomp, stdio, false).map(|_| 0u8)?;
-        return Ok(0);
-    }
-    let code = berth_runtime::exec_confined(st.pid, &process, seccomp, stdio, true)?;
+    let code = berth_runtime::exec_confined(st.pid, &process, stdio, &opts).map_err(exec_failed)?;
     Ok(code.clamp(0, 255) as u8)
+}
+
+/// Docker answers 126 whenever the process could not be started in the container, a missing
+/// command included (where `run` says 127).
+fn exec_failed(e: berth_runtime::RuntimeError) -> anyhow::Error {
+    StartFailed {
+        code: 126,
+        message: e.to_string(),
+    }
+    .into()
+}
+
+/// `exec -u`: resolved as `run` resolves `-u`, but in the running container's own account
+/// files (which may differ from the image's), seen through `/proc/PID/root`.
+fn set_user(
+    process: &mut oci_spec::runtime::Process,
+    spec: &str,
+    pid: i32,
+    env_flags: &[String],
+) -> Result<()> {
+    let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/root/etc/{f}")).ok();
+    let files = berth_oci::ImageFiles {
+        passwd: read("passwd"),
+        group: read("group"),
+    };
+    // Docker answers 126 when exec cannot become the user.
+    let u = berth_oci::resolve_user(spec, &files).map_err(|e| StartFailed {
+        code: 126,
+        message: e.to_string(),
+    })?;
+    let mut user = process.user().clone();
+    user.set_uid(u.uid);
+    user.set_gid(u.gid);
+    user.set_additional_gids(Some(u.additional_gids));
+    process.set_user(user);
+    // Root keeps the container's capabilities in effect, anyone else starts with none
+    // effective, as in `run`.
+    if let Some(mut caps) = process.capabilities().clone() {
+        caps.set_effective(if u.uid == 0 {
+            caps.permitted().clone()
+        } else {
+            Some(Default::default())
+        });
+        process.set_capabilities(Some(caps));
+    }
+    // HOME follows the user, as the runtime sets it for Docker, unless -e sets it.
+    if !env_flags
+        .iter()
+        .any(|e| e.split('=').next() == Some("HOME"))
+    {
+        let mut env = process.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("HOME="));
+        env.push(format!("HOME={}", u.home));
+        process.set_env(Some(env));
+    }
+    Ok(())
 }
 
 pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {

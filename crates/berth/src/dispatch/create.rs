@@ -436,7 +436,8 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             "Tty": a.tty,
             "OpenStdin": a.interactive,
             "Env": built.spec.process().as_ref().and_then(|p| p.env().clone()),
-            "Cmd": built.spec.process().as_ref().map(|p| p.args().clone()),
+            "Entrypoint": (!built.entrypoint.is_empty()).then_some(&built.entrypoint),
+            "Cmd": (!built.cmd.is_empty()).then_some(&built.cmd),
             "Image": a.image,
             "WorkingDir": built.spec.process().as_ref().map(|p| p.cwd().display().to_string()),
             "Labels": a.label.iter().filter_map(|l| l.split_once('=').or(Some((l.as_str(), "")))).collect::<std::collections::BTreeMap<_, _>>(),
@@ -446,6 +447,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         host_config: json!({
             "AutoRemove": a.rm,
             "Binds": a.volume,
+            "Tmpfs": a.tmpfs.iter().map(|t| t.split_once(':').unwrap_or((t, ""))).collect::<std::collections::BTreeMap<_, _>>(),
             "ReadonlyRootfs": a.read_only,
             "Privileged": a.privileged,
             "NetworkMode": a.network.clone().unwrap_or_else(|| "private".into()),

@@ -106,11 +106,22 @@ pub fn start_time(pid: i32) -> Option<u64> {
 }
 
 /// Whether the monitor that wrote `st` is still the process it was, on this host and boot.
+/// A zombie does not count: a killed monitor whose parent has not reaped it yet monitors
+/// nothing (and its container died with it).
 pub fn monitor_alive(st: &ContainerState) -> bool {
     st.monitor_pid > 0
         && st.boot_id == boot_id()
         && st.hostname == hostname()
         && start_time(st.monitor_pid) == Some(st.monitor_start)
+        && !is_zombie(st.monitor_pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
 }
 
 /// The status to show: a record claiming `running` whose monitor is gone is `exited`.

@@ -97,6 +97,10 @@ pub fn run(
     ready: Option<&mut dyn Write>,
 ) -> Result<i32> {
     let bundle = bundle(store, rec)?;
+    // In a Slurm job a foreground container ends with the job step, whatever the tracking
+    // plugin sees: see Container::end_with_parent.
+    let end_with_parent =
+        matches!(io, Io::Foreground { .. }) && std::env::var_os("SLURM_JOB_ID").is_some();
     let mut logs: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let (stdio, relays) = match io {
         Io::Foreground { tty: true, .. } => (Stdio::Tty, None),
@@ -180,6 +184,9 @@ pub fn run(
     if let Some(w) = ready {
         let _ = writeln!(w, "started {}", c.pid());
         let _ = w.flush();
+    }
+    if end_with_parent {
+        c.end_with_parent();
     }
     // From here on this process only waits, forwards signals and records the exit.
     berth_runtime::shed_startup_pages();

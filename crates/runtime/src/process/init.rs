@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use oci_spec::runtime::LinuxNamespaceType;
 use rustix::process::{DumpableBehavior, Signal};
 
 use super::command::Command;
@@ -75,7 +76,7 @@ fn expect(control: &mut Receiver, want: ToInit) -> Result<bool, Failure> {
 
 /// Everything up to exec; `Ok(true)` means exec now.
 fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
-    // A monitor that dies during setup takes the half-built container with it.
+    // A monitor that dies takes the container with it, half-built or running.
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     if ctx.wait_for_maps && !expect(&mut ctx.control, ToInit::MapsWritten)? {
         return Ok(false);
@@ -92,6 +93,11 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     // from anything else that can see it (CVE-2019-5736). Exec makes it dumpable again.
     hide_from_proc();
     ctx.namespaces.join()?;
+    // A new network namespace has only `lo`, and it starts down: without it 127.0.0.1 would
+    // not even reach the container itself (Docker brings it up too).
+    if ctx.namespaces.creates(LinuxNamespaceType::Network) {
+        sys::net::loopback_up().map_err(|e| Failure::new(Step::Loopback, "lo", e))?;
+    }
     if let Some(plan) = &ctx.rootfs {
         rootfs::setup(plan)?;
     }
@@ -102,6 +108,9 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     ctx.stdio.install()?;
     enter_cwd(ctx.cwd)?;
     ctx.credentials.apply()?;
+    // A change of uid clears the parent-death signal: set it again, for good this time. A
+    // container must not outlive its monitor, which alone records its end; exec keeps it.
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     prepare_exec()?;
     ctx.report
         .send_from_init(&FromInit::Ready)
@@ -109,12 +118,11 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     if !expect(&mut ctx.control, ToInit::Start)? {
         return Ok(false);
     }
-    let _ = rustix::process::set_parent_process_death_signal(None);
     Ok(true)
 }
 
 /// Enters the working directory, creating it as Docker does for `WORKDIR`.
-pub(crate) fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
+fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
     let cwd = if cwd.as_os_str().is_empty() {
         Path::new("/")
     } else {

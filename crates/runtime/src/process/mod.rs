@@ -33,7 +33,7 @@ use crate::{monitor, stdio, Bundle, Stdio};
 
 pub(crate) use command::Command;
 pub(crate) use credentials::Credentials;
-pub(crate) use init::{enter_cwd, hide_from_proc, prepare_exec};
+pub(crate) use init::{hide_from_proc, prepare_exec};
 use message::{FromInit, Receiver, Sender, ToInit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,10 @@ pub struct Container {
     control: Option<Sender>,
     report: Receiver,
     master: Option<OwnedFd>,
+    /// A pidfd of the monitor's parent, when the container must not outlive it.
+    lifeline: Option<OwnedFd>,
+    /// The signal mask from before [`Container::start`] blocked the forwarded signals.
+    mask_before_start: Option<sys::signal::SigSet>,
     arg0: String,
     state: State,
 }
@@ -164,6 +168,8 @@ impl Container {
             control: Some(control_tx),
             report: report_rx,
             master: None,
+            lifeline: None,
+            mask_before_start: None,
             arg0,
             state: State::Created,
         };
@@ -215,6 +221,10 @@ impl Container {
         if self.state != State::Created {
             return Err(RuntimeError::State("start"));
         }
+        // From its first instruction the process may signal us (a shell's `kill $PPID`) or
+        // make someone else do so ("ready" on stdout): hold those signals until wait reads them,
+        // rather than let them end the monitor in between.
+        self.mask_before_start = sys::signal::block(&monitor::forwarded()).ok();
         self.send(ToInit::Start)?;
         self.control = None;
         self.state = State::Running;
@@ -241,9 +251,38 @@ impl Container {
         if self.state != State::Running {
             return Err(RuntimeError::State("wait"));
         }
-        let code = monitor::wait(self.pid, &self.pidfd, forward_signals, self.master.as_ref());
+        if !forward_signals {
+            self.restore_mask();
+        }
+        let code = monitor::wait(
+            self.pid,
+            &self.pidfd,
+            forward_signals,
+            self.master.as_ref(),
+            self.lifeline.as_ref(),
+        );
+        self.restore_mask();
         self.state = State::Exited;
         code
+    }
+
+    /// Ties the container to the monitor's parent process: if that process ends during
+    /// [`Container::wait`], the container's process is killed with SIGKILL and `wait` returns
+    /// 137 as usual. A batch job's shell dies at the first SIGTERM of a time limit or
+    /// `scancel`; the scheduler's SIGKILL after its grace period then only reaches what still
+    /// descends from the job, which an orphaned monitor and its container no longer do. Should
+    /// the monitor itself die, the container's process gets SIGKILL from the kernel anyway
+    /// (its parent-death signal).
+    pub fn end_with_parent(&mut self) {
+        let parent = rustix::process::getppid();
+        let fd = parent.and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
+        // Opened after the parent had already gone (we were reparented in between): that
+        // parent ended, whoever the new one is.
+        let gone = fd.is_none() || rustix::process::getppid() != parent;
+        if gone {
+            let _ = sys::kill(self.pid, libc::SIGKILL);
+        }
+        self.lifeline = fd.filter(|_| !gone);
     }
 
     /// The pty master of a [`Stdio::Tty`] container, for callers that relay it themselves.
@@ -264,8 +303,17 @@ impl Container {
     }
 }
 
+impl Container {
+    fn restore_mask(&mut self) {
+        if let Some(mask) = self.mask_before_start.take() {
+            let _ = sys::signal::set_mask(&mask);
+        }
+    }
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
+        self.restore_mask();
         if self.state == State::Created {
             abort(self.pid);
         }

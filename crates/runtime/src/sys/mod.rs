@@ -1,9 +1,11 @@
 //! The runtime's only `unsafe` code: thin, safe wrappers over the few calls that rustix does not
-//! offer (clone with namespace flags, fork, `_exit`, `execve`, `close_range`, signal masks and
-//! signalfd). Everything else in the crate goes through rustix.
+//! offer (clone with namespace flags, fork, `_exit`, `execve`, `close_range`, signal masks,
+//! signalfd, interface flags, loop devices, unshare of the calling process, madvise).
+//! Everything else in the crate goes through rustix.
 #![allow(unsafe_code)]
 
 pub(crate) mod memory;
+pub(crate) mod net;
 pub(crate) mod process_ns;
 pub(crate) mod seccomp;
 pub(crate) mod signal;

@@ -1,0 +1,372 @@
+//! More of `run`'s options and what the lifecycle commands show about them: `--mount`,
+//! `--stop-timeout`, `ps --format`, `inspect` (`Mounts`, `State.ExitCode`, `Config`), the
+//! window size of `-t`, and the image's `USER` and `STOPSIGNAL`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::Berth;
+
+fn with_busybox() -> Berth {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    b
+}
+
+fn inspect(b: &Berth, name: &str) -> Value {
+    let v: Value = serde_json::from_str(&b.ok(&["inspect", name])).unwrap();
+    v[0].clone()
+}
+
+#[test]
+fn mount_bind_tmpfs_and_volume() {
+    let b = with_busybox();
+    let host = b.dir.path().join("data");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("f"), "from host\n").unwrap();
+    let bind_ro = format!("type=bind,source={},target=/b,readonly", host.display());
+    let bind_rw = format!("type=bind,src={},dst=/w", host.display());
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        &bind_ro,
+        "--mount",
+        &bind_rw,
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-size=1m",
+        "--mount",
+        "type=volume,source=vol1,target=/v",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "cat /b/f; touch /b/x 2>/dev/null || echo ro; echo new > /w/g; \
+         grep ' /t ' /proc/mounts | cut -d' ' -f3,4; echo kept > /v/k",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "from host",
+            "ro",
+            "tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k"
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(host.join("g")).unwrap(), "new\n");
+    // The named volume outlives the container, under either syntax.
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "vol1:/data",
+            "localhost/bb",
+            "cat",
+            "/data/k"
+        ]),
+        "kept\n"
+    );
+    assert!(b.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "vol1"));
+    let err = b.fails(
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=bind,source=/nonexistent,target=/x",
+            "localhost/bb",
+            "true",
+        ],
+        125,
+    );
+    assert!(err.contains("/nonexistent"), "{err}");
+    let err = b.fails(
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=nfs,target=/x",
+            "localhost/bb",
+            "true",
+        ],
+        125,
+    );
+    assert!(err.contains("nfs"), "{err}");
+
+    // inspect's Mounts as Docker shows them; --tmpfs is HostConfig.Tmpfs, not a mount.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "m",
+        "--mount",
+        &bind_ro,
+        "--mount",
+        "type=tmpfs,target=/t",
+        "--mount",
+        "type=volume,source=vol1,target=/v",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "localhost/bb",
+        "sleep",
+        "300",
+    ]);
+    let v = inspect(&b, "m");
+    let mounts = v["Mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 3, "{mounts:?}");
+    let by_dest = |d: &str| {
+        mounts
+            .iter()
+            .find(|m| m["Destination"] == d)
+            .unwrap()
+            .clone()
+    };
+    let bind = by_dest("/b");
+    assert_eq!(bind["Type"], "bind");
+    assert_eq!(bind["Source"], host.to_str().unwrap());
+    assert_eq!(bind["RW"], false);
+    let tmpfs = by_dest("/t");
+    assert_eq!(
+        (tmpfs["Type"].as_str(), tmpfs["RW"].as_bool()),
+        (Some("tmpfs"), Some(true))
+    );
+    let vol = by_dest("/v");
+    assert_eq!(vol["Type"], "volume");
+    assert_eq!(vol["Name"], "vol1");
+    assert_eq!(vol["Driver"], "local");
+    assert_eq!(vol["RW"], true);
+    assert!(
+        vol["Source"].as_str().unwrap().ends_with("/vol1/_data"),
+        "{vol}"
+    );
+    assert_eq!(v["HostConfig"]["Tmpfs"]["/scratch"], "size=1m");
+    b.ok(&["rm", "-f", "m"]);
+}
+
+#[test]
+fn stop_timeout_and_exit_codes_in_inspect() {
+    let b = with_busybox();
+    // A container that ignores SIGTERM is killed once its --stop-timeout has passed.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "deaf",
+        "--stop-timeout",
+        "1",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "trap '' TERM; echo up; while :; do sleep 0.1; done",
+    ]);
+    assert_eq!(inspect(&b, "deaf")["Config"]["StopTimeout"], 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.ok(&["logs", "deaf"]).trim() != "up" {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t = Instant::now();
+    b.ok(&["stop", "deaf"]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(6),
+        "stop took {took:?}"
+    );
+    let v = inspect(&b, "deaf");
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["ExitCode"], 137);
+    assert_eq!(v["State"]["Running"], false);
+    // `stop -t` overrides it; the default is Docker's 10 s.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "deaf2",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.1; done",
+    ]);
+    assert_eq!(inspect(&b, "deaf2")["Config"]["StopTimeout"], 10);
+    let t = Instant::now();
+    b.ok(&["stop", "-t", "0", "deaf2"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    b.fails(
+        &[
+            "run",
+            "--name",
+            "three",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+        3,
+    );
+    let v = inspect(&b, "three");
+    assert_eq!(v["State"]["ExitCode"], 3);
+    assert_eq!(v["State"]["Pid"], 0);
+    assert_eq!(inspect(&b, "deaf2")["State"]["ExitCode"], 137);
+    b.ok(&["rm", "deaf", "deaf2", "three"]);
+}
+
+#[test]
+fn ps_format() {
+    let b = with_busybox();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "--label",
+        "k=v",
+        "localhost/bb",
+        "sleep",
+        "300",
+    ]);
+    b.fails(
+        &[
+            "run",
+            "--name",
+            "down",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "exit 4",
+        ],
+        4,
+    );
+    let rows = b.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}|{{.Image}}|{{.Command}}|{{.State}}",
+    ]);
+    let mut rows: Vec<&str> = rows.lines().collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            "down|localhost/bb|\"sh -c exit 4\"|exited",
+            "up|localhost/bb|\"sleep 300\"|running"
+        ]
+    );
+    // Without -a only running ones; `table` adds Docker's header.
+    assert_eq!(b.ok(&["ps", "--format", "{{.Names}}"]), "up\n");
+    let table = b.ok(&["ps", "--format", "table {{.Names}}\t{{.Status}}"]);
+    let mut t = table.lines();
+    let header: Vec<&str> = t.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAMES", "STATUS"]);
+    assert!(t.next().unwrap().starts_with("up "), "{table}");
+    // `json`: one object per line with Docker's field names.
+    let line = b.ok(&["ps", "--format", "json"]);
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["Names"], "up");
+    assert_eq!(v["State"], "running");
+    assert_eq!(v["Labels"]["k"], "v");
+    let id = b.ok(&["ps", "-q"]);
+    assert_eq!(v["ID"], id.trim());
+    let down = b.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(down.contains("down Exited (4) "), "{down}");
+    b.ok(&["rm", "-f", "up", "down"]);
+}
+
+/// The image's USER and STOPSIGNAL apply as under Docker, and inspect shows ENTRYPOINT and
+/// CMD apart.
+#[test]
+fn image_user_stop_signal_and_entrypoint() {
+    let b = Berth::new();
+    let tar = berth_testkit::busybox_rootfs_tar();
+    b.ok(&[
+        "import",
+        "-c",
+        "USER nobody",
+        "-c",
+        "STOPSIGNAL SIGUSR1",
+        "-c",
+        "ENTRYPOINT [\"/bin/sh\", \"-c\"]",
+        "-c",
+        "CMD [\"id -un\"]",
+        tar.to_str().unwrap(),
+        "localhost/img",
+    ]);
+    assert_eq!(b.ok(&["run", "--rm", "localhost/img"]), "nobody\n");
+    assert_eq!(
+        b.ok(&["run", "--rm", "-u", "user", "localhost/img"]),
+        "user\n"
+    );
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s",
+        "localhost/img",
+        "trap 'exit 9' USR1; while :; do sleep 0.1; done",
+    ]);
+    let v = inspect(&b, "s");
+    assert_eq!(v["Config"]["User"], "nobody");
+    assert_eq!(v["Config"]["StopSignal"], "SIGUSR1");
+    assert_eq!(
+        v["Config"]["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c"])
+    );
+    assert_eq!(
+        v["Config"]["Cmd"],
+        serde_json::json!(["trap 'exit 9' USR1; while :; do sleep 0.1; done"])
+    );
+    assert_eq!(v["Path"], "/bin/sh");
+    assert_eq!(v["Args"][0], "-c");
+    let t = Instant::now();
+    b.ok(&["stop", "s"]);
+    assert_eq!(b.ok(&["wait", "s"]).trim(), "9");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // --stop-signal beats the image's.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "t",
+        "--stop-signal",
+        "TERM",
+        "localhost/img",
+        "trap 'exit 7' TERM; while :; do sleep 0.1; done",
+    ]);
+    b.ok(&["stop", "t"]);
+    assert_eq!(b.ok(&["wait", "t"]).trim(), "7");
+    // Without an entrypoint, Config.Entrypoint is null and Cmd is the command.
+    b.import_busybox("localhost/bb");
+    b.ok(&["run", "--name", "plain", "localhost/bb", "true"]);
+    let v = inspect(&b, "plain");
+    assert_eq!(v["Config"]["Entrypoint"], Value::Null);
+    assert_eq!(v["Config"]["Cmd"], serde_json::json!(["true"]));
+    b.ok(&["rm", "s", "t", "plain"]);
+}
+
+/// `run -t` gives the container a terminal of the caller's size.
+#[test]
+fn tty_window_size() {
+    let b = with_busybox();
+    let line = format!(
+        "stty rows 33 cols 97; {} run --rm -t localhost/bb stty size",
+        env!("CARGO_BIN_EXE_berth")
+    );
+    let out = b
+        .cmd()
+        .get_envs()
+        .fold(Command::new("script"), |mut c, (k, v)| {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+            c
+        })
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // (script(1) may echo a stray ^@ when its own stdin ends.)
+    assert!(text.contains("33 97\r\n"), "{text:?}");
+}
