@@ -33,7 +33,7 @@ use std::path::PathBuf;
 pub use error::{RuntimeError, Step};
 pub use exec::{exec, exec_confined};
 pub use process::Container;
-pub use seccomp::{default_seccomp, seccomp_from_docker_json};
+pub use seccomp::{default_seccomp, fake_root_seccomp, seccomp_from_docker_json};
 pub use signal::signal_by_name;
 
 /// What to run: a root filesystem and the OCI runtime spec describing the process, its
