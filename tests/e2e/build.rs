@@ -92,3 +92,169 @@ fn failures_exit_1_without_an_image() {
     let err = b.fails(&["build", "-t", "bad", c.path().to_str().unwrap()], 1);
     assert!(err.contains("Dockerfile:2:1"), "{err}");
 }
+
+#[test]
+fn onbuild_triggers_fire_in_the_child_only() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let parent = ctx(&[(
+        "Dockerfile",
+        "FROM localhost/bb\nONBUILD RUN echo fired > /fired\nONBUILD COPY hello.txt /hello.txt\n",
+    )]);
+    b.ok(&["build", "-t", "parent", parent.path().to_str().unwrap()]);
+    let on = &b.inspect("parent")["Config"]["OnBuild"];
+    assert_eq!(on[0], "RUN echo fired > /fired", "{on}");
+    assert_eq!(on[1], "COPY hello.txt /hello.txt", "{on}");
+    assert!(!b
+        .run(&["run", "--rm", "parent", "ls", "/fired"])
+        .status
+        .success());
+
+    let child = ctx(&[
+        (
+            "Dockerfile",
+            "FROM parent\nRUN cat /fired /hello.txt > /both\n",
+        ),
+        ("hello.txt", "from the child's context\n"),
+    ]);
+    let out = b
+        .cmd()
+        .args(["build", "-t", "child", child.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("ONBUILD RUN echo fired"), "{err}");
+    assert_eq!(
+        b.ok(&["run", "--rm", "child", "cat", "/both"]),
+        "fired\nfrom the child's context\n"
+    );
+    assert!(b.inspect("child")["Config"]["OnBuild"].is_null());
+
+    // Not inherited: a grandchild runs no trigger (its context has no hello.txt to copy).
+    let grandchild = ctx(&[("Dockerfile", "FROM child\nRUN true\n")]);
+    let out = b
+        .cmd()
+        .args(["build", "-t", "gc", grandchild.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("ONBUILD"), "{err}");
+}
+
+const HEREDOCS: &str = "FROM localhost/bb
+ARG NAME=world
+RUN <<EOF
+echo one > /one
+echo two > /two
+EOF
+RUN <<'EOF'
+#!/bin/sh
+echo \"script $0\" > /script
+EOF
+RUN cat <<A > /a && cat <<-B > /b
+alpha $NAME
+A
+\tbeta
+\tB
+COPY <<EOF /greeting
+hello ${NAME}, it's \"quoted\"
+EOF
+COPY <<X <<'Y' /docs/
+x-body
+X
+y-body $NAME
+Y
+";
+
+#[test]
+fn heredocs_in_run_and_copy() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let c = ctx(&[("Dockerfile", HEREDOCS)]);
+    b.ok(&["build", "-t", "hd", c.path().to_str().unwrap()]);
+    let cat = |f: &str| b.ok(&["run", "--rm", "hd", "cat", f]);
+    assert_eq!(cat("/one") + &cat("/two"), "one\ntwo\n");
+    assert_eq!(cat("/script"), "script /dev/pipes/EOF\n");
+    assert_eq!(cat("/a"), "alpha world\n");
+    assert_eq!(cat("/b"), "beta\n");
+    assert_eq!(cat("/greeting"), "hello world, it's \"quoted\"\n");
+    assert_eq!(cat("/docs/X"), "x-body\n");
+    assert_eq!(cat("/docs/Y"), "y-body $NAME\n");
+    let mode = b.ok(&["run", "--rm", "hd", "stat", "-c", "%a", "/greeting"]);
+    assert_eq!(mode.trim(), "644");
+}
+
+/// A tar holding `top/file` and `top/link` (a hard link to it), in the given format.
+fn tarball(dir: &std::path::Path, name: &str, compress: &str) {
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("top")).unwrap();
+    std::fs::write(src.join("top/file"), "in the archive\n").unwrap();
+    let _ = std::fs::remove_file(src.join("top/link"));
+    std::fs::hard_link(src.join("top/file"), src.join("top/link")).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg(format!("-c{compress}f"))
+        .arg(dir.join(name))
+        .arg("-C")
+        .arg(&src)
+        .arg("top")
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn add_unpacks_local_archives_and_copy_excludes() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let c = ctx(&[
+        (
+            "Dockerfile",
+            "FROM localhost/bb
+ADD plain.tar /plain
+ADD gz.tar.gz bz.tbz2 xz.txz /many/
+ADD notatar.gz /files/
+COPY plain.tar /copied/
+COPY --exclude=*.log --exclude=**/*.tmp tree/ /tree/
+COPY --exclude=skip* a.txt skip.txt /two/
+",
+        ),
+        ("tree/keep.txt", "k\n"),
+        ("tree/drop.log", "d\n"),
+        ("tree/sub/deep.tmp", "t\n"),
+        (
+            "tree/sub/deep.log",
+            "kept: only top-level *.log is excluded\n",
+        ),
+        ("a.txt", "a\n"),
+        ("skip.txt", "s\n"),
+        ("notatar.gz", "plain bytes with a misleading name\n"),
+    ]);
+    let d = c.path();
+    tarball(d, "plain.tar", "");
+    tarball(d, "gz.tar.gz", "z");
+    tarball(d, "bz.tbz2", "j");
+    tarball(d, "xz.txz", "J");
+    b.ok(&["build", "-t", "arch", d.to_str().unwrap()]);
+    let sh = |script: &str| b.ok(&["run", "--rm", "arch", "sh", "-c", script]);
+    assert_eq!(sh("cat /plain/top/file"), "in the archive\n");
+    assert_eq!(sh("cat /plain/top/link"), "in the archive\n");
+    // The hard link survives as one: both names share an inode.
+    assert_eq!(
+        sh("stat -c %i /plain/top/file /plain/top/link | uniq | wc -l").trim(),
+        "1"
+    );
+    assert_eq!(sh("ls /many/top | tr '\\n' ' '"), "file link ");
+    assert_eq!(
+        sh("cat /files/notatar.gz"),
+        "plain bytes with a misleading name\n"
+    );
+    // COPY never unpacks.
+    assert_eq!(sh("ls /copied"), "plain.tar\n");
+    assert_eq!(
+        sh("cd /tree && find . -type f | sort | tr '\\n' ' '"),
+        "./keep.txt ./sub/deep.log "
+    );
+    assert_eq!(sh("ls /two"), "a.txt\n");
+}

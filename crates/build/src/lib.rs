@@ -51,7 +51,7 @@ pub use instructions::{
     Arg, CacheSharing, Healthcheck, Instruction, Located, MountKind, RunMount, ShellOrExec,
 };
 pub use resolve::{Resolved, PLATFORM_ARGS, PROXY_ARGS};
-pub use substitute::expand;
+pub use substitute::{expand, expand_raw};
 
 use error::Source;
 use parse::{Cx, Parsed};

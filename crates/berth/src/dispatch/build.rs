@@ -162,6 +162,29 @@ impl BuildBackend for Engine<'_> {
     fn cache_index(&self) -> PathBuf {
         self.store.paths().build_cache_index()
     }
+
+    fn run_mode(&self) -> Option<String> {
+        let c = Caller::current();
+        Some(match (c.uid, c.subuids, c.subgids) {
+            (0, _, _) => "RUN steps: root; container ids 0-65535 are the host's".into(),
+            (_, Some((u, un)), Some((g, gn))) => format!(
+                "RUN steps: user namespace with subordinate ids (uids {u}-{}, gids {g}-{})",
+                u + un.saturating_sub(1),
+                g + gn.saturating_sub(1)
+            ),
+            _ => format!(
+                "RUN steps: single-id user namespace (no /etc/subuid and /etc/subgid range for {}): \
+                 ownership and id changes are faked",
+                c.name
+            ),
+        })
+    }
+}
+
+/// Whether a map gives the container a single id: then nothing but that id can own a file,
+/// and the fake-root filter makes ownership and id changes report success instead.
+fn single_id(map: &[(u32, u32, u32)]) -> bool {
+    map.iter().map(|m| u64::from(m.2)).sum::<u64>() == 1
 }
 
 /// Runs one step as a container: the docker profile (root inside mapped to the caller), the
@@ -224,12 +247,24 @@ fn run_step(
     std::fs::create_dir_all(&state_dir)?;
     let mut spec = built.spec;
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    for f in &built.files {
-        let host = state_dir.join(f.container_path.trim_start_matches('/').replace('/', "_"));
-        std::fs::write(&host, &f.contents)?;
+    let files = built
+        .files
+        .iter()
+        .map(|f| (f.container_path.as_str(), f.contents.as_bytes(), 0o644))
+        .chain(
+            step.files
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_slice(), 0o755)),
+        );
+    for (path, contents, mode) in files {
+        use std::os::unix::fs::PermissionsExt;
+        let host = state_dir.join(path.trim_start_matches('/').replace('/', "_"));
+        std::fs::write(&host, contents)?;
+        // Scripts are executed in place: they need the execute bit.
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))?;
         mounts.push(
             oci_spec::runtime::MountBuilder::default()
-                .destination(&f.container_path)
+                .destination(path)
                 .source(&host)
                 .typ("bind")
                 .options(vec!["rbind".into(), "ro".into(), "rprivate".into()])
@@ -245,11 +280,15 @@ fn run_step(
         })
         .unwrap_or_default()
     };
-    let linux = spec.linux().clone().unwrap_or_default();
+    let mut linux = spec.linux().clone().unwrap_or_default();
     let (uid_map, gid_map) = (
         maps(linux.uid_mappings().as_ref()),
         maps(linux.gid_mappings().as_ref()),
     );
+    if single_id(&uid_map) || single_id(&gid_map) {
+        linux.set_seccomp(Some(berth_runtime::fake_root_seccomp()));
+        spec.set_linux(Some(linux));
+    }
     let bundle = Bundle {
         rootfs: Rootfs::Overlay {
             lower,

@@ -146,6 +146,62 @@ impl LayerWriter {
         Ok(())
     }
 
+    /// Adds an entry of an `ADD`ed archive as `name`, with its type, mode, times, contents and
+    /// ids (unless `owner` replaces them); a hard link points at `link`, its target rebased.
+    /// Device nodes are left out, as a build never makes one.
+    pub fn add_tar_entry<R: io::Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        name: &str,
+        link: Option<&str>,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<()> {
+        use tar::EntryType as T;
+        let src = e.header();
+        let kind = src.entry_type();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(src.mode()? & 0o7777);
+        let (uid, gid) = match owner {
+            Some(o) => o,
+            None => (src.uid()? as u32, src.gid()? as u32),
+        };
+        h.set_uid(uid.into());
+        h.set_gid(gid.into());
+        h.set_mtime(src.mtime()?);
+        h.set_size(0);
+        match kind {
+            T::Directory => {
+                self.tar
+                    .append_data(&mut h, format!("{name}/"), io::empty())?;
+            }
+            T::Regular | T::Continuous => {
+                h.set_entry_type(T::Regular);
+                h.set_size(e.size());
+                self.tar.append_data(&mut h, name, e)?;
+            }
+            T::Symlink => {
+                let target = e.link_name()?.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{name}: symlink without a target"),
+                    )
+                })?;
+                self.tar.append_link(&mut h, name, target)?;
+            }
+            T::Link => {
+                let Some(target) = link else { return Ok(()) };
+                self.tar.append_link(&mut h, name, target)?;
+            }
+            T::Fifo => {
+                self.tar.append_data(&mut h, name, io::empty())?;
+            }
+            _ => return Ok(()),
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
     /// An empty regular file: an OCI whiteout marker.
     fn add_marker(&mut self, name: &str) -> io::Result<()> {
         let mut h = tar::Header::new_gnu();
