@@ -258,3 +258,59 @@ COPY --exclude=skip* a.txt skip.txt /two/
     );
     assert_eq!(sh("ls /two"), "a.txt\n");
 }
+
+fn tar_names(file: &std::path::Path) -> String {
+    let out = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn builder_prune_and_archive_outputs() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let kept = ctx(&[("Dockerfile", "FROM localhost/bb\nRUN echo a > /a\n")]);
+    let gone = ctx(&[("Dockerfile", "FROM localhost/bb\nRUN echo b > /b\n")]);
+    let (kept, gone) = (kept.path().to_str().unwrap(), gone.path().to_str().unwrap());
+    let build = |args: &[&str]| {
+        let out = b.cmd().arg("build").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    build(&["-t", "kept", kept]);
+    build(&["-t", "gone", gone]);
+    b.ok(&["rmi", "gone"]);
+    let out = b.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("Deleted build cache entries: 1"), "{out}");
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    // The step an image still uses stays cached; the other one runs again.
+    assert!(build(&["-t", "kept", kept]).contains("CACHED RUN echo a"));
+    assert!(!build(&["-t", "gone", gone]).contains("CACHED RUN"));
+    b.ok(&["builder", "prune", "--all", "--force"]);
+    assert!(!build(&["-t", "kept", kept]).contains("CACHED RUN"));
+
+    // Archives of the built image, in both formats; the docker one loads elsewhere.
+    let dir = tempfile::tempdir().unwrap();
+    let oci = dir.path().join("img.oci.tar");
+    let docker = dir.path().join("img.docker.tar");
+    let spec = format!("type=oci-archive,dest={}", oci.display());
+    build(&["-t", "out:1", "--output", &spec, kept]);
+    let names = tar_names(&oci);
+    assert!(
+        names.contains("oci-layout") && names.contains("index.json"),
+        "{names}"
+    );
+    let spec = format!("type=docker-archive,dest={}", docker.display());
+    build(&["-t", "out:1", "-o", &spec, kept]);
+    assert!(tar_names(&docker).contains("manifest.json"));
+    let other = Berth::new();
+    other.ok(&["load", "-i", docker.to_str().unwrap()]);
+    assert_eq!(other.ok(&["run", "--rm", "out:1", "cat", "/a"]), "a\n");
+    let err = b.fails(&["build", "--output", "type=registry", kept], 125);
+    assert!(err.contains("--output"), "{err}");
+}

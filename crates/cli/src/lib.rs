@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-pub use build::BuildArgs;
+pub use build::{BuildArgs, BuilderCommand, BuilderPruneArgs};
 pub use container::*;
 pub use env::EnvVars;
 pub use image::*;
@@ -87,6 +87,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Build an image from a Dockerfile.
     Build(BuildArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// Run a command in a new container.
     Run(Box<RunArgs>),
     /// Run a command in a running container.

@@ -17,7 +17,7 @@ mod version;
 mod volume;
 
 use anyhow::Result;
-use berth_cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
+use berth_cli::{BuilderCommand, Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 
 use crate::settings::Settings;
 
@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => archive::load(&s, &a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => archive::import(&s, &a),
         Command::Build(a) => build::run(&s, &a),
+        Command::Builder(BuilderCommand::Prune(a)) => build::prune(&s, &a),
         Command::Login(a) => login::login(&s, &a),
         Command::Logout(a) => login::logout(&s, &a),
         Command::System(SystemCommand::Df(a)) => df::run(&s, &a),
