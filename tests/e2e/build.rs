@@ -314,3 +314,33 @@ fn builder_prune_and_archive_outputs() {
     let err = b.fails(&["build", "--output", "type=registry", kept], 125);
     assert!(err.contains("--output"), "{err}");
 }
+
+#[test]
+fn copy_cache_follows_content_not_timestamps() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let c = ctx(&[
+        ("Dockerfile", "FROM localhost/bb\nCOPY data.txt /d\n"),
+        ("data.txt", "aaaa\n"),
+    ]);
+    let dir = c.path().to_str().unwrap();
+    let data = c.path().join("data.txt");
+    let mtime = std::fs::metadata(&data).unwrap().modified().unwrap();
+    // Digests of files changed in the last 2 s are not remembered: let this one settle.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let build = || {
+        let out = b.cmd().args(["build", "-t", "d", dir]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    build();
+    assert!(build().contains("CACHED COPY"));
+    // Same size, same modification time, other contents: still a new layer.
+    std::fs::write(&data, "bbbb\n").unwrap();
+    let f = std::fs::File::options().write(true).open(&data).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    assert!(!build().contains("CACHED COPY"));
+    assert_eq!(b.ok(&["run", "--rm", "d", "cat", "/d"]), "bbbb\n");
+}

@@ -2,7 +2,7 @@
 //! steps as containers of Berth's runtime, layers and images committed to the store.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -95,8 +95,9 @@ impl BuildBackend for Engine<'_> {
         blob: &Digest,
         diff_id: &Digest,
     ) -> Result<LayerRef, BuildError> {
-        let mut f = BufReader::new(File::open(file)?);
-        let (stored, size) = self.store.put_blob_from(&mut f, Some(blob))?;
+        // The builder hashed and synced the file in the store's own temporary directory.
+        let size = self.store.adopt_blob(file, blob)?;
+        let stored = blob.clone();
         let rootless = super::euid() != 0;
         let report = self
             .store

@@ -1,12 +1,12 @@
 //! `COPY`/`ADD` and `WORKDIR` as layers written straight from files, without a container.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
 use super::archive;
+use super::filehash::FileDigests;
 use super::files::{glob, has_glob, walk_host, Ignore, Merged};
 use super::layer::LayerWriter;
 
@@ -189,22 +189,15 @@ fn join(a: &str, b: &str) -> String {
 }
 
 /// A digest over the names, modes and contents of the items: the cache key of a copy.
-pub fn digest(items: &[Item]) -> std::io::Result<String> {
+/// File contents come through `files`, which remembers them across builds.
+pub fn digest(items: &[Item], files: &mut FileDigests) -> std::io::Result<String> {
     use std::os::unix::fs::MetadataExt;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
     for it in items {
         let m = fs::symlink_metadata(&it.host)?;
         h.update(format!("{}\0{:o}\0{}\0{}\0", it.dest, m.mode(), m.len(), it.archive).as_bytes());
         if m.is_file() {
-            let mut f = fs::File::open(&it.host)?;
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
+            h.update(files.digest(&it.host, &m)?.as_bytes());
         } else if m.file_type().is_symlink() {
             h.update(fs::read_link(&it.host)?.as_os_str().as_encoded_bytes());
         }

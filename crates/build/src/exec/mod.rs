@@ -3,6 +3,7 @@
 
 mod archive;
 mod copy;
+mod filehash;
 mod files;
 mod layer;
 mod meta;
@@ -124,6 +125,8 @@ struct Ctx<'a> {
     cached: usize,
     /// Whether the log already says how RUN steps map ids.
     mode_noted: std::cell::Cell<bool>,
+    /// Digests of source files, remembered across builds.
+    file_digests: std::cell::RefCell<filehash::FileDigests>,
 }
 
 fn sha(parts: &[&str]) -> String {
@@ -197,6 +200,9 @@ pub fn build(
         executed: 0,
         cached: 0,
         mode_noted: std::cell::Cell::new(false),
+        file_digests: std::cell::RefCell::new(filehash::FileDigests::load(&file_digests_path(
+            backend,
+        ))),
     };
     let needed = needed_stages(&df, target);
     let mut states: BTreeMap<usize, State> = BTreeMap::new();
@@ -208,6 +214,7 @@ pub fn build(
         Ok::<_, BuildFailure>(())
     })();
     cx.save_cache();
+    cx.file_digests.borrow().save(&file_digests_path(backend));
     result?;
     let mut st = states.remove(&target).expect("target stage was built");
     let cfg = config_obj(&mut st.config);
@@ -239,6 +246,13 @@ pub fn build(
     })
 }
 
+/// Where digests of source files are remembered: beside the cache index.
+fn file_digests_path(backend: &dyn BuildBackend) -> PathBuf {
+    backend
+        .cache_index()
+        .with_file_name("build-file-digests.json")
+}
+
 /// Removes entries from the build cache index at `index`: every entry with `all`, else those
 /// whose layer `present` reports gone (entries that made no layer stay: they cost nothing and
 /// keep the configs, and so the ids, of cached rebuilds stable). Returns how many went.
@@ -247,6 +261,14 @@ pub fn prune_cache(
     all: bool,
     present: &dyn Fn(&LayerRef) -> bool,
 ) -> std::io::Result<usize> {
+    if all {
+        let digests = index.with_file_name("build-file-digests.json");
+        if let Err(e) = fs::remove_file(&digests) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(e);
+            }
+        }
+    }
     let mut cache: BTreeMap<String, CacheEntry> = match fs::read(index) {
         Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),

@@ -113,7 +113,8 @@ impl Ctx<'_> {
             unpack,
         };
         let items = copy::plan(&source, srcs, &dest, &opts).map_err(fail)?;
-        extra.push_str(&copy::digest(&items).map_err(|e| fail(e.to_string()))?);
+        let digest = copy::digest(&items, &mut self.file_digests.borrow_mut());
+        extra.push_str(&digest.map_err(|e| fail(e.to_string()))?);
         Ok(Some(CopyPlan {
             items,
             dest,
