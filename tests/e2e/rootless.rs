@@ -219,7 +219,8 @@ fn rootless_build_without_subordinate_ids_fakes_ownership() {
     let out = u.run(&["run", "--rm", "localhost/bb", "chown", "1:1", "/tmp"]);
     assert!(!out.status.success());
 
-    // Debian's own tools, when the minbase fixture can be made here.
+    // Debian's own tools and a package install, when the minbase fixture can be made here
+    // (which also means the Debian mirror is reachable).
     let Some(deb) = berth_testkit::debian_rootfs_tar() else {
         return;
     };
@@ -232,6 +233,7 @@ fn rootless_build_without_subordinate_ids_fakes_ownership() {
         "FROM localhost/deb
 RUN useradd -m -s /bin/bash bob && chown -R bob:bob /home/bob && install -o bob -g bob -d /srv/data \\
  && su bob -c true && id bob
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends hello
 ",
     );
     let out = u.run(&["build", "-t", "deb-accounts", ctx.to_str().unwrap()]);
@@ -239,6 +241,9 @@ RUN useradd -m -s /bin/bash bob && chown -R bob:bob /home/bob && install -o bob 
     assert!(out.status.success(), "{err}");
     let out = u.ok(&["run", "--rm", "deb-accounts", "getent", "passwd", "bob"]);
     assert!(out.contains("/home/bob"), "{out}");
+    // apt drops to its sandbox user and checks that it did: Berth keeps it as root.
+    let out = u.ok(&["run", "--rm", "deb-accounts", "hello"]);
+    assert_eq!(out.trim(), "Hello, world!");
 }
 
 #[test]

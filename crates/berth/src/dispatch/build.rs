@@ -182,6 +182,11 @@ impl BuildBackend for Engine<'_> {
     }
 }
 
+/// Where the fake-root apt setting is bound: under /dev, a tmpfs, so the mount point never
+/// lands in the layer.
+const FAKE_ROOT_APT_CONF: &str = "/dev/.berth-apt.conf";
+const FAKE_ROOT_APT_TEXT: &str = "APT::Sandbox::User \"root\";\n";
+
 /// Whether a map gives the container a single id: then nothing but that id can own a file,
 /// and the fake-root filter makes ownership and id changes report success instead.
 fn single_id(map: &[(u32, u32, u32)]) -> bool {
@@ -247,11 +252,41 @@ fn run_step(
     let state_dir = step.upper.with_file_name("state");
     std::fs::create_dir_all(&state_dir)?;
     let mut spec = built.spec;
+    let maps = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<(u32, u32, u32)> {
+        m.map(|v| {
+            v.iter()
+                .map(|x| (x.container_id(), x.host_id(), x.size()))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let (uid_map, gid_map) = (
+        maps(linux.uid_mappings().as_ref()),
+        maps(linux.gid_mappings().as_ref()),
+    );
+    let mut extra_files: Vec<(&str, &[u8], u32)> = Vec::new();
+    if single_id(&uid_map) || single_id(&gid_map) {
+        linux.set_seccomp(Some(berth_runtime::fake_root_seccomp()));
+        spec.set_linux(Some(linux));
+        // apt checks that dropping to its sandbox user really changed the ids, which the
+        // filter only pretends: an extra configuration file (APT_CONFIG adds to the image's
+        // own) keeps apt as root, which is what it is mapped to anyway.
+        extra_files.push((FAKE_ROOT_APT_CONF, FAKE_ROOT_APT_TEXT.as_bytes(), 0o644));
+        if let Some(process) = spec.process_mut() {
+            let mut env = process.env().clone().unwrap_or_default();
+            if !env.iter().any(|e| e.starts_with("APT_CONFIG=")) {
+                env.push(format!("APT_CONFIG={FAKE_ROOT_APT_CONF}"));
+            }
+            process.set_env(Some(env));
+        }
+    }
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     let files = built
         .files
         .iter()
         .map(|f| (f.container_path.as_str(), f.contents.as_bytes(), 0o644))
+        .chain(extra_files)
         .chain(
             step.files
                 .iter()
@@ -273,23 +308,6 @@ fn run_step(
         );
     }
     spec.set_mounts(Some(mounts));
-    let maps = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<(u32, u32, u32)> {
-        m.map(|v| {
-            v.iter()
-                .map(|x| (x.container_id(), x.host_id(), x.size()))
-                .collect()
-        })
-        .unwrap_or_default()
-    };
-    let mut linux = spec.linux().clone().unwrap_or_default();
-    let (uid_map, gid_map) = (
-        maps(linux.uid_mappings().as_ref()),
-        maps(linux.gid_mappings().as_ref()),
-    );
-    if single_id(&uid_map) || single_id(&gid_map) {
-        linux.set_seccomp(Some(berth_runtime::fake_root_seccomp()));
-        spec.set_linux(Some(linux));
-    }
     let bundle = Bundle {
         rootfs: Rootfs::Overlay {
             lower,
