@@ -344,3 +344,76 @@ fn copy_cache_follows_content_not_timestamps() {
     assert!(!build().contains("CACHED COPY"));
     assert_eq!(b.ok(&["run", "--rm", "d", "cat", "/d"]), "bbbb\n");
 }
+
+#[test]
+fn built_layers_push_and_run_under_podman() {
+    if !crate::common::have("podman") {
+        eprintln!("podman not installed: skipped");
+        return;
+    }
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    // Incompressible bytes (stored gzip members) next to text (deflated): one layer of each.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..400_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let c = ctx(&[(
+        "Dockerfile",
+        "FROM localhost/bb\nCOPY noise.bin text.txt /data/\nRUN cat /data/noise.bin /data/text.txt | md5sum > /sum\n",
+    )]);
+    std::fs::write(c.path().join("noise.bin"), &noise).unwrap();
+    std::fs::write(c.path().join("text.txt"), "text\n".repeat(50_000)).unwrap();
+    let reg = berth_testkit::Registry::start();
+    let name = format!("{}/built/interop:1", reg.addr());
+    b.ok(&["build", "-t", &name, c.path().to_str().unwrap()]);
+    let sum = b.ok(&["run", "--rm", &name, "cat", "/sum"]);
+    b.ok(&["push", "--tls-verify=false", &name]);
+    let store = b.dir.path().join("podman");
+    // No CAP_SYS_RESOURCE here: podman's default rlimits must not exceed the hard ones.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let hard = |name: &str| {
+        let l = limits.lines().find(|l| l.starts_with(name)).unwrap();
+        l[name.len()..]
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    // (nproc as bench/run.sh sets it: the hard limit itself is refused here.)
+    let (nofile, nproc) = (hard("Max open files"), 32768);
+    let conf = b.dir.path().join("containers.conf");
+    std::fs::write(
+        &conf,
+        format!("[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n"),
+    )
+    .unwrap();
+    let podman = |args: &[&str]| {
+        let out = std::process::Command::new("podman")
+            .env("CONTAINERS_CONF", &conf)
+            .arg("--root")
+            .arg(store.join("root"))
+            .arg("--runroot")
+            .arg(store.join("run"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "file", "--runtime", "runc"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    podman(&["pull", "-q", "--tls-verify=false", &name]);
+    let check = "cat /data/noise.bin /data/text.txt | md5sum; cat /sum";
+    let out = podman(&["run", "--rm", "--net", "none", &name, "sh", "-c", check]);
+    assert_eq!(out, format!("{sum}{sum}"));
+}
