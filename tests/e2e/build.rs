@@ -417,3 +417,36 @@ fn built_layers_push_and_run_under_podman() {
     let out = podman(&["run", "--rm", "--net", "none", &name, "sh", "-c", check]);
     assert_eq!(out, format!("{sum}{sum}"));
 }
+
+#[test]
+fn copy_parents_keeps_source_paths() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let c = ctx(&[
+        (
+            "Dockerfile",
+            "FROM localhost/bb
+COPY --parents src/a/x.txt src/b/y.txt /p/
+COPY --parents src/./a/x.txt /q/
+COPY --parents src/b/*.txt /r/
+COPY --parents ./src/b /s/
+COPY src/b /t/
+",
+        ),
+        ("src/a/x.txt", "x\n"),
+        ("src/b/y.txt", "y\n"),
+    ]);
+    b.ok(&["build", "-t", "parents", c.path().to_str().unwrap()]);
+    let files = b.ok(&[
+        "run",
+        "--rm",
+        "parents",
+        "sh",
+        "-c",
+        "find /p /q /r /s /t -type f | sort | tr '\\n' ' '",
+    ]);
+    assert_eq!(
+        files,
+        "/p/src/a/x.txt /p/src/b/y.txt /q/a/x.txt /r/src/b/y.txt /s/src/b/y.txt /t/y.txt "
+    );
+}

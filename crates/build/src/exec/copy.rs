@@ -37,20 +37,43 @@ pub struct Options<'a> {
     pub exclude: &'a Ignore,
     /// `ADD`: a local tar archive (compressed or not) is unpacked into the destination.
     pub unpack: bool,
+    /// `COPY --parents`: each source keeps its path below the destination, from the start or
+    /// from a `/./` written in it (`src/./app/main.c` lands in `DEST/app/main.c`).
+    pub parents: bool,
+}
+
+/// A source path as listed, without `.` components, and with `--parents` the part of it
+/// that is kept below the destination.
+fn split_pivot(rel: &str, parents: bool) -> (String, Option<String>) {
+    let clean = |p: &str| {
+        p.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let keep = parents.then(|| match rel.split_once("/./") {
+        Some((_, after)) => clean(after),
+        None => clean(rel),
+    });
+    (clean(rel), keep)
 }
 
 /// Resolves the sources of a `COPY` to items, following Docker's rules: a directory's contents
 /// go into the destination; a file goes to `dest/NAME` when `dest` ends in `/` (or several
 /// sources are given), else to `dest` itself.
 pub fn plan(from: &From, srcs: &[String], dest: &str, opts: &Options) -> Result<Vec<Item>, String> {
-    let mut roots: Vec<(String, PathBuf)> = Vec::new();
+    let mut roots: Vec<(String, PathBuf, Option<String>)> = Vec::new();
     let mut heredocs = opts.heredocs.iter();
     for src in srcs {
         if src.starts_with("<<") {
             let (name, host) = heredocs
                 .next()
                 .ok_or_else(|| format!("{src}: no heredoc body for this source"))?;
-            roots.push((name.clone(), host.clone()));
+            roots.push((
+                name.clone(),
+                host.clone(),
+                opts.parents.then(|| name.clone()),
+            ));
             continue;
         }
         let src_rel = src.trim_start_matches("./").trim_start_matches('/');
@@ -82,7 +105,7 @@ pub fn plan(from: &From, srcs: &[String], dest: &str, opts: &Options) -> Result<
         };
         let mut found = false;
         for n in names {
-            let rel = join(&parent, &n);
+            let (rel, keep) = split_pivot(&join(&parent, &n), opts.parents);
             if opts.exclude.excluded(&n) {
                 found = true;
                 continue;
@@ -98,7 +121,7 @@ pub fn plan(from: &From, srcs: &[String], dest: &str, opts: &Options) -> Result<
                 From::Layers(dirs) => Merged { dirs }.lookup(&rel),
             };
             if let Some(h) = host {
-                roots.push((rel, h));
+                roots.push((rel, h, keep));
                 found = true;
             }
         }
@@ -111,9 +134,11 @@ pub fn plan(from: &From, srcs: &[String], dest: &str, opts: &Options) -> Result<
     let into_dir = dest.ends_with('/') || srcs.len() > 1 || roots.len() > 1;
     let dest = dest.trim_end_matches('/');
     let mut items = Vec::new();
-    for (rel, host) in roots {
+    for (rel, host, keep) in roots {
         let meta = fs::metadata(&host).map_err(|e| format!("{rel}: {e}"))?;
+        let kept = keep.as_ref().map(|k| join(dest, k));
         if meta.is_dir() {
+            let dest = kept.as_deref().unwrap_or(dest);
             let mut below = Vec::new();
             match from {
                 From::Context(root, ig) => {
@@ -145,7 +170,9 @@ pub fn plan(from: &From, srcs: &[String], dest: &str, opts: &Options) -> Result<
             continue;
         }
         let name = rel.rsplit('/').next().unwrap_or(&rel);
-        let target = if into_dir {
+        let target = if let Some(k) = kept {
+            k
+        } else if into_dir {
             join(dest, name)
         } else {
             dest.to_string()

@@ -42,22 +42,31 @@ impl Ctx<'_> {
         args: &[(String, String)],
         fail: &dyn Fn(String) -> BuildFailure,
     ) -> Result<Option<CopyPlan>, BuildFailure> {
-        let (srcs, dest, from, exclude, heredocs, unpack) = match ins {
+        let (srcs, dest, from, exclude, heredocs, unpack, parents) = match ins {
             Instruction::Copy {
                 srcs,
                 dest,
                 from,
                 exclude,
                 heredocs,
+                parents,
                 ..
-            } => (srcs, dest, from.as_ref(), exclude, heredocs, false),
+            } => (
+                srcs,
+                dest,
+                from.as_ref(),
+                exclude,
+                heredocs,
+                false,
+                *parents,
+            ),
             Instruction::Add {
                 srcs,
                 dest,
                 exclude,
                 heredocs,
                 ..
-            } => (srcs, dest, None, exclude, heredocs, true),
+            } => (srcs, dest, None, exclude, heredocs, true, false),
             _ => return Ok(None),
         };
         let workdir = st.config["config"]["WorkingDir"].as_str().unwrap_or("/");
@@ -111,6 +120,7 @@ impl Ctx<'_> {
             heredocs: &bodies,
             exclude: &exclude,
             unpack,
+            parents,
         };
         let items = copy::plan(&source, srcs, &dest, &opts).map_err(fail)?;
         let digest = copy::digest(&items, &mut self.file_digests.borrow_mut());
