@@ -206,6 +206,7 @@ pub fn parse_with_args(
                     instruction: ins,
                     pos: lg.pos(),
                     source: src.line(lg.pos().line).to_string(),
+                    text: lg.text.trim().to_string(),
                 }),
                 None => match ins {
                     Instruction::Arg(args) => {

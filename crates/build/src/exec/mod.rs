@@ -548,7 +548,7 @@ impl Ctx<'_> {
                             .map_err(fail)?;
                     }
                 }
-                other => meta::apply_meta(&mut st.config, other, &line),
+                other => meta::apply_meta(&mut st.config, other, &r.step.text),
             }
             let mut h = json!({"created": now(), "created_by": created_by});
             if layer.is_none() {

@@ -44,6 +44,7 @@ pub fn prepend(
         for mut l in one.stages.into_iter().flat_map(|s| s.instructions) {
             l.pos = stage.pos;
             l.source = format!("ONBUILD {t}");
+            l.text = format!("ONBUILD {t}");
             parsed.push(l);
         }
     }
