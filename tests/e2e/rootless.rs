@@ -218,6 +218,25 @@ fn rootless_build_without_subordinate_ids_fakes_ownership() {
     // The filter is for builds only: a plain run still reports the failure.
     let out = u.run(&["run", "--rm", "localhost/bb", "chown", "1:1", "/tmp"]);
     assert!(!out.status.success());
+    // Only root exists: a RUN under USER runs as root with that user's home, and says so;
+    // the image keeps its USER.
+    let ctx = user_context(&u, "FROM localhost/bb\nUSER user\nRUN touch $HOME/made\n");
+    let out = u.run(&["build", "-t", "as-user", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("USER user: RUN steps run as root"), "{err}");
+    assert_eq!(
+        u.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}}",
+            "as-user"
+        ])
+        .trim(),
+        "user"
+    );
+    u.ok(&["run", "--rm", "-u", "0", "as-user", "ls", "/home/user/made"]);
 
     // Debian's own tools and a package install, when the minbase fixture can be made here
     // (which also means the Debian mirror is reachable).

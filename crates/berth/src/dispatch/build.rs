@@ -182,6 +182,32 @@ impl BuildBackend for Engine<'_> {
     }
 }
 
+/// In a single-id user namespace only root exists, so a RUN under another `USER` runs as
+/// root, with that user's home (as Charliecloud does), and says so. Returns the home.
+fn run_as_root(
+    config: &mut serde_json::Value,
+    passwd: Option<&str>,
+    output: &(dyn Fn(&[u8]) + Sync),
+) -> Option<String> {
+    let user = config["config"]["User"]
+        .as_str()
+        .filter(|u| !u.is_empty())?
+        .to_string();
+    let name = user.split(':').next().unwrap_or_default();
+    if name == "0" || name == "root" {
+        return None;
+    }
+    config["config"]["User"] = serde_json::json!("");
+    output(
+        format!("note: USER {user}: RUN steps run as root here (single-id user namespace)\n")
+            .as_bytes(),
+    );
+    passwd?.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 5 && (f[0] == name || f[2] == name)).then(|| f[5].to_string())
+    })
+}
+
 /// Where the fake-root apt setting is bound: under /dev, a tmpfs, so the mount point never
 /// lands in the layer.
 const FAKE_ROOT_APT_CONF: &str = "/dev/.berth-apt.conf";
@@ -201,8 +227,6 @@ fn run_step(
     output: &(dyn Fn(&[u8]) + Sync),
 ) -> anyhow::Result<RunOutcome> {
     let caller = Caller::current();
-    let config: oci_spec::image::ImageConfiguration =
-        serde_json::from_value(step.config.clone()).context("invalid stage config")?;
     let lower: Vec<PathBuf> = step
         .layers
         .iter()
@@ -220,6 +244,15 @@ fn run_step(
         passwd: read("etc/passwd"),
         group: read("etc/group"),
     };
+    let mut image_config = step.config.clone();
+    let mut env = step.env.clone();
+    if caller.uid != 0 && (caller.subuids.is_none() || caller.subgids.is_none()) {
+        if let Some(home) = run_as_root(&mut image_config, files.passwd.as_deref(), output) {
+            env.push(format!("HOME={home}"));
+        }
+    }
+    let config: oci_spec::image::ImageConfiguration =
+        serde_json::from_value(image_config).context("invalid stage config")?;
     let network = match step.network.as_deref() {
         None | Some("host") | Some("default") => NetworkMode::Host,
         Some("none") => NetworkMode::None,
@@ -232,7 +265,7 @@ fn run_step(
         profile: Profile::Docker,
         command: step.argv.clone(),
         entrypoint: Some(Vec::new()),
-        env: step.env.clone(),
+        env,
         network: Some(network),
         caller: berth_oci::Caller {
             uid: caller.uid,
