@@ -121,7 +121,7 @@ table() { # MODE JSON
     | .results[]
     | [$mode, .command, (.median * 1000 | round / 1000),
        (if .command == "berth" or $m.berth == null then "-"
-        else ($m.berth / .median * 100 | round / 100) end)]
+        else ($m.berth / .median * 1000 | round / 1000) end)]
     | @tsv' "$2"
 }
 {
