@@ -313,3 +313,127 @@ fn rootless_lifecycle_volumes_signals_and_read_only() {
     );
     assert!(u.ok(&["ps", "-aq"]).trim().is_empty());
 }
+
+/// A build context in the user's home: a Dockerfile and nothing else.
+fn user_context(u: &AsUser, dockerfile: &str) -> PathBuf {
+    let dir = u.home.join("ctx");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", u.user.uid, u.user.gid))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    dir
+}
+
+/// Ownership changes a package install or `useradd` makes (busybox has no `adduser` here).
+const ACCOUNTS: &str = "FROM localhost/bb
+RUN touch /x && chown 1:1 /x && echo bob:x:1001:1001::/home/bob:/bin/sh >> /etc/passwd \\
+ && echo bob:x:1001: >> /etc/group && mkdir -p /home/bob && chown -R bob:bob /home/bob
+";
+
+#[test]
+fn rootless_build_without_subordinate_ids_fakes_ownership() {
+    let u = AsUser::new(unprivileged_user_without_subids());
+    u.import("localhost/bb");
+    let ctx = user_context(&u, ACCOUNTS);
+    let out = u.run(&["build", "-t", "accounts", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("single-id user namespace") && err.contains("faked"),
+        "{err}"
+    );
+    let passwd = u.ok(&["run", "--rm", "accounts", "grep", "^bob:", "/etc/passwd"]);
+    assert!(passwd.starts_with("bob:x:"), "{passwd}");
+    // Only one id exists: the files the faked chown touched stay root's.
+    let owner = u.ok(&["run", "--rm", "accounts", "stat", "-c", "%u:%g", "/x"]);
+    assert_eq!(owner.trim(), "0:0");
+    // The filter is for builds only: a plain run still reports the failure.
+    let out = u.run(&["run", "--rm", "localhost/bb", "chown", "1:1", "/tmp"]);
+    assert!(!out.status.success());
+    // Only root exists: a RUN under USER runs as root with that user's home, and says so;
+    // the image keeps its USER.
+    let ctx = user_context(&u, "FROM localhost/bb\nUSER user\nRUN touch $HOME/made\n");
+    let out = u.run(&["build", "-t", "as-user", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("USER user: RUN steps run as root"), "{err}");
+    assert_eq!(
+        u.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}}",
+            "as-user"
+        ])
+        .trim(),
+        "user"
+    );
+    u.ok(&["run", "--rm", "-u", "0", "as-user", "ls", "/home/user/made"]);
+
+    // Debian's own tools and a package install, when the minbase fixture can be made here
+    // (which also means the Debian mirror is reachable).
+    let Some(deb) = berth_testkit::debian_rootfs_tar() else {
+        return;
+    };
+    let tar = u.home.join("debian.tar");
+    std::fs::copy(deb, &tar).unwrap();
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    u.ok(&["import", tar.to_str().unwrap(), "localhost/deb"]);
+    let ctx = user_context(
+        &u,
+        "FROM localhost/deb
+RUN useradd -m -s /bin/bash bob && chown -R bob:bob /home/bob && install -o bob -g bob -d /srv/data \\
+ && su bob -c true && id bob
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends hello
+",
+    );
+    let out = u.run(&["build", "-t", "deb-accounts", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let out = u.ok(&["run", "--rm", "deb-accounts", "getent", "passwd", "bob"]);
+    assert!(out.contains("/home/bob"), "{out}");
+    // apt drops to its sandbox user and checks that it did: Berth keeps it as root.
+    let out = u.ok(&["run", "--rm", "deb-accounts", "hello"]);
+    assert_eq!(out.trim(), "Hello, world!");
+}
+
+#[test]
+fn rootless_build_with_subordinate_ids_keeps_ownership() {
+    let u = AsUser::new(unprivileged_user());
+    u.import("localhost/bb");
+    let ctx = user_context(&u, &format!("{ACCOUNTS}USER bob\n"));
+    let out = u.run(&["build", "-t", "accounts", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("subordinate ids"), "{err}");
+    assert!(!err.contains("faked"), "{err}");
+    // The layer records the ids set inside. (A rootless store unpacks every file as the
+    // caller's, so the blob is where ownership is visible.)
+    let mut listing = String::new();
+    for f in files_under(&u.root().join("blobs")) {
+        let out = Command::new("tar")
+            .args(["--numeric-owner", "-tvzf"])
+            .arg(u.root().join("blobs").join(&f))
+            .output()
+            .unwrap();
+        listing.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let owner = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(String::from)
+    };
+    assert_eq!(owner(" x").as_deref(), Some("1/1"), "{listing}");
+    assert_eq!(
+        owner(" home/bob/").as_deref(),
+        Some("1001/1001"),
+        "{listing}"
+    );
+    assert_eq!(u.ok(&["run", "--rm", "accounts", "whoami"]).trim(), "bob");
+}

@@ -221,6 +221,9 @@ pub struct Located {
     pub pos: Pos,
     /// The source line holding the keyword, as written.
     pub source: String,
+    /// The whole instruction on one line: continuations joined, heredoc bodies left out
+    /// (what `ONBUILD` records as its trigger).
+    pub text: String,
 }
 
 /// Reads a Go-style duration (`30s`, `1m30s`, `1.5h`, `500ms`).

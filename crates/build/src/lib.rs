@@ -51,7 +51,7 @@ pub use instructions::{
     Arg, CacheSharing, Healthcheck, Instruction, Located, MountKind, RunMount, ShellOrExec,
 };
 pub use resolve::{Resolved, PLATFORM_ARGS, PROXY_ARGS};
-pub use substitute::expand;
+pub use substitute::{expand, expand_raw};
 
 use error::Source;
 use parse::{Cx, Parsed};
@@ -206,6 +206,7 @@ pub fn parse_with_args(
                     instruction: ins,
                     pos: lg.pos(),
                     source: src.line(lg.pos().line).to_string(),
+                    text: lg.text.trim().to_string(),
                 }),
                 None => match ins {
                     Instruction::Arg(args) => {

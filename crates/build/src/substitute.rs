@@ -25,6 +25,31 @@ pub fn expand(
     p.word(None)
 }
 
+/// Expands variables in a heredoc body as a shell expands an unquoted heredoc: quotes stay as
+/// they are, and the escape character only escapes `$` and itself.
+pub fn expand_raw(
+    text: &str,
+    vars: &dyn Fn(&str) -> Option<String>,
+    escape: char,
+) -> Result<String, String> {
+    let mut p = Expander {
+        chars: text.chars().peekable(),
+        vars,
+        escape,
+    };
+    let mut out = String::new();
+    while let Some(c) = p.chars.next() {
+        if c == '$' {
+            p.dollar(&mut out)?;
+        } else if c == escape && matches!(p.chars.peek(), Some(&n) if n == '$' || n == escape) {
+            out.extend(p.chars.next());
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 struct Expander<'a> {
     chars: Peekable<Chars<'a>>,
     vars: &'a dyn Fn(&str) -> Option<String>,
@@ -169,6 +194,14 @@ impl Expander<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_expansion_keeps_quotes() {
+        let vars = |n: &str| (n == "A").then(|| "x".to_string());
+        let out = expand_raw("it's \"$A\" ${B:-d} \\$A\n", &vars, '\\').unwrap();
+        assert_eq!(out, "it's \"x\" d $A\n");
+        assert_eq!(expand_raw("a\\b", &vars, '\\').unwrap(), "a\\b");
+    }
 
     fn vars(n: &str) -> Option<String> {
         match n {

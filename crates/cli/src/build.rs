@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::RegistryArgs;
 
@@ -33,10 +33,32 @@ pub struct BuildArgs {
     /// Write the image id to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Also write the image as an archive: `type=oci-archive,dest=FILE` or
+    /// `type=docker-archive,dest=FILE` (`oci` and `docker` are accepted too).
+    #[arg(short = 'o', long, value_name = "type=TYPE,dest=FILE")]
+    pub output: Option<String>,
     /// Registry options for pulling base images.
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
+}
+
+/// `berth builder …`
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache.
+    Prune(BuilderPruneArgs),
+}
+
+/// `berth builder prune`
+#[derive(Debug, Args, Clone)]
+pub struct BuilderPruneArgs {
+    /// Remove all build cache, not just the steps whose layers no image uses.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-pub use build::BuildArgs;
+pub use build::{BuildArgs, BuilderCommand, BuilderPruneArgs};
 pub use container::*;
 pub use env::EnvVars;
 pub use image::*;
@@ -93,6 +93,9 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Build an image from a Dockerfile.
     Build(BuildArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// Run a command in a new container.
     Run(Box<RunArgs>),
     /// Run a command in a running container.

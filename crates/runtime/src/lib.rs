@@ -39,7 +39,7 @@ pub use error::{RuntimeError, Step};
 pub use exec::{exec, exec_confined, exec_detached, ExecOptions};
 pub use process::Container;
 pub use resident::shed_startup_pages;
-pub use seccomp::{default_seccomp, seccomp_from_docker_json};
+pub use seccomp::{default_seccomp, fake_root_seccomp, seccomp_from_docker_json};
 pub use signal::signal_by_name;
 pub use squashfs::{mount_squashfs, SquashfsMount};
 

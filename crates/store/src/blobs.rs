@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berth_types::{Digest, DigestWriter};
 
@@ -229,6 +229,23 @@ impl Store {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// Moves `file`, a complete and synced blob that the caller wrote under this store's
+    /// temporary directory and hashed to `d` itself, into place without reading it again (a
+    /// build's own layers). Returns its size; an already present blob is kept and `file`
+    /// removed.
+    pub fn adopt_blob(&self, file: &Path, d: &Digest) -> Result<u64, StoreError> {
+        let size = fs::metadata(file).at(file)?.len();
+        if self.has_blob(d) {
+            fs::remove_file(file).at(file)?;
+            return Ok(size);
+        }
+        self.ensure_blob_dir(d)?;
+        let dest = self.paths.blob(d);
+        fs::rename(file, &dest).at(&dest)?;
+        sync_dir(&self.paths.blob_algorithm_dir(d.algorithm()))?;
+        Ok(size)
     }
 
     /// Takes the blob's lock (blocking while another process writes it), then reports it

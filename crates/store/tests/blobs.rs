@@ -196,3 +196,21 @@ fn mismatch_on_commit_stores_nothing() {
     assert!(!env.store.has_blob(&d));
     no_temps(&env);
 }
+
+#[test]
+fn adopted_blobs_are_moved_not_copied() {
+    let env = env();
+    let tmp = env.store.paths().tmp_dir();
+    fs::create_dir_all(&tmp).unwrap();
+    let file = tmp.join("made-by-a-build");
+    fs::write(&file, b"layer bytes").unwrap();
+    let d = Digest::sha256_of(b"layer bytes");
+    assert_eq!(env.store.adopt_blob(&file, &d).unwrap(), 11);
+    assert_eq!(env.store.read_blob(&d).unwrap(), b"layer bytes");
+    assert!(!file.exists());
+    // A second copy of present content is dropped.
+    fs::write(&file, b"layer bytes").unwrap();
+    assert_eq!(env.store.adopt_blob(&file, &d).unwrap(), 11);
+    assert!(!file.exists());
+    no_temps(&env);
+}

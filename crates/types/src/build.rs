@@ -54,6 +54,9 @@ pub struct RunStep {
     pub work: PathBuf,
     /// `RUN --network=`: `None` means the host network, as Berth builds use by default.
     pub network: Option<String>,
+    /// Files bound read-only into the container: `(absolute path inside, contents)`, such as
+    /// the script of a `RUN <<EOF` heredoc that starts with `#!`.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// How a step's process ended, and how ids inside mapped to ids on the host.
@@ -102,4 +105,9 @@ pub trait BuildBackend {
     ) -> Result<Digest, BuildError>;
     /// The JSON file that maps step cache keys to their results.
     fn cache_index(&self) -> PathBuf;
+    /// One line for the build log saying how `RUN` steps map ids (subordinate ids, or a single
+    /// id with ownership changes faked), or `None` to say nothing.
+    fn run_mode(&self) -> Option<String> {
+        None
+    }
 }

@@ -1,9 +1,12 @@
 use std::io::{IsTerminal, Read};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use berth_archive::{Format, ImportOptions, SaveImage};
 use berth_cli::{ArchiveFormat, ImportArgs, LoadArgs, SaveArgs};
 use berth_types::{ImageRef, Platform};
+
+use berth_store::{ImageRecord, Store};
 
 use crate::dispatch::archive::{StoreBlobs, StoreSink};
 use crate::printer::Printer;
@@ -19,20 +22,36 @@ pub fn save(s: &Settings, a: &SaveArgs) -> Result<u8> {
             Ok(r) if img.repo_tags.contains(&r) => vec![r],
             _ => img.repo_tags.clone(),
         };
-        images.push(SaveImage {
-            manifest: store.read_blob(&img.manifest)?,
-            manifest_digest: img.manifest.clone(),
-            manifest_media_type: img.manifest_media_type.clone(),
-            config: store.read_blob(&img.id)?,
-            names,
-        });
+        images.push(save_image(&store, &img, names)?);
     }
     let format = match a.format {
         ArchiveFormat::DockerArchive => Format::Docker,
         ArchiveFormat::OciArchive => Format::Oci,
     };
-    let blobs = StoreBlobs(&store);
-    match &a.output {
+    write_archive(&store, &images, format, a.output.as_deref())?;
+    Ok(0)
+}
+
+/// An image of the store as an archive entry recording `names`.
+pub fn save_image(store: &Store, img: &ImageRecord, names: Vec<ImageRef>) -> Result<SaveImage> {
+    Ok(SaveImage {
+        manifest: store.read_blob(&img.manifest)?,
+        manifest_digest: img.manifest.clone(),
+        manifest_media_type: img.manifest_media_type.clone(),
+        config: store.read_blob(&img.id)?,
+        names,
+    })
+}
+
+/// Writes `images` as a `format` archive to `path`, or to stdout when it is `None`.
+pub fn write_archive(
+    store: &Store,
+    images: &[SaveImage],
+    format: Format,
+    path: Option<&Path>,
+) -> Result<()> {
+    let blobs = StoreBlobs(store);
+    match path {
         Some(path) => {
             // Written beside the target and renamed, so a failed save leaves no half archive.
             let dir = match path.parent() {
@@ -43,7 +62,7 @@ pub fn save(s: &Settings, a: &SaveArgs) -> Result<u8> {
                 .prefix(".berth-save-")
                 .tempfile_in(&dir)
                 .with_context(|| format!("cannot write in {}", dir.display()))?;
-            berth_archive::save(tmp.as_file_mut(), format, &images, &blobs)?;
+            berth_archive::save(tmp.as_file_mut(), format, images, &blobs)?;
             tmp.as_file().sync_all()?;
             tmp.persist(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -54,10 +73,10 @@ pub fn save(s: &Settings, a: &SaveArgs) -> Result<u8> {
                 bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
             }
             let mut out = std::io::BufWriter::new(stdout.lock());
-            berth_archive::save(&mut out, format, &images, &blobs)?;
+            berth_archive::save(&mut out, format, images, &blobs)?;
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 pub fn load(s: &Settings, a: &LoadArgs) -> Result<u8> {

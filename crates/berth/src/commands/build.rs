@@ -1,10 +1,13 @@
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use berth_archive::Format;
 use berth_build::exec::{self, BuildFailure, BuildOptions};
-use berth_cli::BuildArgs;
+use berth_cli::{BuildArgs, BuilderPruneArgs};
 use berth_registry::Client;
+use berth_types::ImageRef;
 
 use crate::dispatch::build::Engine;
 use crate::printer::Printer;
@@ -26,8 +29,31 @@ fn key_values(items: &[String], flag: &str, from_env: bool) -> Result<Vec<(Strin
     Ok(out)
 }
 
+/// `--output type=…,dest=…`: the archive format and its file.
+fn output_spec(spec: &str) -> Result<(Format, PathBuf)> {
+    let (mut kind, mut dest) = (None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("type", v)) => kind = Some(v),
+            Some(("dest", v)) if !v.is_empty() => dest = Some(PathBuf::from(v)),
+            _ => anyhow::bail!("invalid --output {spec:?}: expected type=TYPE,dest=FILE"),
+        }
+    }
+    let format = match kind {
+        Some("oci-archive" | "oci") => Format::Oci,
+        Some("docker-archive" | "docker") => Format::Docker,
+        Some(other) => {
+            anyhow::bail!("invalid --output type {other:?}: expected oci-archive or docker-archive")
+        }
+        None => anyhow::bail!("invalid --output {spec:?}: type= is missing"),
+    };
+    let dest = dest.with_context(|| format!("invalid --output {spec:?}: dest= is missing"))?;
+    Ok((format, dest))
+}
+
 pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
     let started = Instant::now();
+    let output = a.output.as_deref().map(output_spec).transpose()?;
     let file = a
         .file
         .clone()
@@ -75,6 +101,17 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         std::fs::write(f, built.id.to_string())
             .with_context(|| format!("cannot write {}", f.display()))?;
     }
+    if let Some((format, dest)) = &output {
+        let img = store.lookup(&built.id.to_string())?;
+        let names = a
+            .tag
+            .iter()
+            .map(|t| ImageRef::parse(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let entry = super::archive::save_image(&store, &img, names)?;
+        super::archive::write_archive(&store, &[entry], *format, Some(dest))?;
+        log(&format!("wrote {}", dest.display()));
+    }
     log(&format!(
         "built {} in {:.3}s ({} steps, {} cached)",
         built.id.short(),
@@ -86,5 +123,38 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         log(&format!("tagged {t}"));
     }
     println!("{}", built.id);
+    Ok(0)
+}
+
+pub fn prune(s: &Settings, a: &BuilderPruneArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    if !a.force {
+        let what = if a.all {
+            "all build cache"
+        } else {
+            "the build cache no image uses"
+        };
+        if !super::rmi::confirm(&format!(
+            "WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
+        )) {
+            return Ok(0);
+        }
+    }
+    let index = store.paths().build_cache_index();
+    let prune = |all: bool| {
+        exec::prune_cache(&index, all, &|l| {
+            store.has_blob(&l.blob) && store.has_layer(&l.diff_id)
+        })
+        .with_context(|| format!("cannot prune {}", index.display()))
+    };
+    // The index pins nothing (only images keep layers), so the collection frees the layers
+    // of every step no image uses; without --all, only their entries go.
+    let mut removed = if a.all { prune(true)? } else { 0 };
+    let freed = store.collect_garbage()?;
+    if !a.all {
+        removed += prune(false)?;
+    }
+    println!("Deleted build cache entries: {removed}");
+    println!("Total reclaimed space: {}", crate::humanize::size(freed));
     Ok(0)
 }

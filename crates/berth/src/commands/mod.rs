@@ -19,7 +19,7 @@ mod version;
 mod volume;
 
 use anyhow::Result;
-use berth_cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
+use berth_cli::{BuilderCommand, Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 
 use crate::settings::Settings;
 
@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => archive::import(&s, &a),
         Command::Convert(a) => convert::run(&s, &a),
         Command::Build(a) => build::run(&s, &a),
+        Command::Builder(BuilderCommand::Prune(a)) => build::prune(&s, &a),
         Command::Login(a) => login::login(&s, &a),
         Command::Logout(a) => login::logout(&s, &a),
         Command::System(SystemCommand::Df(a)) => df::run(&s, &a),

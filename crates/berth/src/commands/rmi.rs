@@ -76,7 +76,7 @@ pub fn prune(s: &Settings, a: &PruneArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn confirm(question: &str) -> bool {
+pub(super) fn confirm(question: &str) -> bool {
     use std::io::Write;
     let mut e = std::io::stderr();
     let _ = write!(e, "{question}");

@@ -2,7 +2,7 @@
 //! steps as containers of Berth's runtime, layers and images committed to the store.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -95,8 +95,9 @@ impl BuildBackend for Engine<'_> {
         blob: &Digest,
         diff_id: &Digest,
     ) -> Result<LayerRef, BuildError> {
-        let mut f = BufReader::new(File::open(file)?);
-        let (stored, size) = self.store.put_blob_from(&mut f, Some(blob))?;
+        // The builder hashed and synced the file in the store's own temporary directory.
+        let size = self.store.adopt_blob(file, blob)?;
+        let stored = blob.clone();
         let rootless = super::euid() != 0;
         let report = self
             .store
@@ -162,6 +163,60 @@ impl BuildBackend for Engine<'_> {
     fn cache_index(&self) -> PathBuf {
         self.store.paths().build_cache_index()
     }
+
+    fn run_mode(&self) -> Option<String> {
+        let c = Caller::current();
+        Some(match (c.uid, c.subuids, c.subgids) {
+            (0, _, _) => "RUN steps: root; container ids 0-65535 are the host's".into(),
+            (_, Some((u, un)), Some((g, gn))) => format!(
+                "RUN steps: user namespace with subordinate ids (uids {u}-{}, gids {g}-{})",
+                u + un.saturating_sub(1),
+                g + gn.saturating_sub(1)
+            ),
+            _ => format!(
+                "RUN steps: single-id user namespace (no /etc/subuid and /etc/subgid range for {}): \
+                 ownership and id changes are faked",
+                c.name
+            ),
+        })
+    }
+}
+
+/// In a single-id user namespace only root exists, so a RUN under another `USER` runs as
+/// root, with that user's home (as Charliecloud does), and says so. Returns the home.
+fn run_as_root(
+    config: &mut serde_json::Value,
+    passwd: Option<&str>,
+    output: &(dyn Fn(&[u8]) + Sync),
+) -> Option<String> {
+    let user = config["config"]["User"]
+        .as_str()
+        .filter(|u| !u.is_empty())?
+        .to_string();
+    let name = user.split(':').next().unwrap_or_default();
+    if name == "0" || name == "root" {
+        return None;
+    }
+    config["config"]["User"] = serde_json::json!("");
+    output(
+        format!("note: USER {user}: RUN steps run as root here (single-id user namespace)\n")
+            .as_bytes(),
+    );
+    passwd?.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 5 && (f[0] == name || f[2] == name)).then(|| f[5].to_string())
+    })
+}
+
+/// Where the fake-root apt setting is bound: under /dev, a tmpfs, so the mount point never
+/// lands in the layer.
+const FAKE_ROOT_APT_CONF: &str = "/dev/.berth-apt.conf";
+const FAKE_ROOT_APT_TEXT: &str = "APT::Sandbox::User \"root\";\n";
+
+/// Whether a map gives the container a single id: then nothing but that id can own a file,
+/// and the fake-root filter makes ownership and id changes report success instead.
+fn single_id(map: &[(u32, u32, u32)]) -> bool {
+    map.iter().map(|m| u64::from(m.2)).sum::<u64>() == 1
 }
 
 /// Runs one step as a container: the docker profile (root inside mapped to the caller), the
@@ -172,8 +227,6 @@ fn run_step(
     output: &(dyn Fn(&[u8]) + Sync),
 ) -> anyhow::Result<RunOutcome> {
     let caller = Caller::current();
-    let config: oci_spec::image::ImageConfiguration =
-        serde_json::from_value(step.config.clone()).context("invalid stage config")?;
     let lower: Vec<PathBuf> = step
         .layers
         .iter()
@@ -191,6 +244,15 @@ fn run_step(
         passwd: read("etc/passwd"),
         group: read("etc/group"),
     };
+    let mut image_config = step.config.clone();
+    let mut env = step.env.clone();
+    if caller.uid != 0 && (caller.subuids.is_none() || caller.subgids.is_none()) {
+        if let Some(home) = run_as_root(&mut image_config, files.passwd.as_deref(), output) {
+            env.push(format!("HOME={home}"));
+        }
+    }
+    let config: oci_spec::image::ImageConfiguration =
+        serde_json::from_value(image_config).context("invalid stage config")?;
     let network = match step.network.as_deref() {
         None | Some("host") | Some("default") => NetworkMode::Host,
         Some("none") => NetworkMode::None,
@@ -203,7 +265,7 @@ fn run_step(
         profile: Profile::Docker,
         command: step.argv.clone(),
         entrypoint: Some(Vec::new()),
-        env: step.env.clone(),
+        env,
         network: Some(network),
         caller: berth_oci::Caller {
             uid: caller.uid,
@@ -223,20 +285,6 @@ fn run_step(
     let state_dir = step.upper.with_file_name("state");
     std::fs::create_dir_all(&state_dir)?;
     let mut spec = built.spec;
-    let mut mounts = spec.mounts().clone().unwrap_or_default();
-    for f in &built.files {
-        let host = state_dir.join(f.container_path.trim_start_matches('/').replace('/', "_"));
-        std::fs::write(&host, &f.contents)?;
-        mounts.push(
-            oci_spec::runtime::MountBuilder::default()
-                .destination(&f.container_path)
-                .source(&host)
-                .typ("bind")
-                .options(vec!["rbind".into(), "ro".into(), "rprivate".into()])
-                .build()?,
-        );
-    }
-    spec.set_mounts(Some(mounts));
     let maps = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<(u32, u32, u32)> {
         m.map(|v| {
             v.iter()
@@ -245,11 +293,54 @@ fn run_step(
         })
         .unwrap_or_default()
     };
-    let linux = spec.linux().clone().unwrap_or_default();
+    let mut linux = spec.linux().clone().unwrap_or_default();
     let (uid_map, gid_map) = (
         maps(linux.uid_mappings().as_ref()),
         maps(linux.gid_mappings().as_ref()),
     );
+    let mut extra_files: Vec<(&str, &[u8], u32)> = Vec::new();
+    if single_id(&uid_map) || single_id(&gid_map) {
+        linux.set_seccomp(Some(berth_runtime::fake_root_seccomp()));
+        spec.set_linux(Some(linux));
+        // apt checks that dropping to its sandbox user really changed the ids, which the
+        // filter only pretends: an extra configuration file (APT_CONFIG adds to the image's
+        // own) keeps apt as root, which is what it is mapped to anyway.
+        extra_files.push((FAKE_ROOT_APT_CONF, FAKE_ROOT_APT_TEXT.as_bytes(), 0o644));
+        if let Some(process) = spec.process_mut() {
+            let mut env = process.env().clone().unwrap_or_default();
+            if !env.iter().any(|e| e.starts_with("APT_CONFIG=")) {
+                env.push(format!("APT_CONFIG={FAKE_ROOT_APT_CONF}"));
+            }
+            process.set_env(Some(env));
+        }
+    }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    let files = built
+        .files
+        .iter()
+        .map(|f| (f.container_path.as_str(), f.contents.as_bytes(), 0o644))
+        .chain(extra_files)
+        .chain(
+            step.files
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_slice(), 0o755)),
+        );
+    for (path, contents, mode) in files {
+        use std::os::unix::fs::PermissionsExt;
+        let host = state_dir.join(path.trim_start_matches('/').replace('/', "_"));
+        std::fs::write(&host, contents)?;
+        // Scripts are executed in place: they need the execute bit.
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))?;
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(path)
+                .source(&host)
+                .typ("bind")
+                .options(vec!["rbind".into(), "ro".into(), "rprivate".into()])
+                .build()?,
+        );
+    }
+    spec.set_mounts(Some(mounts));
     let bundle = Bundle {
         rootfs: Rootfs::Overlay {
             lower,

@@ -1,11 +1,12 @@
 //! `COPY`/`ADD` and `WORKDIR` as layers written straight from files, without a container.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use super::archive;
+use super::filehash::FileDigests;
 use super::files::{glob, has_glob, walk_host, Ignore, Merged};
 use super::layer::LayerWriter;
 
@@ -21,14 +22,60 @@ pub enum From<'a> {
 pub struct Item {
     dest: String,
     host: PathBuf,
+    /// A tar archive that `ADD` unpacks into `dest` (a directory).
+    archive: bool,
+}
+
+/// What shapes a copy besides its sources.
+pub struct Options<'a> {
+    /// The bodies of the instruction's heredocs, in order: `(name, host file)`. A source
+    /// written `<<NAME` is the next of them, copied as a file called `NAME`.
+    pub heredocs: &'a [(String, PathBuf)],
+    /// `--exclude` patterns, matched (with `.dockerignore` rules) against paths relative to
+    /// each source's parent: `*.log` leaves out a source `a.log` and a directory source's
+    /// top-level `.log` files; `**/*.log` those at any depth.
+    pub exclude: &'a Ignore,
+    /// `ADD`: a local tar archive (compressed or not) is unpacked into the destination.
+    pub unpack: bool,
+    /// `COPY --parents`: each source keeps its path below the destination, from the start or
+    /// from a `/./` written in it (`src/./app/main.c` lands in `DEST/app/main.c`).
+    pub parents: bool,
+}
+
+/// A source path as listed, without `.` components, and with `--parents` the part of it
+/// that is kept below the destination.
+fn split_pivot(rel: &str, parents: bool) -> (String, Option<String>) {
+    let clean = |p: &str| {
+        p.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let keep = parents.then(|| match rel.split_once("/./") {
+        Some((_, after)) => clean(after),
+        None => clean(rel),
+    });
+    (clean(rel), keep)
 }
 
 /// Resolves the sources of a `COPY` to items, following Docker's rules: a directory's contents
 /// go into the destination; a file goes to `dest/NAME` when `dest` ends in `/` (or several
 /// sources are given), else to `dest` itself.
-pub fn plan(from: &From, srcs: &[String], dest: &str) -> Result<Vec<Item>, String> {
-    let mut roots: Vec<(String, PathBuf)> = Vec::new();
+pub fn plan(from: &From, srcs: &[String], dest: &str, opts: &Options) -> Result<Vec<Item>, String> {
+    let mut roots: Vec<(String, PathBuf, Option<String>)> = Vec::new();
+    let mut heredocs = opts.heredocs.iter();
     for src in srcs {
+        if src.starts_with("<<") {
+            let (name, host) = heredocs
+                .next()
+                .ok_or_else(|| format!("{src}: no heredoc body for this source"))?;
+            roots.push((
+                name.clone(),
+                host.clone(),
+                opts.parents.then(|| name.clone()),
+            ));
+            continue;
+        }
         let src_rel = src.trim_start_matches("./").trim_start_matches('/');
         // `.` (or `./`) is the whole context.
         let src_rel = if src_rel == "." { "" } else { src_rel };
@@ -58,7 +105,11 @@ pub fn plan(from: &From, srcs: &[String], dest: &str) -> Result<Vec<Item>, Strin
         };
         let mut found = false;
         for n in names {
-            let rel = join(&parent, &n);
+            let (rel, keep) = split_pivot(&join(&parent, &n), opts.parents);
+            if opts.exclude.excluded(&n) {
+                found = true;
+                continue;
+            }
             let host = match from {
                 From::Context(root, ig) => {
                     if !rel.is_empty() && ig.excluded(&rel) {
@@ -70,7 +121,7 @@ pub fn plan(from: &From, srcs: &[String], dest: &str) -> Result<Vec<Item>, Strin
                 From::Layers(dirs) => Merged { dirs }.lookup(&rel),
             };
             if let Some(h) = host {
-                roots.push((rel, h));
+                roots.push((rel, h, keep));
                 found = true;
             }
         }
@@ -83,48 +134,75 @@ pub fn plan(from: &From, srcs: &[String], dest: &str) -> Result<Vec<Item>, Strin
     let into_dir = dest.ends_with('/') || srcs.len() > 1 || roots.len() > 1;
     let dest = dest.trim_end_matches('/');
     let mut items = Vec::new();
-    for (rel, host) in roots {
+    for (rel, host, keep) in roots {
         let meta = fs::metadata(&host).map_err(|e| format!("{rel}: {e}"))?;
+        let kept = keep.as_ref().map(|k| join(dest, k));
         if meta.is_dir() {
+            let dest = kept.as_deref().unwrap_or(dest);
             let mut below = Vec::new();
             match from {
                 From::Context(root, ig) => {
-                    walk_host(root, &rel, &|r| ig.excluded(r), &mut below);
+                    let below_src = |r: &str| r[rel.len()..].trim_start_matches('/').to_string();
+                    let skip = |r: &str| ig.excluded(r) || opts.exclude.excluded(&below_src(r));
+                    walk_host(root, &rel, &skip, &mut below);
                     for r in below {
-                        let sub = r[rel.len()..].trim_start_matches('/').to_string();
                         items.push(Item {
-                            dest: join(dest, &sub),
+                            dest: join(dest, &below_src(&r)),
                             host: root.join(&r),
+                            archive: false,
                         });
                     }
                 }
-                From::Layers(dirs) => walk_merged(&Merged { dirs }, &rel, dest, &mut items),
+                From::Layers(dirs) => {
+                    let m = Merged { dirs };
+                    walk_merged(&m, &rel, "", dest, opts.exclude, &mut items)
+                }
             }
             continue;
         }
+        // Docker unpacks only archives from the context, never ones from a stage or a URL.
+        if opts.unpack && matches!(from, From::Context(..)) && archive::is_archive(&host) {
+            items.push(Item {
+                dest: dest.to_string(),
+                host,
+                archive: true,
+            });
+            continue;
+        }
         let name = rel.rsplit('/').next().unwrap_or(&rel);
-        let target = if into_dir {
+        let target = if let Some(k) = kept {
+            k
+        } else if into_dir {
             join(dest, name)
         } else {
             dest.to_string()
         };
-        items.push(Item { dest: target, host });
+        items.push(Item {
+            dest: target,
+            host,
+            archive: false,
+        });
     }
     Ok(items)
 }
 
-fn walk_merged(m: &Merged, rel: &str, dest: &str, items: &mut Vec<Item>) {
+/// Adds what is below `rel` of a stage; `sub` is the path below the copy's source.
+fn walk_merged(m: &Merged, rel: &str, sub: &str, dest: &str, ex: &Ignore, items: &mut Vec<Item>) {
     for n in m.list(rel) {
-        let r = join(rel, &n);
+        let (r, s) = (join(rel, &n), join(sub, &n));
+        if ex.excluded(&s) {
+            continue;
+        }
         let Some(host) = m.lookup(&r) else { continue };
         let d = join(dest, &n);
         let is_dir = fs::symlink_metadata(&host).is_ok_and(|x| x.is_dir());
         items.push(Item {
             dest: d.clone(),
             host,
+            archive: false,
         });
         if is_dir {
-            walk_merged(m, &r, &d, items);
+            walk_merged(m, &r, &s, &d, ex, items);
         }
     }
 }
@@ -138,22 +216,15 @@ fn join(a: &str, b: &str) -> String {
 }
 
 /// A digest over the names, modes and contents of the items: the cache key of a copy.
-pub fn digest(items: &[Item]) -> std::io::Result<String> {
+/// File contents come through `files`, which remembers them across builds.
+pub fn digest(items: &[Item], files: &mut FileDigests) -> std::io::Result<String> {
     use std::os::unix::fs::MetadataExt;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
     for it in items {
         let m = fs::symlink_metadata(&it.host)?;
-        h.update(format!("{}\0{:o}\0{}\0", it.dest, m.mode(), m.len()).as_bytes());
+        h.update(format!("{}\0{:o}\0{}\0{}\0", it.dest, m.mode(), m.len(), it.archive).as_bytes());
         if m.is_file() {
-            let mut f = fs::File::open(&it.host)?;
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
+            h.update(files.digest(&it.host, &m)?.as_bytes());
         } else if m.file_type().is_symlink() {
             h.update(fs::read_link(&it.host)?.as_os_str().as_encoded_bytes());
         }
@@ -161,41 +232,81 @@ pub fn digest(items: &[Item]) -> std::io::Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// Directories already in the layer being written, or in the stage below it.
+struct Dirs<'a> {
+    made: std::collections::BTreeSet<String>,
+    exists: &'a dyn Fn(&str) -> bool,
+}
+
+impl Dirs<'_> {
+    /// Adds the missing parents of `path` as root-owned 0755 directories.
+    fn parents(&mut self, w: &mut LayerWriter, path: &str) -> std::io::Result<()> {
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        let mut parent = String::new();
+        for comp in comps.iter().take(comps.len().saturating_sub(1)) {
+            parent = join(&parent, comp);
+            if !self.made.contains(&parent) && !(self.exists)(&parent) {
+                w.add_dir(&parent, 0o755, (0, 0))?;
+            }
+            self.made.insert(parent.clone());
+        }
+        Ok(())
+    }
+
+    /// Adds `path` itself as a directory when it is missing, and its parents.
+    fn dir(&mut self, w: &mut LayerWriter, path: &str) -> std::io::Result<()> {
+        self.parents(w, path)?;
+        if !path.is_empty() && !self.made.contains(path) && !(self.exists)(path) {
+            w.add_dir(path, 0o755, (0, 0))?;
+        }
+        self.made.insert(path.to_string());
+        Ok(())
+    }
+}
+
 /// Writes the items into `w`, making the destination's missing parents (those absent from
-/// the stage, per `exists`) as root-owned 0755 directories.
+/// the stage, per `exists`) as root-owned 0755 directories. `owner` is `--chown`: without it
+/// copied files belong to root and unpacked archives keep the ids they record.
 pub fn write(
     w: &mut LayerWriter,
     items: &[Item],
-    owner: (u32, u32),
+    owner: Option<(u32, u32)>,
     chmod: Option<u32>,
     exists: &dyn Fn(&str) -> bool,
 ) -> std::io::Result<()> {
-    let mut made = std::collections::BTreeSet::new();
+    let mut dirs = Dirs {
+        made: Default::default(),
+        exists,
+    };
     for it in items {
-        let path = it.dest.trim_start_matches('/');
-        let mut parent = String::new();
-        for comp in path
-            .split('/')
-            .collect::<Vec<_>>()
-            .iter()
-            .rev()
-            .skip(1)
-            .rev()
-        {
-            parent = join(&parent, comp);
-            if !made.contains(&parent) && !exists(&parent) {
-                w.add_dir(&parent, 0o755, (0, 0))?;
-            }
-            made.insert(parent.clone());
+        let path = it.dest.trim_start_matches('/').trim_end_matches('/');
+        if it.archive {
+            dirs.dir(w, path)?;
+            archive::for_each_entry(&it.host, &mut |e, name| {
+                let full = join(path, &name);
+                dirs.parents(w, &full)?;
+                let link = match e.header().entry_type() {
+                    tar::EntryType::Link => e
+                        .link_name()?
+                        .and_then(|l| archive::clean(&l.to_string_lossy()))
+                        .map(|l| join(path, &l)),
+                    _ => None,
+                };
+                w.add_tar_entry(e, &full, link.as_deref(), owner)?;
+                dirs.made.insert(full);
+                Ok(())
+            })?;
+            continue;
         }
+        dirs.parents(w, path)?;
         let meta = fs::symlink_metadata(&it.host)?;
         let mode = if meta.file_type().is_symlink() {
             None
         } else {
             chmod
         };
-        w.add(path, &it.host, &meta, owner, mode)?;
-        made.insert(path.to_string());
+        w.add(path, &it.host, &meta, owner.unwrap_or((0, 0)), mode)?;
+        dirs.made.insert(path.to_string());
     }
     Ok(())
 }

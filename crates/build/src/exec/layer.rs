@@ -2,7 +2,7 @@
 //! from a list of files, written gzip-compressed while both digests are computed.
 
 use std::fs::{self, File, Metadata};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,9 @@ use flate2::write::GzEncoder;
 /// Deflate level 1: build layers are written on every uncached step, where speed matters more
 /// than the last few per cent of size.
 const GZIP_LEVEL: u32 = 1;
+/// Files at least this big are sampled, and stored without compression when their first
+/// bytes do not compress (archives, media, binaries of random-looking data).
+const SAMPLE: usize = 64 << 10;
 
 /// Passes bytes through while hashing them.
 struct Hashing<W: Write> {
@@ -30,7 +33,68 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-type Inner = Hashing<GzEncoder<Hashing<BufWriter<File>>>>;
+/// The gzip stream as a series of members, each compressed at one level: a run of
+/// incompressible file data goes into a member of stored blocks, which costs a copy instead
+/// of a futile deflate. Readers of layers read concatenated members as one stream (gzip's
+/// own rule, and what Go's, zlib's and Berth's readers do).
+struct Members<W: Write> {
+    gz: Option<GzEncoder<W>>,
+    level: u32,
+}
+
+impl<W: Write> Members<W> {
+    fn new(w: W) -> Members<W> {
+        Members {
+            gz: Some(GzEncoder::new(w, flate2::Compression::new(GZIP_LEVEL))),
+            level: GZIP_LEVEL,
+        }
+    }
+
+    fn gz(&mut self) -> &mut GzEncoder<W> {
+        self.gz.as_mut().expect("present until finished")
+    }
+
+    /// Ends the current member and starts one at `level`, unless it is at `level` already.
+    fn set_level(&mut self, level: u32) -> io::Result<()> {
+        if level != self.level {
+            let w = self.gz.take().expect("present until finished").finish()?;
+            self.gz = Some(GzEncoder::new(w, flate2::Compression::new(level)));
+            self.level = level;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.gz.take().expect("present until finished").finish()
+    }
+}
+
+impl<W: Write> Write for Members<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.gz().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.gz().flush()
+    }
+}
+
+/// Whether the first bytes of `path` do not compress: deflate saves under 5 % of them.
+fn incompressible(path: &Path) -> bool {
+    let mut head = vec![0u8; SAMPLE];
+    let Ok(n) = File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    let mut z = flate2::Compress::new(flate2::Compression::new(GZIP_LEVEL), false);
+    let mut out = Vec::with_capacity(n + n / 8 + 64);
+    if z.compress_vec(&head[..n], &mut out, flate2::FlushCompress::Finish)
+        .is_err()
+    {
+        return false;
+    }
+    z.total_out() * 100 >= z.total_in() * 95
+}
+
+type Inner = Hashing<Members<Hashing<BufWriter<File>>>>;
 
 /// A gzip layer being written to `path`.
 pub struct LayerWriter {
@@ -76,7 +140,7 @@ impl LayerWriter {
             inner: BufWriter::new(file),
             hash: DigestWriter::sha256(),
         };
-        let gz = GzEncoder::new(blob, flate2::Compression::new(GZIP_LEVEL));
+        let gz = Members::new(blob);
         let mut tar = tar::Builder::new(Hashing {
             inner: gz,
             hash: DigestWriter::sha256(),
@@ -117,6 +181,12 @@ impl LayerWriter {
             let target = fs::read_link(host)?;
             self.tar.append_link(&mut h, name, target)?;
         } else if ft.is_file() {
+            let level = if meta.len() >= SAMPLE as u64 && incompressible(host) {
+                0
+            } else {
+                GZIP_LEVEL
+            };
+            self.tar.get_mut().inner.set_level(level)?;
             let f = File::open(host)?;
             self.tar.append_data(&mut h, name, f)?;
         } else if ft.is_fifo() {
@@ -142,6 +212,62 @@ impl LayerWriter {
         let name = name.trim_start_matches('/').trim_end_matches('/');
         self.tar
             .append_data(&mut h, format!("{name}/"), io::empty())?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Adds an entry of an `ADD`ed archive as `name`, with its type, mode, times, contents and
+    /// ids (unless `owner` replaces them); a hard link points at `link`, its target rebased.
+    /// Device nodes are left out, as a build never makes one.
+    pub fn add_tar_entry<R: io::Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        name: &str,
+        link: Option<&str>,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<()> {
+        use tar::EntryType as T;
+        let src = e.header();
+        let kind = src.entry_type();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(src.mode()? & 0o7777);
+        let (uid, gid) = match owner {
+            Some(o) => o,
+            None => (src.uid()? as u32, src.gid()? as u32),
+        };
+        h.set_uid(uid.into());
+        h.set_gid(gid.into());
+        h.set_mtime(src.mtime()?);
+        h.set_size(0);
+        match kind {
+            T::Directory => {
+                self.tar
+                    .append_data(&mut h, format!("{name}/"), io::empty())?;
+            }
+            T::Regular | T::Continuous => {
+                h.set_entry_type(T::Regular);
+                h.set_size(e.size());
+                self.tar.append_data(&mut h, name, e)?;
+            }
+            T::Symlink => {
+                let target = e.link_name()?.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{name}: symlink without a target"),
+                    )
+                })?;
+                self.tar.append_link(&mut h, name, target)?;
+            }
+            T::Link => {
+                let Some(target) = link else { return Ok(()) };
+                self.tar.append_link(&mut h, name, target)?;
+            }
+            T::Fifo => {
+                self.tar.append_data(&mut h, name, io::empty())?;
+            }
+            _ => return Ok(()),
+        }
         self.entries += 1;
         Ok(())
     }
@@ -241,6 +367,44 @@ mod tests {
         assert_eq!(to_container(&map, 100_001), 2);
         assert_eq!(to_container(&map, 5), 65534);
         assert_eq!(to_container(&[], 5), 5);
+    }
+
+    #[test]
+    fn incompressible_files_go_into_stored_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let up = dir.path().join("up");
+        fs::create_dir_all(&up).unwrap();
+        // Bytes no deflate can shrink (a xorshift sequence), then text that compresses well.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        fs::write(up.join("a-noise"), &noise).unwrap();
+        fs::write(up.join("b-text"), "hello layer\n".repeat(20_000)).unwrap();
+        assert!(incompressible(&up.join("a-noise")));
+        assert!(!incompressible(&up.join("b-text")));
+        let mut w = LayerWriter::create(&dir.path().join("l.tgz")).unwrap();
+        w.add_upper(&up, &IdMaps::default()).unwrap();
+        let f = w.finish().unwrap();
+        let gz = fs::read(&f.path).unwrap();
+        // Stored, not deflated: barely bigger than the noise plus the compressed text.
+        assert!(gz.len() < noise.len() + 20_000, "{}", gz.len());
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(Digest::sha256_of(&tar), f.diff_id);
+        let mut ar = tar::Archive::new(&tar[..]);
+        let mut sizes = Vec::new();
+        for e in ar.entries().unwrap() {
+            sizes.push(e.unwrap().size());
+        }
+        assert_eq!(sizes, [300_000, 240_000]);
     }
 
     #[test]

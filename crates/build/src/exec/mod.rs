@@ -1,9 +1,15 @@
 //! Executing a parsed Dockerfile against a [`BuildBackend`]: stages in dependency order, each
 //! step cached by its parent, its instruction after substitution and its inputs.
 
+mod archive;
 mod copy;
+mod filehash;
 mod files;
 mod layer;
+mod meta;
+mod onbuild;
+mod plan;
+mod script;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use files::Ignore;
 pub use layer::IdMaps;
+pub use script::{run_argv, StepFiles};
 
 use crate::{Dockerfile, Instruction, ParseError, ShellOrExec};
 
@@ -116,6 +123,10 @@ struct Ctx<'a> {
     step: usize,
     executed: usize,
     cached: usize,
+    /// Whether the log already says how RUN steps map ids.
+    mode_noted: std::cell::Cell<bool>,
+    /// Digests of source files, remembered across builds.
+    file_digests: std::cell::RefCell<filehash::FileDigests>,
 }
 
 fn sha(parts: &[&str]) -> String {
@@ -188,6 +199,10 @@ pub fn build(
         step: 0,
         executed: 0,
         cached: 0,
+        mode_noted: std::cell::Cell::new(false),
+        file_digests: std::cell::RefCell::new(filehash::FileDigests::load(&file_digests_path(
+            backend,
+        ))),
     };
     let needed = needed_stages(&df, target);
     let mut states: BTreeMap<usize, State> = BTreeMap::new();
@@ -199,6 +214,7 @@ pub fn build(
         Ok::<_, BuildFailure>(())
     })();
     cx.save_cache();
+    cx.file_digests.borrow().save(&file_digests_path(backend));
     result?;
     let mut st = states.remove(&target).expect("target stage was built");
     let cfg = config_obj(&mut st.config);
@@ -228,6 +244,51 @@ pub fn build(
         executed: cx.executed,
         cached: cx.cached,
     })
+}
+
+/// Where digests of source files are remembered: beside the cache index.
+fn file_digests_path(backend: &dyn BuildBackend) -> PathBuf {
+    backend
+        .cache_index()
+        .with_file_name("build-file-digests.json")
+}
+
+/// Removes entries from the build cache index at `index`: every entry with `all`, else those
+/// whose layer `present` reports gone (entries that made no layer stay: they cost nothing and
+/// keep the configs, and so the ids, of cached rebuilds stable). Returns how many went.
+pub fn prune_cache(
+    index: &std::path::Path,
+    all: bool,
+    present: &dyn Fn(&LayerRef) -> bool,
+) -> std::io::Result<usize> {
+    if all {
+        let digests = index.with_file_name("build-file-digests.json");
+        if let Err(e) = fs::remove_file(&digests) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(e);
+            }
+        }
+    }
+    let mut cache: BTreeMap<String, CacheEntry> = match fs::read(index) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let before = cache.len();
+    if all {
+        cache.clear();
+    } else {
+        cache.retain(|_, e| e.layer.as_ref().is_none_or(present));
+    }
+    let removed = before - cache.len();
+    if cache.is_empty() {
+        fs::remove_file(index)?;
+    } else {
+        let tmp = index.with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&tmp, serde_json::to_vec(&cache)?)?;
+        fs::rename(&tmp, index)?;
+    }
+    Ok(removed)
 }
 
 /// The stages the target needs (through `FROM` and `COPY --from`), in file order.
@@ -342,6 +403,16 @@ impl Ctx<'_> {
         self.step += 1;
         (self.log)(&format!("#{} FROM {}", self.step, stage.base));
         let mut st = self.base(df, i, states)?;
+        // The base's triggers run now and are not handed down (Docker's ONBUILD).
+        let triggers = onbuild::triggers(&st.config);
+        let with_triggers;
+        let df = if triggers.is_empty() {
+            df
+        } else {
+            config_obj(&mut st.config).remove("OnBuild");
+            with_triggers = onbuild::prepend(df, i, &triggers)?;
+            &with_triggers
+        };
         if !st.config["history"].is_array() {
             st.config["history"] = json!([]);
         }
@@ -368,46 +439,9 @@ impl Ctx<'_> {
             let args: Vec<String> = r.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
             // Inputs that the instruction text does not show: file contents, stage results.
             let mut extra = String::new();
-            let mut copy_items = None;
-            if let Some((srcs, dest, from)) = copy_parts(ins) {
-                let workdir = st.config["config"]["WorkingDir"]
-                    .as_str()
-                    .unwrap_or("/")
-                    .to_string();
-                let dest = if dest.starts_with('/') {
-                    dest.clone()
-                } else {
-                    format!("{}/{}", workdir.trim_end_matches('/'), dest)
-                };
-                let dirs: Vec<PathBuf>;
-                let source = match from {
-                    None => copy::From::Context(&self.opts.context, &self.ignore),
-                    Some(f) => {
-                        let layers = match df.find_stage(f, i) {
-                            Some(j) => {
-                                extra.push_str(&states[&j].key);
-                                states[&j].layers.clone()
-                            }
-                            None => {
-                                let img = self
-                                    .backend
-                                    .base_image(f)
-                                    .map_err(|e| fail(backend_err(e)))?;
-                                extra.push_str(&img.id.to_string());
-                                img.layers
-                            }
-                        };
-                        dirs = layers
-                            .iter()
-                            .rev()
-                            .map(|l| self.backend.layer_dir(&l.diff_id))
-                            .collect();
-                        copy::From::Layers(&dirs)
-                    }
-                };
-                let items = copy::plan(&source, srcs, &dest).map_err(fail)?;
-                extra.push_str(&copy::digest(&items).map_err(|e| fail(e.to_string()))?);
-                copy_items = Some((items, dest));
+            let mut copy_items = self.plan_copy(df, i, states, &st, ins, &r.args, &fail)?;
+            if let Some(p) = &copy_items {
+                extra.push_str(&p.extra);
             }
             let key = sha(&[&st.key, &format!("{ins:?}"), &args.join("\n"), &extra]);
             if let Some(hit) = self
@@ -434,10 +468,8 @@ impl Ctx<'_> {
                     network,
                     ..
                 } => {
-                    if !mounts.is_empty() || !heredocs.is_empty() {
-                        return Err(fail(
-                            "RUN --mount and heredocs are not supported yet".into(),
-                        ));
+                    if !mounts.is_empty() {
+                        return Err(fail("RUN --mount is not supported yet".into()));
                     }
                     let shell: Vec<String> = st.config["config"]["Shell"]
                         .as_array()
@@ -447,13 +479,21 @@ impl Ctx<'_> {
                                 .collect()
                         })
                         .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-                    let argv = argv(cmd, &shell);
+                    let (argv, files) = run_argv(cmd, heredocs, &shell).map_err(fail)?;
                     created_by = format!("RUN {}", argv.join(" "));
-                    layer =
-                        self.run(&st, argv, args.clone(), network.clone(), df, &r.step, &line)?;
+                    layer = self.run(
+                        &st,
+                        (argv, files),
+                        args.clone(),
+                        network.clone(),
+                        df,
+                        &r.step,
+                        &line,
+                    )?;
                 }
                 Instruction::Copy { chown, chmod, .. } | Instruction::Add { chown, chmod, .. } => {
-                    let (items, dest) = copy_items.take().expect("planned above");
+                    let plan = copy_items.take().expect("planned above");
+                    let (items, dest) = (&plan.items, &plan.dest);
                     let owner = parse_chown(chown.as_deref()).map_err(fail)?;
                     let mode = chmod
                         .as_deref()
@@ -472,7 +512,7 @@ impl Ctx<'_> {
                     let merged = files::Merged { dirs: &dirs };
                     layer = self
                         .write_layer(|w| {
-                            copy::write(w, &items, owner, mode, &|p| merged.lookup(p).is_some())
+                            copy::write(w, items, owner, mode, &|p| merged.lookup(p).is_some())
                         })
                         .map_err(fail)?;
                 }
@@ -508,7 +548,7 @@ impl Ctx<'_> {
                             .map_err(fail)?;
                     }
                 }
-                other => apply_meta(&mut st.config, other, &line),
+                other => meta::apply_meta(&mut st.config, other, &r.step.text),
             }
             let mut h = json!({"created": now(), "created_by": created_by});
             if layer.is_none() {
@@ -560,7 +600,7 @@ impl Ctx<'_> {
     fn run(
         &self,
         st: &State,
-        argv: Vec<String>,
+        (argv, files): (Vec<String>, script::StepFiles),
         env: Vec<String>,
         network: Option<String>,
         df: &Dockerfile,
@@ -592,7 +632,13 @@ impl Ctx<'_> {
                 upper: upper.clone(),
                 work,
                 network,
+                files,
             };
+            if !self.mode_noted.replace(true) {
+                if let Some(mode) = self.backend.run_mode() {
+                    (self.log)(&format!("#{} {mode}", self.step));
+                }
+            }
             let tail = std::sync::Mutex::new(Vec::<String>::new());
             let pending = std::sync::Mutex::new(Vec::<u8>::new());
             let prefix = format!("#{} ", self.step);
@@ -643,133 +689,12 @@ impl Ctx<'_> {
     }
 }
 
-fn copy_parts(ins: &Instruction) -> Option<(&Vec<String>, &String, Option<&String>)> {
-    match ins {
-        Instruction::Copy {
-            srcs, dest, from, ..
-        } => Some((srcs, dest, from.as_ref())),
-        Instruction::Add { srcs, dest, .. } => Some((srcs, dest, None)),
-        _ => None,
-    }
-}
-
 /// `--chown=UID[:GID]`, numeric only: names need the image's passwd file.
-fn parse_chown(c: Option<&str>) -> Result<(u32, u32), String> {
-    let Some(c) = c else { return Ok((0, 0)) };
+fn parse_chown(c: Option<&str>) -> Result<Option<(u32, u32)>, String> {
+    let Some(c) = c else { return Ok(None) };
     let (u, g) = c.split_once(':').unwrap_or((c, c));
     match (u.parse(), g.parse()) {
-        (Ok(u), Ok(g)) => Ok((u, g)),
+        (Ok(u), Ok(g)) => Ok(Some((u, g))),
         _ => Err(format!("--chown={c}: only numeric ids are supported")),
-    }
-}
-
-fn cmd_json(c: &ShellOrExec, shell: &[String]) -> Value {
-    json!(argv(c, shell))
-}
-
-/// Applies a configuration-only instruction to the image config.
-fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
-    let shell: Vec<String> = config["config"]["Shell"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-    let cfg = config_obj(config);
-    match ins {
-        Instruction::Env(kvs) => {
-            let mut env: Vec<String> = cfg
-                .get("Env")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            for (k, v) in kvs {
-                env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                env.push(format!("{k}={v}"));
-            }
-            cfg.insert("Env".into(), json!(env));
-        }
-        Instruction::Cmd(c) => {
-            cfg.insert("Cmd".into(), cmd_json(c, &shell));
-        }
-        Instruction::Entrypoint(c) => {
-            cfg.insert("Entrypoint".into(), cmd_json(c, &shell));
-            // Docker's rule: a new ENTRYPOINT drops a CMD inherited from the base.
-            cfg.remove("Cmd");
-        }
-        Instruction::Label(kvs) => {
-            let l = obj(cfg, "Labels");
-            for (k, v) in kvs {
-                l.insert(k.clone(), json!(v));
-            }
-        }
-        Instruction::Maintainer(m) => {
-            obj(cfg, "Labels").insert("maintainer".into(), json!(m));
-        }
-        Instruction::Expose(ports) => {
-            let e = obj(cfg, "ExposedPorts");
-            for p in ports {
-                let p = if p.contains('/') {
-                    p.clone()
-                } else {
-                    format!("{p}/tcp")
-                };
-                e.insert(p, json!({}));
-            }
-        }
-        Instruction::Volume(vs) => {
-            let e = obj(cfg, "Volumes");
-            for v in vs {
-                e.insert(v.clone(), json!({}));
-            }
-        }
-        Instruction::User(u) => {
-            cfg.insert("User".into(), json!(u));
-        }
-        Instruction::Stopsignal(s) => {
-            cfg.insert("StopSignal".into(), json!(s));
-        }
-        Instruction::Shell(s) => {
-            cfg.insert("Shell".into(), json!(s));
-        }
-        Instruction::Healthcheck(h) => {
-            let v = match h {
-                None => json!({"Test": ["NONE"]}),
-                Some(h) => {
-                    let test = match &h.test {
-                        ShellOrExec::Exec(v) => std::iter::once("CMD".to_string())
-                            .chain(v.iter().cloned())
-                            .collect::<Vec<_>>(),
-                        ShellOrExec::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
-                    };
-                    let ns = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
-                    json!({
-                        "Test": test, "Interval": ns(h.interval), "Timeout": ns(h.timeout),
-                        "StartPeriod": ns(h.start_period), "Retries": h.retries.unwrap_or(0),
-                    })
-                }
-            };
-            cfg.insert("Healthcheck".into(), v);
-        }
-        Instruction::Onbuild(_) => {
-            // Recorded as written; a build that uses this image as its base runs it.
-            let trigger = line
-                .split_once(char::is_whitespace)
-                .map_or("", |(_, t)| t.trim());
-            let mut list: Vec<Value> = cfg
-                .get("OnBuild")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            list.push(json!(trigger));
-            cfg.insert("OnBuild".into(), json!(list));
-        }
-        _ => {}
     }
 }

@@ -7,11 +7,14 @@
 
 mod bpf;
 mod docker;
+mod fakeroot;
 
 use oci_spec::runtime::LinuxSeccomp;
 
 use crate::error::{Failure, RuntimeError, Step};
 use crate::sys;
+
+pub use fakeroot::fake_root_seccomp;
 
 /// Docker's default profile, as Docker's own JSON format.
 const DEFAULT_PROFILE: &str = include_str!("default.json");

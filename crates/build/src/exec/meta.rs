@@ -1,0 +1,117 @@
+//! Instructions that change only the image configuration.
+
+use serde_json::{json, Value};
+
+use super::{argv, config_obj, obj};
+use crate::{Instruction, ShellOrExec};
+
+fn cmd_json(c: &ShellOrExec, shell: &[String]) -> Value {
+    json!(argv(c, shell))
+}
+
+/// Applies a configuration-only instruction to the image config.
+pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
+    let shell: Vec<String> = config["config"]["Shell"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+    let cfg = config_obj(config);
+    match ins {
+        Instruction::Env(kvs) => {
+            let mut env: Vec<String> = cfg
+                .get("Env")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (k, v) in kvs {
+                env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                env.push(format!("{k}={v}"));
+            }
+            cfg.insert("Env".into(), json!(env));
+        }
+        Instruction::Cmd(c) => {
+            cfg.insert("Cmd".into(), cmd_json(c, &shell));
+        }
+        Instruction::Entrypoint(c) => {
+            cfg.insert("Entrypoint".into(), cmd_json(c, &shell));
+            // Docker's rule: a new ENTRYPOINT drops a CMD inherited from the base.
+            cfg.remove("Cmd");
+        }
+        Instruction::Label(kvs) => {
+            let l = obj(cfg, "Labels");
+            for (k, v) in kvs {
+                l.insert(k.clone(), json!(v));
+            }
+        }
+        Instruction::Maintainer(m) => {
+            obj(cfg, "Labels").insert("maintainer".into(), json!(m));
+        }
+        Instruction::Expose(ports) => {
+            let e = obj(cfg, "ExposedPorts");
+            for p in ports {
+                let p = if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("{p}/tcp")
+                };
+                e.insert(p, json!({}));
+            }
+        }
+        Instruction::Volume(vs) => {
+            let e = obj(cfg, "Volumes");
+            for v in vs {
+                e.insert(v.clone(), json!({}));
+            }
+        }
+        Instruction::User(u) => {
+            cfg.insert("User".into(), json!(u));
+        }
+        Instruction::Stopsignal(s) => {
+            cfg.insert("StopSignal".into(), json!(s));
+        }
+        Instruction::Shell(s) => {
+            cfg.insert("Shell".into(), json!(s));
+        }
+        Instruction::Healthcheck(h) => {
+            let v = match h {
+                None => json!({"Test": ["NONE"]}),
+                Some(h) => {
+                    let test = match &h.test {
+                        ShellOrExec::Exec(v) => std::iter::once("CMD".to_string())
+                            .chain(v.iter().cloned())
+                            .collect::<Vec<_>>(),
+                        ShellOrExec::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+                    };
+                    let ns = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
+                    json!({
+                        "Test": test, "Interval": ns(h.interval), "Timeout": ns(h.timeout),
+                        "StartPeriod": ns(h.start_period), "Retries": h.retries.unwrap_or(0),
+                    })
+                }
+            };
+            cfg.insert("Healthcheck".into(), v);
+        }
+        Instruction::Onbuild(_) => {
+            // Recorded as written; a build that uses this image as its base runs it.
+            let trigger = line
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, t)| t.trim());
+            let mut list: Vec<Value> = cfg
+                .get("OnBuild")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            list.push(json!(trigger));
+            cfg.insert("OnBuild".into(), json!(list));
+        }
+        _ => {}
+    }
+}
