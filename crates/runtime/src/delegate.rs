@@ -12,7 +12,7 @@ use std::io::{BufRead, Write};
 use oci_spec::runtime::LinuxIdMapping;
 
 use crate::error::RuntimeError;
-use crate::idmap::{IdMaps, IdRange};
+use crate::idmap::{ranges, IdMaps};
 use crate::sys::process_ns::unshare_user_namespace;
 
 /// Child side: enters a new user namespace, says `ready` on `to_parent` and waits for `go`
@@ -43,15 +43,6 @@ pub fn write_id_maps(
     uids: &[LinuxIdMapping],
     gids: &[LinuxIdMapping],
 ) -> Result<(), RuntimeError> {
-    let ranges = |m: &[LinuxIdMapping]| {
-        m.iter()
-            .map(|m| IdRange {
-                container: m.container_id(),
-                host: m.host_id(),
-                size: m.size(),
-            })
-            .collect()
-    };
     crate::idmap::write(
         pid,
         &IdMaps {

@@ -27,17 +27,15 @@ pub(crate) struct IdMaps {
     pub(crate) gids: Vec<IdRange>,
 }
 
-fn ranges(maps: Option<&Vec<LinuxIdMapping>>) -> Vec<IdRange> {
-    maps.map(|m| {
-        m.iter()
-            .map(|m| IdRange {
-                container: m.container_id(),
-                host: m.host_id(),
-                size: m.size(),
-            })
-            .collect()
-    })
-    .unwrap_or_default()
+/// The ranges of an OCI id mapping list.
+pub(crate) fn ranges(maps: &[LinuxIdMapping]) -> Vec<IdRange> {
+    maps.iter()
+        .map(|m| IdRange {
+            container: m.container_id(),
+            host: m.host_id(),
+            size: m.size(),
+        })
+        .collect()
 }
 
 impl IdMaps {
@@ -45,8 +43,16 @@ impl IdMaps {
     /// default, so a spec without mappings still runs.
     pub(crate) fn from_spec(spec: &Spec) -> IdMaps {
         let linux = spec.linux().as_ref();
-        let mut uids = ranges(linux.and_then(|l| l.uid_mappings().as_ref()));
-        let mut gids = ranges(linux.and_then(|l| l.gid_mappings().as_ref()));
+        let mut uids = ranges(
+            linux
+                .and_then(|l| l.uid_mappings().as_deref())
+                .unwrap_or_default(),
+        );
+        let mut gids = ranges(
+            linux
+                .and_then(|l| l.gid_mappings().as_deref())
+                .unwrap_or_default(),
+        );
         if uids.is_empty() {
             uids.push(IdRange {
                 container: 0,

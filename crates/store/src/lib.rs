@@ -118,6 +118,22 @@ struct Layout {
     version: u32,
 }
 
+/// Refuses a `layout.json` that does not parse or names a newer layout than this build knows.
+fn check_layout(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let l: Layout = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if l.version > LAYOUT_VERSION {
+        return Err(StoreError::LayoutTooNew {
+            path: path.to_path_buf(),
+            found: l.version,
+            supported: LAYOUT_VERSION,
+        });
+    }
+    Ok(())
+}
+
 impl Store {
     /// `/var/lib/berth` for root, else `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`.
     pub fn default_root() -> PathBuf {
@@ -142,20 +158,7 @@ impl Store {
         fs::create_dir_all(root).at(root)?;
         let layout = paths.layout_file();
         match fs::read(&layout) {
-            Ok(bytes) => {
-                let l: Layout =
-                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                        path: layout.clone(),
-                        reason: e.to_string(),
-                    })?;
-                if l.version > LAYOUT_VERSION {
-                    return Err(StoreError::LayoutTooNew {
-                        path: layout,
-                        found: l.version,
-                        supported: LAYOUT_VERSION,
-                    });
-                }
-            }
+            Ok(bytes) => check_layout(&layout, &bytes)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::io(layout, e)),
         }
@@ -187,17 +190,7 @@ impl Store {
         let paths = Paths::new(root);
         let layout = paths.layout_file();
         let bytes = fs::read(&layout).map_err(|e| StoreError::io(layout.clone(), e))?;
-        let l: Layout = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path: layout.clone(),
-            reason: e.to_string(),
-        })?;
-        if l.version > LAYOUT_VERSION {
-            return Err(StoreError::LayoutTooNew {
-                path: layout,
-                found: l.version,
-                supported: LAYOUT_VERSION,
-            });
-        }
+        check_layout(&layout, &bytes)?;
         Ok(Store {
             paths,
             remover: None,
