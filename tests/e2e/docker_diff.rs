@@ -257,6 +257,79 @@ fn docker_profile_matches_docker() {
     }
     d.docker(&["rm", "-f", &docker_id]);
     b.ok(&["rm", "-f", berth_id.trim()]);
+
+    // inspect after the container exited: what Docker shows of mounts, command and state.
+    let bind = b.dir.path().join("bind");
+    std::fs::create_dir(&bind).unwrap();
+    let bind_mount = format!("type=bind,source={},target=/b,readonly", bind.display());
+    let flags = [
+        "--name",
+        "insp",
+        "--mount",
+        &bind_mount,
+        "--mount",
+        "type=tmpfs,target=/t",
+        "--mount",
+        "type=volume,source=dv,target=/v",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--entrypoint",
+        "sh",
+        "localhost/bb:latest",
+        "-c",
+        "exit 3",
+    ];
+    let mut docker_args = vec!["run", "--network", "none"];
+    docker_args.extend_from_slice(&flags);
+    d.docker(&docker_args);
+    let mut berth_args = vec!["run"];
+    berth_args.extend_from_slice(&flags);
+    b.run(&berth_args);
+    let project = |text: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(text).unwrap();
+        let v = &v[0];
+        let mut mounts: Vec<serde_json::Value> = v["Mounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                // Where a volume's data lives is the engine's business.
+                let source = if m["Type"] == "volume" {
+                    serde_json::Value::Null
+                } else {
+                    m["Source"].clone()
+                };
+                serde_json::json!([
+                    m["Type"],
+                    m["Name"],
+                    source,
+                    m["Destination"],
+                    m["Driver"],
+                    m["Mode"],
+                    m["RW"],
+                    m["Propagation"]
+                ])
+            })
+            .collect();
+        mounts.sort_by_key(|m| m[3].as_str().unwrap_or_default().to_string());
+        serde_json::json!({
+            "Mounts": mounts,
+            "Tmpfs": v["HostConfig"]["Tmpfs"],
+            "Entrypoint": v["Config"]["Entrypoint"],
+            "Cmd": v["Config"]["Cmd"],
+            "Path": v["Path"],
+            "Args": v["Args"],
+            "Status": v["State"]["Status"],
+            "ExitCode": v["State"]["ExitCode"],
+        })
+    };
+    let theirs = project(&d.docker(&["inspect", "insp"]).stdout);
+    let ours = project(&b.run(&["inspect", "insp"]).stdout);
+    if theirs != ours {
+        differences.push(format!("inspect:\n  docker {theirs}\n  berth  {ours}"));
+    }
+    d.docker(&["rm", "-f", "insp"]);
     assert!(
         differences.is_empty(),
         "{} cases differ:\n{}",

@@ -333,6 +333,25 @@ fn container_dies_with_its_monitor() {
         assert!(b.ok(&["ps", "-q"]).trim().is_empty());
         b.ok(&["rm", &id]);
     }
+    // With --rm the monitor had no chance to remove it: ps does, as Docker would have.
+    let id = b
+        .ok(&["run", "-d", "--rm", "localhost/bb", "sleep", "300"])
+        .trim()
+        .to_string();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.root().join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &state["MonitorPid"].as_i64().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !b.ok(&["ps", "-aq"]).trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "--rm record left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!b.root().join("containers").join(&id).exists());
 }
 
 #[test]

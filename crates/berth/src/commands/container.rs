@@ -7,7 +7,7 @@ use berth_cli::{
 use berth_store::{ContainerRecord, ContainerState, Store};
 use serde_json::{json, Value};
 
-use crate::dispatch::host::{effective_status, monitor_alive};
+use crate::dispatch::host::{self, effective_status, monitor_alive};
 use crate::humanize;
 use crate::printer::Printer;
 use crate::settings::Settings;
@@ -124,13 +124,13 @@ pub fn wait(s: &Settings, a: &ContainersArgs) -> Result<u8> {
     })
 }
 
-/// Every process in the container: those whose pid namespace is the container init's.
 /// The one-letter state of a process (`R`, `S`, `T`...), `None` once it is gone.
 fn process_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
+/// Every process in the container: those whose pid namespace is the container init's.
 pub fn container_pids(pid: i32) -> Vec<i32> {
     let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
         return vec![pid];
@@ -285,6 +285,10 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
     for rec in store.containers()? {
         let st = store.container_state(&rec.id)?;
         let status = effective_status(&st);
+        if orphaned_auto_remove(&rec, &st, &status) {
+            let _ = store.remove_container(&rec.id);
+            continue;
+        }
         if !a.all && !matches!(status.as_str(), "running" | "paused") {
             continue;
         }
@@ -303,6 +307,17 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
         &[("ID", "CONTAINER ID"), ("RunningFor", "CREATED")],
     )?;
     Ok(0)
+}
+
+/// A `--rm` container whose monitor was killed on this host and boot before it could remove
+/// it (a scheduler's SIGKILL): the container died with its monitor, and Docker's daemon would
+/// have removed it, so `ps` does. A record from another node or boot is left alone.
+fn orphaned_auto_remove(rec: &ContainerRecord, st: &ContainerState, status: &str) -> bool {
+    rec.host_config["AutoRemove"].as_bool() == Some(true)
+        && status == "exited"
+        && matches!(st.status.as_str(), "running" | "paused")
+        && st.hostname == host::hostname()
+        && st.boot_id == host::boot_id()
 }
 
 /// Entrypoint and command, as the process runs them. (Records written before `Entrypoint`

@@ -50,6 +50,8 @@ pub struct Container {
     control: Option<Sender>,
     report: Receiver,
     master: Option<OwnedFd>,
+    /// The monitor's parent when the container was created.
+    parent: Option<Pid>,
     /// A pidfd of the monitor's parent, when the container must not outlive it.
     lifeline: Option<OwnedFd>,
     /// The signal mask from before [`Container::start`] blocked the forwarded signals.
@@ -168,6 +170,7 @@ impl Container {
             control: Some(control_tx),
             report: report_rx,
             master: None,
+            parent: rustix::process::getppid(),
             lifeline: None,
             mask_before_start: None,
             arg0,
@@ -274,11 +277,12 @@ impl Container {
     /// the monitor itself die, the container's process gets SIGKILL from the kernel anyway
     /// (its parent-death signal).
     pub fn end_with_parent(&mut self) {
-        let parent = rustix::process::getppid();
-        let fd = parent.and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
-        // Opened after the parent had already gone (we were reparented in between): that
-        // parent ended, whoever the new one is.
-        let gone = fd.is_none() || rustix::process::getppid() != parent;
+        let fd = self
+            .parent
+            .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
+        // Reparented since create (or just before the pidfd was opened): that parent ended,
+        // whoever the new one is.
+        let gone = fd.is_none() || rustix::process::getppid() != self.parent;
         if gone {
             let _ = sys::kill(self.pid, libc::SIGKILL);
         }
