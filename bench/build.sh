@@ -4,8 +4,10 @@
 # local registry, a RUN writing 2,000 small files, a COPY of a 50 MB file, ENV, LABEL,
 # ENTRYPOINT and CMD.
 #
-# Usage: bench/build.sh [RUNS]    (as root; RUNS timed runs per command and mode, default 5)
+# Usage: bench/build.sh [RUNS]    (as root; RUNS timed runs per command and mode, default 6)
 # Environment:
+#   ROUNDS=N        split the RUNS into N rounds (default 3), cold and cached alternating, so that
+#                   the noise of a shared machine is spread over all tools; times are pooled
 #   BERTH_BIN=PATH  use this berth binary instead of building one (then BERTH_FIXTURES_TAR=PATH
 #                   can name the Debian rootfs tar, otherwise berth-fixtures must be on PATH)
 #   BENCH_OUT=DIR   where results go (default bench/results)
@@ -14,9 +16,12 @@
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
-runs=${1:-5}
+runs=${1:-6}
+rounds=${ROUNDS:-3}
 out=${BENCH_OUT:-$BERTH_REPO/bench/results}
 [ "$(id -u)" -eq 0 ] || die "run as root (buildah and podman use their root storage drivers)"
+[ "$rounds" -ge 1 ] && [ "$runs" -ge "$rounds" ] || die "need RUNS >= ROUNDS >= 1"
+per_round=$(( (runs + rounds - 1) / rounds ))
 command -v hyperfine >/dev/null && command -v jq >/dev/null || "$BERTH_REPO/scripts/install-deps"
 
 if [ -n "${BERTH_BIN:-}" ]; then
@@ -107,13 +112,29 @@ done
 mkdir -p "$out"
 stamp=$(date +%Y%m%d-%H%M%S)
 load0=$(cut -d' ' -f1-3 /proc/loadavg); date0=$(date -u +%FT%TZ)
-say "cold builds ($runs runs each)"
-hyperfine --runs "$runs" --warmup 1 --export-json "$work/cold.json" "${cold[@]}"
-say "cached builds ($runs runs each)"
-hyperfine --runs "$runs" --warmup 1 --export-json "$work/cached.json" "${cached[@]}"
+# Rounds alternate the modes and, within each, hyperfine runs the tools one after the other:
+# the load swings of a shared machine are spread over every tool. Times are pooled.
+# Each run starts after a `sync`: Berth makes its layers durable with syncfs, which would
+# otherwise also write back what the previous tool left dirty (buildah and podman do not sync).
+for r in $(seq "$rounds"); do
+  say "round $r of $rounds: cold builds ($per_round runs each)"
+  hyperfine --runs "$per_round" --warmup 1 --prepare sync \
+    --export-json "$work/cold-$r.json" "${cold[@]}"
+  say "round $r of $rounds: cached builds ($per_round runs each)"
+  hyperfine --runs "$per_round" --warmup 1 --prepare sync \
+    --export-json "$work/cached-$r.json" "${cached[@]}"
+done
 load1=$(cut -d' ' -f1-3 /proc/loadavg); date1=$(date -u +%FT%TZ)
-cp "$work/cold.json" "$out/build-cold-$stamp.json"
-cp "$work/cached.json" "$out/build-cached-$stamp.json"
+pool() { # MODE: every round's times per tool, and their median
+  jq -s '{results: (map(.results[]) | group_by(.command)
+    | map({command: .[0].command, times: (map(.times) | add | sort)})
+    | map(. + {median: (.times | if length % 2 == 1 then .[length / 2 | floor]
+                                   else (.[length / 2 - 1] + .[length / 2]) / 2 end)}))}' \
+    "$work/$1"-*.json > "$work/$1.json"
+  cp "$work/$1.json" "$out/build-$1-$stamp.json"
+}
+pool cold
+pool cached
 
 table() { # MODE JSON
   jq -r --arg mode "$1" '
@@ -125,7 +146,8 @@ table() { # MODE JSON
     | @tsv' "$2"
 }
 {
-  echo "start $date0, load average $load0; end $date1, load average $load1; $runs runs"
+  echo "start $date0, load average $load0; end $date1, load average $load1;" \
+    "$((per_round * rounds)) runs per tool and mode in $rounds rounds"
   echo
   echo "| mode | tool | median (s) | berth / tool |"
   echo "|---|---|---|---|"
