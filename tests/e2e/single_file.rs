@@ -76,6 +76,23 @@ fn convert_then_run_in_place() {
         assert_eq!(b.ok(&["run", "--rm", f, "cat /opt/k"]), "two\n");
     }
 
+    // A one-layer image (converted from its unpacked directory when root): the same tree too.
+    let one = work.path().join("bb.sqsh");
+    let one = one.to_str().unwrap();
+    b.ok(&["convert", "-q", "--compression", "lz4", "localhost/bb", one]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "--entrypoint", "sh", one, "-c", LISTING]),
+        b.ok(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            "localhost/bb",
+            "-c",
+            LISTING
+        ])
+    );
+
     // Detached: the mount lives as long as the container, then it and its directory go.
     let f = work.path().join("layered-zstd.sqsh");
     let f = f.to_str().unwrap();
@@ -242,4 +259,36 @@ fn many_containers_from_one_file_at_once() {
         .map(|e| e.file_name())
         .collect();
     assert!(tmp.is_empty(), "{tmp:?}");
+}
+
+#[test]
+fn convert_straight_from_a_registry() {
+    if !have("mksquashfs") {
+        eprintln!("skipping: mksquashfs (squashfs-tools) not installed");
+        return;
+    }
+    let reg = berth_testkit::Registry::start();
+    let (seed, _ctx) = layered();
+    let name = format!("{}/t/layered:1", reg.addr());
+    seed.ok(&["tag", "layered", &name]);
+    seed.ok(&["push", "-q", "--tls-verify=false", &name]);
+
+    // An empty store: the blobs are fetched, converted from, and no image is recorded.
+    let b = Berth::new();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("from-registry.sqsh");
+    let f = file.to_str().unwrap();
+    b.ok(&["convert", "-q", "--tls-verify=false", &name, f]);
+    assert!(b.ok(&["images", "-q"]).trim().is_empty());
+    assert!(!b
+        .root()
+        .join("layers")
+        .read_dir()
+        .unwrap()
+        .any(|e| e.unwrap().path().is_dir()));
+    assert_eq!(b.ok(&["run", "--rm", f]), "hello from /opt\n");
+    assert_eq!(
+        b.ok(&["run", "--rm", f, LISTING]),
+        seed.ok(&["run", "--rm", "layered", LISTING])
+    );
 }

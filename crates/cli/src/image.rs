@@ -221,7 +221,8 @@ pub struct LoadArgs {
 /// `berth convert`
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Image to convert (pulled first when it is not in the store): NAME[:TAG|@DIGEST].
+    /// Image to convert: NAME[:TAG|@DIGEST]. One that is not in the store is fetched from its
+    /// registry for the conversion only (its layers are not unpacked, nor is it added).
     pub image: String,
     /// The single-file image to write (conventionally `NAME.sqsh`); `berth run FILE` runs it.
     pub output: std::path::PathBuf,
@@ -231,7 +232,7 @@ pub struct ConvertArgs {
     /// Suppress progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Platform to pull when the image is not in the store (os/arch[/variant]).
+    /// Platform to fetch when the image is not in the store (os/arch[/variant]).
     #[arg(long)]
     pub platform: Option<String>,
     /// Registry connection options.

@@ -12,8 +12,10 @@ use crate::settings::Settings;
 pub fn run(s: &Settings, a: &ConvertArgs) -> Result<u8> {
     let store = s.open_store()?;
     let p = Printer::new(a.quiet);
-    let img = match store.lookup(&a.image) {
-        Ok(img) => img,
+    // An image of the store is converted from there; another is fetched (blobs only: it is
+    // not unpacked, since the conversion reads the compressed layers) and not kept as an image.
+    let done = match store.lookup(&a.image) {
+        Ok(img) => convert::convert(&store, &img, &a.output, &a.compression, &p)?,
         Err(StoreError::ImageNotFound(_)) => {
             let r = ImageRef::parse(&a.image)?;
             let platform = match &a.platform {
@@ -21,12 +23,11 @@ pub fn run(s: &Settings, a: &ConvertArgs) -> Result<u8> {
                 None => Platform::host(),
             };
             let client = Client::new(s.registry_options(&a.registry))?;
-            pull::pull(&store, &client, &r, &platform, &p)?;
-            store.lookup(&r.to_string())?
+            let fetched = pull::fetch_blobs(&store, &client, &r, &platform, &p)?;
+            convert::convert_fetched(&store, &fetched, &a.output, &a.compression, &p)?
         }
         Err(e) => return Err(e.into()),
     };
-    let done = convert::convert(&store, &img, &a.output, &a.compression, &p)?;
     p.status(format!(
         "{}: {} entries, {} ({})",
         a.output.display(),

@@ -15,8 +15,10 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use berth_archive::{flatten, root_mode, write_config_trailer, Flattened};
 use berth_store::{ImageRecord, Store};
+use berth_types::Digest;
 
 use super::archive::StoreBlobs;
+use super::pull::FetchedBlobs;
 use crate::printer::Printer;
 
 /// Compressors `mksquashfs` knows, by the names `--compression` takes.
@@ -28,7 +30,8 @@ pub struct Converted {
     pub flattened: Flattened,
 }
 
-/// Writes `img` to `output` as a squashfs image compressed with `compression`.
+/// Writes `img`, an image of the store, to `output` as a squashfs image compressed with
+/// `compression`.
 pub fn convert(
     store: &Store,
     img: &ImageRecord,
@@ -36,28 +39,59 @@ pub fn convert(
     compression: &str,
     p: &Printer,
 ) -> Result<Converted> {
+    check_compression(compression)?;
+    let manifest = store.manifest(img)?;
+    let layers: Vec<_> = manifest
+        .layers()
+        .iter()
+        .map(|l| Ok((l.digest().to_string().parse::<Digest>()?, l.size())))
+        .collect::<Result<_>>()?;
+    let config = store.read_blob(&img.id)?;
+    let dir = single_unpacked_layer(store, img);
+    write_output(output, &config, |tmp| match dir {
+        Some((dir, entries)) => squashfs_of_dir(&dir, entries, tmp, compression, p),
+        None => write_squashfs(store, &layers, tmp, compression, p),
+    })
+}
+
+/// Writes an image whose blobs were just fetched (and never unpacked) to `output`.
+pub fn convert_fetched(
+    store: &Store,
+    fetched: &FetchedBlobs,
+    output: &Path,
+    compression: &str,
+    p: &Printer,
+) -> Result<Converted> {
+    check_compression(compression)?;
+    write_output(output, &fetched.config, |tmp| {
+        write_squashfs(store, &fetched.layers, tmp, compression, p)
+    })
+}
+
+fn check_compression(compression: &str) -> Result<()> {
     if !COMPRESSORS.contains(&compression) {
         bail!(
             "invalid --compression {compression:?}: expected one of {}",
             COMPRESSORS.join(", ")
         );
     }
-    let manifest = store.manifest(img)?;
-    let layers: Vec<_> = manifest
-        .layers()
-        .iter()
-        .map(|l| l.digest().to_string().parse::<berth_types::Digest>())
-        .collect::<Result<_, _>>()?;
-    let total: u64 = manifest.layers().iter().map(|l| l.size()).sum();
-    let config = store.read_blob(&img.id)?;
+    Ok(())
+}
 
+/// Builds the file system under a temporary name beside `output` with `build`, appends the
+/// config and renames it into place; on any failure nothing is left.
+fn write_output(
+    output: &Path,
+    config: &[u8],
+    build: impl FnOnce(&Path) -> Result<Flattened>,
+) -> Result<Converted> {
     let tmp = temp_beside(output)?;
-    let result = write_squashfs(store, &layers, total, &tmp, compression, p).and_then(|flat| {
+    let result = build(&tmp).and_then(|flat| {
         let mut f = OpenOptions::new()
             .append(true)
             .open(&tmp)
             .with_context(|| format!("cannot reopen {}", tmp.display()))?;
-        write_config_trailer(&mut f, &config)
+        write_config_trailer(&mut f, config)
             .and_then(|()| f.sync_all())
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         let bytes = f.metadata()?.len();
@@ -72,6 +106,81 @@ pub fn convert(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The unpacked directory of a one-layer image, when `mksquashfs` may read it as it is: as
+/// root (the files carry the image's owners; a rootless store holds them under the caller's
+/// or shifted ids) and with no whiteout in it (a 0:0 character device, meaningless in a
+/// bottom layer but not to be copied). Reading files the pull already inflated is cheaper
+/// than inflating the blob again.
+fn single_unpacked_layer(store: &Store, img: &ImageRecord) -> Option<(PathBuf, u64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if super::euid() != 0 || img.layers.len() != 1 || !store.has_layer(&img.layers[0]) {
+        return None;
+    }
+    let dir = store.layer_path(&img.layers[0]);
+    let mut entries = 0;
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).ok()? {
+            let e = e.ok()?;
+            let m = e.metadata().ok()?;
+            if m.file_type().is_char_device() && m.rdev() == 0 {
+                return None;
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            entries += 1;
+        }
+    }
+    Some((dir, entries))
+}
+
+/// `mksquashfs DIR`: the tree as it is, hard links, owners, modes and extended attributes kept.
+fn squashfs_of_dir(
+    dir: &Path,
+    entries: u64,
+    tmp: &Path,
+    compression: &str,
+    p: &Printer,
+) -> Result<Flattened> {
+    let bar = p.bar("convert", None);
+    bar.message("Compressing");
+    let out = Command::new("mksquashfs")
+        .arg(dir)
+        .arg(tmp)
+        .args(["-noappend", "-quiet", "-no-progress", "-comp", compression])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!("mksquashfs not found: berth convert needs squashfs-tools")
+            } else {
+                anyhow::anyhow!("cannot start mksquashfs: {e}")
+            }
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
+        bail!(
+            "mksquashfs failed ({}) writing {}: {last}",
+            out.status,
+            tmp.display()
+        );
+    }
+    bar.finish("Converted");
+    Ok(Flattened {
+        entries,
+        hidden: 0,
+        root_mode: None,
+    })
 }
 
 /// A fresh name in the output's directory, so the final rename stays on one file system.
@@ -97,12 +206,14 @@ fn temp_beside(output: &Path) -> Result<PathBuf> {
 
 fn write_squashfs(
     store: &Store,
-    layers: &[berth_types::Digest],
-    total: u64,
+    layers: &[(Digest, u64)],
     tmp: &Path,
     compression: &str,
     p: &Printer,
 ) -> Result<Flattened> {
+    let total = layers.iter().map(|(_, size)| size).sum();
+    let layers: Vec<Digest> = layers.iter().map(|(d, _)| d.clone()).collect();
+    let layers = &layers[..];
     // mksquashfs takes the root directory's mode as an option, before it reads the tar.
     let root_mode = root_mode(&StoreBlobs(store), layers).unwrap_or(0o755);
     let mut child = Command::new("mksquashfs")

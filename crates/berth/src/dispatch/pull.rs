@@ -123,6 +123,57 @@ pub fn pull(
     })
 }
 
+/// An image's blobs fetched into the store without unpacking or recording it (for `convert`,
+/// which reads the compressed layers themselves). The guard keeps a concurrent prune from
+/// removing the blobs, which no image names, until it is dropped.
+pub struct FetchedBlobs {
+    /// Layer blobs, bottom first, with their sizes.
+    pub layers: Vec<(Digest, u64)>,
+    /// The image config as stored.
+    pub config: Vec<u8>,
+    pub _gc: berth_store::GcGuard,
+}
+
+/// Fetches the config and layer blobs of `r` for `platform`, verified, with progress bars.
+pub fn fetch_blobs(
+    store: &Store,
+    client: &Client,
+    r: &ImageRef,
+    platform: &Platform,
+    p: &Printer,
+) -> Result<FetchedBlobs> {
+    let resolved = client.resolve(r, platform)?;
+    let gc = store.hold_gc()?;
+    let config_digest: Digest = resolved.parsed.config().digest().to_string().parse()?;
+    fetch_blob(
+        store,
+        client,
+        r,
+        &config_digest,
+        resolved.parsed.config().size(),
+        None,
+    )?;
+    let layers: Vec<(Digest, u64)> = resolved
+        .parsed
+        .layers()
+        .iter()
+        .map(|l| Ok((l.digest().to_string().parse()?, l.size())))
+        .collect::<Result<_>>()?;
+    super::parallel(resolved.parsed.layers(), |i, _| {
+        let (digest, size) = &layers[i];
+        let bar = p.bar(digest.short(), Some(*size));
+        bar.message("Downloading");
+        fetch_blob(store, client, r, digest, *size, Some(&bar))?;
+        bar.finish("Download complete");
+        Ok(())
+    })?;
+    Ok(FetchedBlobs {
+        layers,
+        config: store.read_blob(&config_digest)?,
+        _gc: gc,
+    })
+}
+
 /// Makes `digest` present in the store: skipped when there, resumed when partial, verified.
 pub fn fetch_blob(
     store: &Store,
