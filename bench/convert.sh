@@ -50,9 +50,11 @@ hyperfine --runs "$runs" --warmup 0 --prepare "rm -rf '$r' && mkdir -p '$r'" \
   --export-json "$json" "${cmds[@]}" >/dev/null
 
 berth --root "$work/store" convert -q --compression "$c" "$ref" "$work/img.sqsh" >/dev/null
+berth --root "$work/store" convert -q --compression lz4 "$ref" "$work/img-lz4.sqsh" >/dev/null
 json2="$out/convert-start-$stamp.json"
 hyperfine -N --runs 30 --warmup 3 --export-json "$json2" \
   -n "run true from .sqsh" "berth --root $work/store run --rm $work/img.sqsh true" \
+  -n "run true from .sqsh (lz4)" "berth --root $work/store run --rm $work/img-lz4.sqsh true" \
   -n "run true from the store" "berth --root $work/store run --rm $ref true" >/dev/null
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -65,5 +67,6 @@ jq -rs --arg c "$c" '
   | (.[0].results | map(.command | capture("berth convert \\((?<c>.*)\\)") | .c)) as $cs
   | ($cs[] | "berth convert / mksquashfs dir (\(.)): \($m["berth convert (\(.))"] / $m["mksquashfs dir (\(.))"] * 100 | round / 100)"),
     "registry->sqsh, skopeo+umoci+mksquashfs / berth (\($c)): \($m["registry->sqsh skopeo+umoci+mksquashfs (\($c))"] / $m["registry->sqsh berth (\($c))"] * 100 | round / 100)x",
-    "start from .sqsh / from the store: \($s["run true from .sqsh"] / $s["run true from the store"] * 100 | round / 100)"
+    "start from .sqsh (\($c)) / from the store: \($s["run true from .sqsh"] / $s["run true from the store"] * 100 | round / 100)",
+    "start from .sqsh (lz4) / from the store: \($s["run true from .sqsh (lz4)"] / $s["run true from the store"] * 100 | round / 100)"
 ' "$json" "$json2"
