@@ -198,19 +198,19 @@ for ((i = 0; i < n; i++)); do
 done
 
 # monitor memory: VmRSS of the `berth run` process (the monitor; the container's init is a
-# child it forks, here already exec'd into `sleep`) 1 s into a 2 s container. RssAnon is the
+# child it forks, here already exec'd into `sleep`) 2 s into a 4 s container (the monitor gives back its start-up pages after 1 s). RssAnon is the
 # memory private to this monitor; RssFile is mostly pages of the berth binary and libc, shared
 # by all monitors.
 rss() { # MODE STORE -> "VmRSS RssAnon RssFile" (kB) on stdout (not to be run in a subshell:
         # it waits for the container to be gone)
   local pid
   if [ "$1" = user ]; then
-    "${ucmd[@]}" "$berth" --root "$2" run --rm localhost/tiny sleep 2 &
+    "${ucmd[@]}" "$berth" --root "$2" run --rm localhost/tiny sleep 4 &
   else
-    "$berth" --root "$2" run --rm localhost/tiny sleep 2 &
+    "$berth" --root "$2" run --rm localhost/tiny sleep 4 &
   fi
   pid=$!   # for the rootless user: setpriv, which execs env, which execs berth: same pid
-  sleep 1
+  sleep 2
   awk '/^(VmRSS|RssAnon|RssFile):/ {v[$1] = $2} END {print v["VmRSS:"], v["RssAnon:"], v["RssFile:"]}' \
     "/proc/$pid/status" > "$work/rss"
   wait "$pid" || true
@@ -264,7 +264,7 @@ summary="$out/run-$stamp.md"
     echo "| $t | $([ "$base" = root ] && echo root || echo "rootless ($buser)") | ${labels[$i]} | ${N[$i]} | $m | ${MIN[$i]} | $ratio |"
   done
   echo
-  echo "| berth monitor, 1 s into \`run --rm … sleep 2\` | VmRSS (kB) | RssAnon (kB) | RssFile (kB) |"
+  echo "| berth monitor, 2 s into \`run --rm … sleep 4\` | VmRSS (kB) | RssAnon (kB) | RssFile (kB) |"
   echo "|---|---|---|---|"
   echo "| root | $rss_root | $anon_root | $file_root |"
   if [ "$rootless" = 1 ]; then echo "| rootless ($buser) | $rss_user | $anon_user | $file_user |"; fi

@@ -84,6 +84,9 @@ impl Drop for MaskGuard {
     }
 }
 
+/// How long a container runs before its monitor gives back its start-up pages.
+const SHED_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Waits for `pid`, forwarding signals when `forward` and relaying `master` when given. When
 /// the process behind `lifeline` (a pidfd) ends first, `pid` is killed with SIGKILL.
 pub(crate) fn wait(
@@ -115,6 +118,9 @@ pub(crate) fn wait(
     let mut master_open = master.is_some();
     let mut lifeline = lifeline;
     let mut buf = vec![0u8; 16 * 1024];
+    // A container still running after a second gets a monitor that gave back the code pages
+    // its set-up touched; a short one is not worth the page-table work.
+    let mut shed_at = Some(std::time::Instant::now() + SHED_AFTER);
     loop {
         let mut fds = vec![
             PollFd::new(pidfd, PollFlags::IN),
@@ -135,7 +141,19 @@ pub(crate) fn wait(
             fds.push(PollFd::new(l, PollFlags::IN));
             fds.len() - 1
         });
-        match rustix::event::poll(&mut fds, None) {
+        let timeout = shed_at.map(|t| {
+            let left = t.saturating_duration_since(std::time::Instant::now());
+            rustix::event::Timespec {
+                tv_sec: left.as_secs() as _,
+                tv_nsec: left.subsec_nanos() as _,
+            }
+        });
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) if shed_at.is_some() => {
+                shed_at = None;
+                crate::resident::shed_startup_pages();
+                continue;
+            }
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
                 return Err(RuntimeError::Sys {

@@ -5,7 +5,8 @@
 //! forward signals, record the exit), but setting the container up touched megabytes of the
 //! binary (argument parsing, JSON, seccomp compilation), and those pages stay mapped in the
 //! process and count in its resident set. [`shed_startup_pages`] unmaps them; they remain in the
-//! page cache, shared, and come back on demand.
+//! page cache, shared, and come back on demand. The monitor calls it once the container has
+//! run for a second, so short containers do not pay for it.
 
 use std::fs;
 

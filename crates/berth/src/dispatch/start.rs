@@ -188,8 +188,6 @@ pub fn run(
     if end_with_parent {
         c.end_with_parent();
     }
-    // From here on this process only waits, forwards signals and records the exit.
-    berth_runtime::shed_startup_pages();
     let code = c.wait(sig_proxy)?;
     for l in logs {
         let _ = l.join();
