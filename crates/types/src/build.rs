@@ -57,6 +57,19 @@ pub struct RunStep {
     /// Files bound read-only into the container: `(absolute path inside, contents)`, such as
     /// the script of a `RUN <<EOF` heredoc that starts with `#!`.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Host paths bound into the container (`RUN --mount`): caches, bind sources, secrets.
+    pub mounts: Vec<StepMount>,
+}
+
+/// A host file or directory bound into a step's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepMount {
+    /// The host path.
+    pub source: PathBuf,
+    /// The absolute path inside the container.
+    pub target: String,
+    /// Whether the container may not write through it.
+    pub readonly: bool,
 }
 
 /// How a step's process ended, and how ids inside mapped to ids on the host.

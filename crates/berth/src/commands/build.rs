@@ -51,6 +51,33 @@ fn output_spec(spec: &str) -> Result<(Format, PathBuf)> {
     Ok((format, dest))
 }
 
+/// `--secret id=ID,src=FILE` (`source=` too; the id defaults to the file's name, as in Docker).
+fn secret_spec(spec: &str) -> Result<(String, PathBuf)> {
+    let (mut id, mut src) = (None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) if !v.is_empty() => id = Some(v.to_string()),
+            Some(("src" | "source", v)) if !v.is_empty() => src = Some(PathBuf::from(v)),
+            Some(("type", "file")) => {}
+            _ => anyhow::bail!("invalid --secret {spec:?}: expected id=ID,src=FILE"),
+        }
+    }
+    let src = src.with_context(|| format!("invalid --secret {spec:?}: src= is missing"))?;
+    let id = match id {
+        Some(id) => id,
+        None => src
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .with_context(|| format!("invalid --secret {spec:?}: id= is missing"))?,
+    };
+    if !src.is_file() {
+        anyhow::bail!("secret {id}: {} is not a readable file", src.display());
+    }
+    let src = std::fs::canonicalize(&src)
+        .with_context(|| format!("secret {id}: cannot resolve {}", src.display()))?;
+    Ok((id, src))
+}
+
 pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
     let started = Instant::now();
     let output = a.output.as_deref().map(output_spec).transpose()?;
@@ -71,6 +98,11 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         no_cache: a.no_cache,
         labels: key_values(&a.label, "--label", false)?,
         tags: a.tag.clone(),
+        secrets: a
+            .secret
+            .iter()
+            .map(|x| secret_spec(x))
+            .collect::<Result<_>>()?,
     };
     let store = s.open_store()?;
     let p = Printer::new(a.quiet);

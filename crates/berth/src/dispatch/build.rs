@@ -340,6 +340,17 @@ fn run_step(
                 .build()?,
         );
     }
+    for m in &step.mounts {
+        let rw = if m.readonly { "ro" } else { "rw" };
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(&m.target)
+                .source(&m.source)
+                .typ("bind")
+                .options(vec!["rbind".into(), rw.into(), "rprivate".into()])
+                .build()?,
+        );
+    }
     spec.set_mounts(Some(mounts));
     let bundle = Bundle {
         rootfs: Rootfs::Overlay {
