@@ -52,6 +52,12 @@ fn cache_mounts_persist_across_builds_and_stay_out_of_the_layer() {
     let two = ctx(&[("Dockerfile", &df("two"))]);
     build(&b, &["-t", "c2", two.path().to_str().unwrap()]);
     assert_eq!(b.ok(&["run", "--rm", "c2", "cat", "/seen"]), "one\ntwo\n");
+
+    // `builder prune --all` empties the caches too.
+    b.ok(&["builder", "prune", "--all", "--force"]);
+    let three = ctx(&[("Dockerfile", &df("three"))]);
+    build(&b, &["-t", "c3", three.path().to_str().unwrap()]);
+    assert_eq!(b.ok(&["run", "--rm", "c3", "cat", "/seen"]), "three\n");
 }
 
 #[test]

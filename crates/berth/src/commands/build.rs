@@ -182,6 +182,9 @@ pub fn prune(s: &Settings, a: &BuilderPruneArgs) -> Result<u8> {
     // The index pins nothing (only images keep layers), so the collection frees the layers
     // of every step no image uses; without --all, only their entries go.
     let mut removed = if a.all { prune(true)? } else { 0 };
+    if a.all {
+        store.remove_build_cache_mounts()?;
+    }
     let freed = store.collect_garbage()?;
     if !a.all {
         removed += prune(false)?;
