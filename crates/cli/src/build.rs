@@ -21,6 +21,17 @@ pub struct BuildArgs {
     /// Build the stage of this name and the stages it needs, not the last one.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
+    /// Always pull base images, even when the store has them.
+    #[arg(long)]
+    pub pull: bool,
+    /// Build for this platform (`os/arch[/variant]`): base images are pulled for it; RUN
+    /// steps only run when it is the host's, since Berth does not emulate.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// How to show progress: `plain` (every line), `tty` (step output replaced in place) or
+    /// `auto` (`tty` on a terminal).
+    #[arg(long, value_enum, default_value_t = Progress::Auto, value_name = "TYPE")]
+    pub progress: Progress,
     /// Do not use the cache when building the image.
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -44,9 +55,21 @@ pub struct BuildArgs {
     /// Registry options for pulling base images.
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// The build context directory.
+    /// The build context directory, or `-` to read a tar archive of it (or a lone
+    /// Dockerfile) from standard input.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
+}
+
+/// `berth build --progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// `tty` when standard error is a terminal, else `plain`.
+    Auto,
+    /// Every line of every step.
+    Plain,
+    /// Step lines kept, each step's output shown on one line that is rewritten.
+    Tty,
 }
 
 /// `berth builder …`

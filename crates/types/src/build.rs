@@ -86,8 +86,9 @@ pub struct RunOutcome {
 /// The engine a build runs against: image lookup, containers for `RUN`, layer storage and
 /// image commit.
 pub trait BuildBackend {
-    /// The image `reference` names, pulled first when it is not present.
-    fn base_image(&self, reference: &str) -> Result<BaseImage, BuildError>;
+    /// The image `reference` names for `platform` (`os/arch[/variant]`, the host's when
+    /// `None`), pulled first when it is not present.
+    fn base_image(&self, reference: &str, platform: Option<&str>) -> Result<BaseImage, BuildError>;
     /// Where the unpacked contents of a layer are, to read files from (`COPY --from`).
     fn layer_dir(&self, diff_id: &Digest) -> PathBuf;
     /// Whether a layer (its blob and its unpacked contents) is still present.

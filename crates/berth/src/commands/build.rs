@@ -1,13 +1,16 @@
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use berth_archive::Format;
 use berth_build::exec::{self, BuildFailure, BuildOptions};
-use berth_cli::{BuildArgs, BuilderPruneArgs};
+use berth_cli::{BuildArgs, BuilderPruneArgs, Progress};
 use berth_registry::Client;
 use berth_types::ImageRef;
+
+mod progress;
 
 use crate::dispatch::build::Engine;
 use crate::printer::Printer;
@@ -78,19 +81,63 @@ fn secret_spec(spec: &str) -> Result<(String, PathBuf)> {
     Ok((id, src))
 }
 
+/// A context of `-`: standard input is a tar archive of the context (compressed or not), or
+/// else a lone Dockerfile with an empty context, as Docker reads it. Returns the context
+/// directory (inside `tmp`) and, for a lone Dockerfile, its text.
+fn stdin_context(tmp: &std::path::Path) -> Result<(PathBuf, Option<String>)> {
+    let input = tmp.join("stdin");
+    let mut f = std::fs::File::create(&input)
+        .with_context(|| format!("cannot create {}", input.display()))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut f).context("cannot read standard input")?;
+    drop(f);
+    let dir = tmp.join("context");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if exec::is_archive(&input) {
+        exec::unpack_context(&input, &dir)
+            .context("cannot unpack the build context from standard input")?;
+        return Ok((dir, None));
+    }
+    let text = std::fs::read_to_string(&input)
+        .context("standard input is neither a tar archive nor a Dockerfile")?;
+    Ok((dir, Some(text)))
+}
+
 pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
     let started = Instant::now();
     let output = a.output.as_deref().map(output_spec).transpose()?;
-    let file = a
-        .file
-        .clone()
-        .unwrap_or_else(|| a.context.join("Dockerfile"));
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let store = s.open_store()?;
+    let from_stdin = a.context.as_os_str() == "-";
+    // Kept until the build ends: the context read from standard input lives there.
+    let mut _tmp = None;
+    let (context, stdin_dockerfile) = if from_stdin {
+        let tmp = _tmp.insert(
+            tempfile::Builder::new()
+                .prefix("build-context-")
+                .tempdir_in(store.paths().tmp_dir())
+                .context("cannot create a temporary directory in the store")?,
+        );
+        stdin_context(tmp.path())?
+    } else {
+        (a.context.clone(), None)
+    };
+    let (text, name) = match stdin_dockerfile {
+        Some(text) => (text, "Dockerfile".to_string()),
+        None => {
+            // With a context from standard input, -f names a file inside it.
+            let file = match &a.file {
+                Some(f) if from_stdin => context.join(f),
+                Some(f) => f.clone(),
+                None => context.join("Dockerfile"),
+            };
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            (text, file.display().to_string())
+        }
+    };
     let opts = BuildOptions {
         dockerfile: text,
-        dockerfile_name: file.display().to_string(),
-        context: a.context.clone(),
+        dockerfile_name: name,
+        context,
         build_args: key_values(&a.build_arg, "--build-arg", true)?
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
@@ -98,26 +145,31 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         no_cache: a.no_cache,
         labels: key_values(&a.label, "--label", false)?,
         tags: a.tag.clone(),
+        platform: a.platform.clone(),
         secrets: a
             .secret
             .iter()
             .map(|x| secret_spec(x))
             .collect::<Result<_>>()?,
     };
-    let store = s.open_store()?;
     let p = Printer::new(a.quiet);
     let engine = Engine {
         store: &store,
         client: Client::new(s.registry_options(&a.registry))?,
         printer: &p,
+        pull: a.pull,
+        pulled: Default::default(),
     };
-    let quiet = a.quiet;
-    let log = |l: &str| {
-        if !quiet {
-            eprintln!("{l}");
-        }
+    let tty = match a.progress {
+        Progress::Plain => false,
+        Progress::Tty => true,
+        Progress::Auto => std::io::stderr().is_terminal(),
     };
-    let built = match exec::build(&engine, &opts, &log) {
+    let progress = progress::Log::new(a.quiet, tty);
+    let log = |l: &str| progress.line(l);
+    let result = exec::build(&engine, &opts, &log);
+    progress.finish();
+    let built = match result {
         Ok(b) => b,
         Err(e) => {
             // Build errors are the user's input, not Berth failing: exit 1 as Docker does.

@@ -23,6 +23,10 @@ pub struct Engine<'a> {
     pub store: &'a Store,
     pub client: Client,
     pub printer: &'a Printer,
+    /// `--pull`: pull every base image once per build, even when the store has it.
+    pub pull: bool,
+    /// The references pulled so far in this build.
+    pub pulled: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, BuildError> {
@@ -30,23 +34,51 @@ fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, BuildError> {
 }
 
 impl BuildBackend for Engine<'_> {
-    fn base_image(&self, reference: &str) -> Result<BaseImage, BuildError> {
-        let img = match self.store.lookup(reference) {
-            Ok(img) => img,
-            Err(_) => {
+    fn base_image(&self, reference: &str, platform: Option<&str>) -> Result<BaseImage, BuildError> {
+        let want = match platform {
+            Some(p) => p.parse::<Platform>()?,
+            None => Platform::host(),
+        };
+        let config_of = |img: &berth_store::ImageRecord| -> Result<serde_json::Value, BuildError> {
+            Ok(serde_json::from_slice(&self.store.read_blob(&img.id)?)?)
+        };
+        let fits = |c: &serde_json::Value| {
+            want.matches(
+                c["os"].as_str().unwrap_or_default(),
+                c["architecture"].as_str().unwrap_or_default(),
+                c["variant"].as_str(),
+            )
+        };
+        let key = format!("{reference} {want}");
+        let must_pull = self.pull
+            && !self
+                .pulled
+                .lock()
+                .expect("no panics hold this lock")
+                .contains(&key);
+        let local = match self.store.lookup(reference) {
+            Ok(img) if !must_pull => Some(img),
+            _ => None,
+        };
+        let local = match local {
+            // An image of another platform under the name is replaced only when asked for one.
+            Some(img) if platform.is_none() || fits(&config_of(&img)?) => Some(img),
+            _ => None,
+        };
+        let img = match local {
+            Some(img) => img,
+            None => {
                 let r = ImageRef::parse(reference)?;
-                super::pull::pull(
-                    self.store,
-                    &self.client,
-                    &r,
-                    &Platform::host(),
-                    self.printer,
-                )?;
+                super::pull::pull(self.store, &self.client, &r, &want, self.printer)?;
+                self.pulled
+                    .lock()
+                    .expect("no panics hold this lock")
+                    .insert(key);
                 self.store.lookup(reference)?
             }
         };
         let manifest = self.store.manifest(&img)?;
-        let config: serde_json::Value = serde_json::from_slice(&self.store.read_blob(&img.id)?)?;
+        let config = config_of(&img)?;
         let layers = manifest
             .layers()
             .iter()

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 
+pub use archive::{is_archive, unpack_context};
 pub use files::Ignore;
 pub use layer::IdMaps;
 use meta::now;
@@ -50,6 +51,8 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// `-t`.
     pub tags: Vec<String>,
+    /// `--platform`: the platform of base images whose `FROM` names none.
+    pub platform: Option<String>,
     /// `--secret id=ID,src=FILE`: secret ids and the files that hold them.
     pub secrets: BTreeMap<String, PathBuf>,
 }
@@ -151,14 +154,18 @@ pub fn build(
     opts: &BuildOptions,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<Built, BuildFailure> {
-    let df = crate::parse_with_args(&opts.dockerfile, &opts.dockerfile_name, &opts.build_args)?;
+    let build_args = with_platform_args(opts)?;
+    let df = crate::parse_with_args(&opts.dockerfile, &opts.dockerfile_name, &build_args)?;
     let target = match &opts.target {
         Some(t) => df
             .find_stage(t, df.stages.len())
             .ok_or_else(|| BuildFailure::Other(format!("target stage {t:?} could not be found")))?,
         None => df.stages.len() - 1,
     };
-    let ignore = fs::read_to_string(opts.context.join(".dockerignore"))
+    // BuildKit's rule: `NAME.dockerignore` beside the Dockerfile wins over the context's.
+    let own = PathBuf::from(format!("{}.dockerignore", opts.dockerfile_name));
+    let ignore = fs::read_to_string(own)
+        .or_else(|_| fs::read_to_string(opts.context.join(".dockerignore")))
         .map(|t| Ignore::parse(&t))
         .unwrap_or_default();
     let cache = if opts.no_cache {
@@ -302,20 +309,30 @@ impl Ctx<'_> {
         if let Some(j) = df.find_stage(&stage.base, i) {
             return Ok(states[&j].clone());
         }
+        let platform = stage.platform.as_deref().or(self.opts.platform.as_deref());
         if stage.base.eq_ignore_ascii_case("scratch") {
-            let p = berth_types::Platform::host();
+            let p = match platform {
+                Some(p) => p.parse::<berth_types::Platform>().map_err(|e| {
+                    BuildFailure::Other(format!("{}:{}: {e}", df.file, stage.pos.line))
+                })?,
+                None => berth_types::Platform::host(),
+            };
             return Ok(State {
                 layers: Vec::new(),
                 config: json!({
                     "architecture": p.architecture, "os": p.os, "config": {},
                     "rootfs": {"type": "layers", "diff_ids": []}, "history": [],
                 }),
-                key: sha(&["scratch"]),
+                // The host's platform keeps the key it always had.
+                key: match platform {
+                    Some(_) => sha(&["scratch", &p.os, &p.architecture]),
+                    None => sha(&["scratch"]),
+                },
             });
         }
         let img = self
             .backend
-            .base_image(&stage.base)
+            .base_image(&stage.base, platform)
             .map_err(|e| BuildFailure::Step {
                 file: df.file.clone(),
                 line: stage.pos.line,
@@ -412,6 +429,7 @@ impl Ctx<'_> {
                     network,
                     ..
                 } => {
+                    foreign_platform(&st.config).map_err(fail)?;
                     let prepared = mount_plan
                         .as_ref()
                         .map(|p| self.prepare_mounts(p))
@@ -648,6 +666,56 @@ impl Ctx<'_> {
         let _ = fs::remove_dir_all(&dir);
         res
     }
+}
+
+/// The build arguments with BuildKit's platform ones added (`BUILDPLATFORM`, `TARGETARCH`, …):
+/// the build's is the host, the target's `--platform` or the host. Given values win.
+fn with_platform_args(opts: &BuildOptions) -> Result<BTreeMap<String, String>, BuildFailure> {
+    let host = berth_types::Platform::host();
+    let target = match &opts.platform {
+        Some(p) => p
+            .parse::<berth_types::Platform>()
+            .map_err(|e| BuildFailure::Other(format!("--platform: {e}")))?,
+        None => host.clone(),
+    };
+    let mut args = opts.build_args.clone();
+    for (prefix, p) in [("BUILD", &host), ("TARGET", &target)] {
+        let values = [
+            ("PLATFORM", p.to_string()),
+            ("OS", p.os.clone()),
+            ("ARCH", p.architecture.clone()),
+            ("VARIANT", p.variant.clone().unwrap_or_default()),
+        ];
+        for (k, v) in values {
+            args.entry(format!("{prefix}{k}")).or_insert(v);
+        }
+    }
+    Ok(args)
+}
+
+/// Refuses a `RUN` in a stage of another platform than the host's: there is no emulation.
+fn foreign_platform(config: &Value) -> Result<(), String> {
+    let host = berth_types::Platform::host();
+    let (os, arch) = (
+        config["os"].as_str().unwrap_or(&host.os),
+        config["architecture"]
+            .as_str()
+            .unwrap_or(&host.architecture),
+    );
+    let variant = config["variant"].as_str();
+    if host.matches(os, arch, variant) {
+        return Ok(());
+    }
+    let theirs = [Some(os), Some(arch), variant]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    Err(format!(
+        "cannot run a {} stage on this {}/{} host: berth build does not emulate other platforms",
+        theirs.join("/"),
+        host.os,
+        host.architecture
+    ))
 }
 
 /// `--chown=UID[:GID]`, numeric only: names need the image's passwd file.

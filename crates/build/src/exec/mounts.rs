@@ -134,7 +134,7 @@ impl Ctx<'_> {
                     None => {
                         let img = self
                             .backend
-                            .base_image(f)
+                            .base_image(f, self.opts.platform.as_deref())
                             .map_err(|e| fail(backend_err(e)))?;
                         extra.push_str(&img.id.to_string());
                         img.layers
