@@ -241,3 +241,64 @@ fn pull_refreshes_base_images() {
     b.ok(&["build", "--tls-verify=false", "--pull", "-t", "three", dir]);
     assert_eq!(b.ok(&["run", "--rm", "three", "cat", "/seen"]), "/marker\n");
 }
+
+#[test]
+fn zstd_layers_are_written_pushed_and_pulled() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let c = ctx(&[
+        (
+            "Dockerfile",
+            "FROM localhost/bb\nRUN echo zz > /z\nCOPY f.txt /f.txt\n",
+        ),
+        ("f.txt", "file\n"),
+    ]);
+    let dir = c.path().to_str().unwrap();
+    let reg = berth_testkit::Registry::start();
+    let name = format!("{}/flags/zstd:1", reg.addr());
+    b.ok(&["build", "--compression", "zstd", "-t", &name, dir]);
+    assert_eq!(
+        b.ok(&["run", "--rm", &name, "cat", "/z", "/f.txt"]),
+        "zz\nfile\n"
+    );
+    let blobs = b.root().join("blobs");
+    let manifests: Vec<String> = crate::common::files_under(&blobs)
+        .into_iter()
+        .filter_map(|f| std::fs::read_to_string(blobs.join(f)).ok())
+        .filter(|t| t.contains("\"layers\""))
+        .collect();
+    let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let m = manifests
+        .iter()
+        .find(|m| m.contains(zstd))
+        .expect("a zstd manifest");
+    // Two new layers in zstd; the base's keep their gzip.
+    assert_eq!(m.matches(zstd).count(), 2, "{m}");
+    assert!(
+        m.contains("tar+gzip") || m.contains("rootfs.diff.tar.gzip"),
+        "{m}"
+    );
+    let zstd_blobs = crate::common::files_under(&blobs)
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(blobs.join(f)).is_ok_and(|b| b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]))
+        })
+        .count();
+    assert_eq!(zstd_blobs, 2);
+
+    // A gzip build of the same Dockerfile does not take the zstd layers from the cache.
+    let err = String::from_utf8_lossy(
+        &b.cmd()
+            .args(["build", "-t", "gz", dir])
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .to_string();
+    assert!(err.contains("#2 RUN echo zz"), "{err}");
+
+    b.ok(&["push", "--tls-verify=false", &name]);
+    let other = Berth::new();
+    other.ok(&["pull", "--tls-verify=false", &name]);
+    assert_eq!(other.ok(&["run", "--rm", &name, "cat", "/z"]), "zz\n");
+}

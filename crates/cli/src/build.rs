@@ -32,6 +32,9 @@ pub struct BuildArgs {
     /// `auto` (`tty` on a terminal).
     #[arg(long, value_enum, default_value_t = Progress::Auto, value_name = "TYPE")]
     pub progress: Progress,
+    /// Compression of the layers the build writes: `gzip` (default) or `zstd`.
+    #[arg(long, value_enum, default_value_t = LayerCompression::Gzip, value_name = "TYPE")]
+    pub compression: LayerCompression,
     /// Do not use the cache when building the image.
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -59,6 +62,15 @@ pub struct BuildArgs {
     /// Dockerfile) from standard input.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
+}
+
+/// `berth build --compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayerCompression {
+    /// gzip, readable by every engine.
+    Gzip,
+    /// zstd: faster and smaller; needs a recent engine to pull.
+    Zstd,
 }
 
 /// `berth build --progress`.

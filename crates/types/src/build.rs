@@ -101,13 +101,14 @@ pub trait BuildBackend {
         step: &RunStep,
         output: &(dyn Fn(&[u8]) + Sync),
     ) -> Result<RunOutcome, BuildError>;
-    /// Stores the gzip layer `file` (hashing to `blob`, its tar to `diff_id`) and unpacks it so
-    /// that later steps may use it as a lower directory.
+    /// Stores the compressed layer `file` (hashing to `blob`, its tar to `diff_id`, of
+    /// `media_type`) and unpacks it so that later steps may use it as a lower directory.
     fn add_layer(
         &self,
         file: &Path,
         blob: &Digest,
         diff_id: &Digest,
+        media_type: &str,
     ) -> Result<LayerRef, BuildError>;
     /// Stores `config` and a manifest over `layers`, and records the image under `tags`.
     /// Returns the image id.

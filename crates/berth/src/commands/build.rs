@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use berth_archive::Format;
 use berth_build::exec::{self, BuildFailure, BuildOptions};
-use berth_cli::{BuildArgs, BuilderPruneArgs, Progress};
+use berth_cli::{BuildArgs, BuilderPruneArgs, LayerCompression, Progress};
 use berth_registry::Client;
 use berth_types::ImageRef;
 
@@ -146,6 +146,10 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         labels: key_values(&a.label, "--label", false)?,
         tags: a.tag.clone(),
         platform: a.platform.clone(),
+        compression: match a.compression {
+            LayerCompression::Gzip => exec::Compression::Gzip,
+            LayerCompression::Zstd => exec::Compression::Zstd,
+        },
         secrets: a
             .secret
             .iter()

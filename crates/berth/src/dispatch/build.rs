@@ -17,8 +17,6 @@ use berth_types::{
 use super::host::{random_id, Caller};
 use crate::printer::Printer;
 
-const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
 pub struct Engine<'a> {
     pub store: &'a Store,
     pub client: Client,
@@ -126,6 +124,7 @@ impl BuildBackend for Engine<'_> {
         file: &Path,
         blob: &Digest,
         diff_id: &Digest,
+        media_type: &str,
     ) -> Result<LayerRef, BuildError> {
         // The builder hashed and synced the file in the store's own temporary directory.
         let size = self.store.adopt_blob(file, blob)?;
@@ -141,7 +140,7 @@ impl BuildBackend for Engine<'_> {
             diff_id: diff_id.clone(),
             blob: stored,
             size,
-            media_type: LAYER_GZIP.to_string(),
+            media_type: media_type.to_string(),
         })
     }
 

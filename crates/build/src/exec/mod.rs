@@ -10,6 +10,7 @@ mod meta;
 mod mounts;
 mod onbuild;
 mod plan;
+mod platform;
 mod prune;
 mod script;
 
@@ -24,8 +25,9 @@ use sha2::{Digest as _, Sha256};
 
 pub use archive::{is_archive, unpack_context};
 pub use files::Ignore;
-pub use layer::IdMaps;
+pub use layer::{Compression, IdMaps};
 use meta::now;
+use platform::{foreign_platform, with_platform_args};
 use prune::file_digests_path;
 pub use prune::prune_cache;
 pub use script::{run_argv, StepFiles};
@@ -51,6 +53,8 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// `-t`.
     pub tags: Vec<String>,
+    /// `--compression`: how the layers the build writes are compressed.
+    pub compression: Compression,
     /// `--platform`: the platform of base images whose `FROM` names none.
     pub platform: Option<String>,
     /// `--secret id=ID,src=FILE`: secret ids and the files that hold them.
@@ -405,6 +409,10 @@ impl Ctx<'_> {
                 }
                 _ => None,
             };
+            // Layers of another compression are other blobs: they must not be taken for these.
+            if self.opts.compression != Compression::Gzip {
+                extra.push_str(&format!("{:?}", self.opts.compression));
+            }
             let key = sha(&[&st.key, &format!("{ins:?}"), &args.join("\n"), &extra]);
             if let Some(hit) = self
                 .cache
@@ -543,7 +551,8 @@ impl Ctx<'_> {
         let dir = self.backend.scratch_dir().map_err(backend_err)?;
         let res = (|| {
             let mut w =
-                layer::LayerWriter::create(&dir.join("layer.tar.gz")).map_err(|e| e.to_string())?;
+                layer::LayerWriter::create_with(&dir.join("layer.tar"), self.opts.compression)
+                    .map_err(|e| e.to_string())?;
             fill(&mut w).map_err(|e| format!("cannot write the layer: {e}"))?;
             if w.entries == 0 {
                 return Ok(None);
@@ -552,7 +561,12 @@ impl Ctx<'_> {
                 .finish()
                 .map_err(|e| format!("cannot write the layer: {e}"))?;
             self.backend
-                .add_layer(&f.path, &f.blob, &f.diff_id)
+                .add_layer(
+                    &f.path,
+                    &f.blob,
+                    &f.diff_id,
+                    self.opts.compression.media_type(),
+                )
                 .map(Some)
                 .map_err(backend_err)
         })();
@@ -666,56 +680,6 @@ impl Ctx<'_> {
         let _ = fs::remove_dir_all(&dir);
         res
     }
-}
-
-/// The build arguments with BuildKit's platform ones added (`BUILDPLATFORM`, `TARGETARCH`, …):
-/// the build's is the host, the target's `--platform` or the host. Given values win.
-fn with_platform_args(opts: &BuildOptions) -> Result<BTreeMap<String, String>, BuildFailure> {
-    let host = berth_types::Platform::host();
-    let target = match &opts.platform {
-        Some(p) => p
-            .parse::<berth_types::Platform>()
-            .map_err(|e| BuildFailure::Other(format!("--platform: {e}")))?,
-        None => host.clone(),
-    };
-    let mut args = opts.build_args.clone();
-    for (prefix, p) in [("BUILD", &host), ("TARGET", &target)] {
-        let values = [
-            ("PLATFORM", p.to_string()),
-            ("OS", p.os.clone()),
-            ("ARCH", p.architecture.clone()),
-            ("VARIANT", p.variant.clone().unwrap_or_default()),
-        ];
-        for (k, v) in values {
-            args.entry(format!("{prefix}{k}")).or_insert(v);
-        }
-    }
-    Ok(args)
-}
-
-/// Refuses a `RUN` in a stage of another platform than the host's: there is no emulation.
-fn foreign_platform(config: &Value) -> Result<(), String> {
-    let host = berth_types::Platform::host();
-    let (os, arch) = (
-        config["os"].as_str().unwrap_or(&host.os),
-        config["architecture"]
-            .as_str()
-            .unwrap_or(&host.architecture),
-    );
-    let variant = config["variant"].as_str();
-    if host.matches(os, arch, variant) {
-        return Ok(());
-    }
-    let theirs = [Some(os), Some(arch), variant]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
-    Err(format!(
-        "cannot run a {} stage on this {}/{} host: berth build does not emulate other platforms",
-        theirs.join("/"),
-        host.os,
-        host.architecture
-    ))
 }
 
 /// `--chown=UID[:GID]`, numeric only: names need the image's passwd file.
