@@ -37,7 +37,9 @@ fn cache_mounts_persist_across_builds_and_stay_out_of_the_layer() {
             "FROM localhost/bb\n\
              RUN --mount=type=cache,target=/var/cache/app,id=app \
              echo {tag} >> /var/cache/app/log && cat /var/cache/app/log > /seen\n\
-             RUN --mount=type=cache,target=/cache2,sharing=locked touch /cache2/x && echo ok > /ok\n"
+             RUN --mount=type=cache,target=/cache2,sharing=locked touch /cache2/x && echo ok > /ok\n\
+             RUN --mount=type=cache,target=/owned,uid=1000,gid=100,mode=0700,sharing=private \
+             stat -c '%u:%g %a' /owned > /owner\n"
         )
     };
     let one = ctx(&[("Dockerfile", &df("one"))]);
@@ -47,6 +49,11 @@ fn cache_mounts_persist_across_builds_and_stay_out_of_the_layer() {
     // A mount point the stage did not have leaves nothing behind.
     assert!(!exists(&b, "c1", "/cache2"));
     assert_eq!(b.ok(&["run", "--rm", "c1", "cat", "/ok"]), "ok\n");
+    // As root the container's ids are the host's: uid= and gid= apply (tests run as root).
+    assert_eq!(
+        b.ok(&["run", "--rm", "c1", "cat", "/owner"]),
+        "1000:100 700\n"
+    );
 
     // Another Dockerfile with the same cache id sees the first build's files.
     let two = ctx(&[("Dockerfile", &df("two"))]);

@@ -250,6 +250,12 @@ impl Ctx<'_> {
             let mode = m.mode.unwrap_or(0o755);
             fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
                 .map_err(|e| format!("cannot create cache {id}: {e}"))?;
+            // Only as root are the container's ids the host's; in a single-id namespace every
+            // file is root's anyway, and under a subordinate range the owner is left as is.
+            if (m.uid.is_some() || m.gid.is_some()) && rustix::process::geteuid().is_root() {
+                std::os::unix::fs::chown(&dir, m.uid, m.gid)
+                    .map_err(|e| format!("cannot chown cache {id}: {e}"))?;
+            }
         }
         let sharing = m.sharing.unwrap_or(CacheSharing::Shared);
         if sharing == CacheSharing::Shared {
