@@ -122,7 +122,24 @@ fn context_from_stdin_as_tar_or_dockerfile() {
         b"FROM localhost/bb\nCOPY hello.txt /\n",
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("hello.txt"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("<stdin>:2:1") && err.contains("hello.txt"),
+        "{err}"
+    );
+    // -f -: the Dockerfile from standard input, the context a directory.
+    let dir = c.path().to_str().unwrap();
+    let df = b"FROM localhost/bb\nCOPY hello.txt /via-f.txt\n";
+    let out = with_stdin(&b, &["build", "-t", "viaf", "-f", "-", dir], df);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "viaf", "cat", "/via-f.txt"]),
+        "hi from the tar\n"
+    );
 }
 
 #[test]

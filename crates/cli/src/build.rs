@@ -12,7 +12,8 @@ pub struct BuildArgs {
     /// Name and optionally a tag (`NAME[:TAG]`); may be repeated.
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tag: Vec<String>,
-    /// Name of the Dockerfile (default: `CONTEXT/Dockerfile`).
+    /// Name of the Dockerfile (default: `CONTEXT/Dockerfile`; `-` reads it from standard
+    /// input).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment).

@@ -81,6 +81,9 @@ fn secret_spec(spec: &str) -> Result<(String, PathBuf)> {
     Ok((id, src))
 }
 
+/// How a Dockerfile read from standard input is named in errors.
+const STDIN_NAME: &str = "<stdin>";
+
 /// A context of `-`: standard input is a tar archive of the context (compressed or not), or
 /// else a lone Dockerfile with an empty context, as Docker reads it. Returns the context
 /// directory (inside `tmp`) and, for a lone Dockerfile, its text.
@@ -121,7 +124,14 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         (a.context.clone(), None)
     };
     let (text, name) = match stdin_dockerfile {
-        Some(text) => (text, "Dockerfile".to_string()),
+        // Named so in errors, and so that no NAME.dockerignore is looked for.
+        Some(text) => (text, STDIN_NAME.to_string()),
+        None if a.file.as_deref() == Some(std::path::Path::new("-")) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+                .context("cannot read the Dockerfile from standard input")?;
+            (text, STDIN_NAME.to_string())
+        }
         None => {
             // With a context from standard input, -f names a file inside it.
             let file = match &a.file {

@@ -168,7 +168,12 @@ pub fn build(
     };
     // BuildKit's rule: `NAME.dockerignore` beside the Dockerfile wins over the context's.
     let own = PathBuf::from(format!("{}.dockerignore", opts.dockerfile_name));
-    let ignore = fs::read_to_string(own)
+    let own = own.is_file().then_some(own);
+    let ignore = own
+        .map_or_else(
+            || Err(std::io::ErrorKind::NotFound.into()),
+            fs::read_to_string,
+        )
         .or_else(|_| fs::read_to_string(opts.context.join(".dockerignore")))
         .map(|t| Ignore::parse(&t))
         .unwrap_or_default();
