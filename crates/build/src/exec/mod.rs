@@ -177,14 +177,11 @@ pub fn build(
         .or_else(|_| fs::read_to_string(opts.context.join(".dockerignore")))
         .map(|t| Ignore::parse(&t))
         .unwrap_or_default();
-    let cache = if opts.no_cache {
-        BTreeMap::new()
-    } else {
-        fs::read(backend.cache_index())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    };
+    // Read even with --no-cache: the index is written back, and must keep others' entries.
+    let cache = fs::read(backend.cache_index())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let mut cx = Ctx {
         backend,
         opts,
@@ -422,6 +419,7 @@ impl Ctx<'_> {
             if let Some(hit) = self
                 .cache
                 .get(&key)
+                .filter(|_| !self.opts.no_cache)
                 .filter(|h| h.layer.as_ref().is_none_or(|l| self.backend.has_layer(l)))
             {
                 (self.log)(&format!("#{} CACHED {line}", self.step));
