@@ -152,6 +152,51 @@ fn secrets_are_mounted_but_never_kept() {
         }
     }
 
+    // From the environment: env=VAR, or the variable named as the id.
+    let c3 = ctx(&[(
+        "Dockerfile",
+        "FROM localhost/bb\nRUN --mount=type=secret,id=ENVTOK wc -c < /run/secrets/ENVTOK > /n\n",
+    )]);
+    let out = b
+        .cmd()
+        .args([
+            "build",
+            "-t",
+            "envsec",
+            "--secret",
+            "id=ENVTOK,env=MY_TOKEN",
+        ])
+        .arg(c3.path())
+        .env("MY_TOKEN", "12345")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.ok(&["run", "--rm", "envsec", "cat", "/n"]).trim(), "5");
+    let out = b
+        .cmd()
+        .args([
+            "build",
+            "--no-cache",
+            "-t",
+            "envsec",
+            "--secret",
+            "id=ENVTOK",
+        ])
+        .arg(c3.path())
+        .env("ENVTOK", "1234567")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.ok(&["run", "--rm", "envsec", "cat", "/n"]).trim(), "7");
+
     // A changed secret does not invalidate the cache.
     std::fs::write(&tok, "other!").unwrap();
     let err = build(&b, &["-t", "sec", "--secret", &secret, dir]);

@@ -52,9 +52,10 @@ pub struct BuildArgs {
     /// `type=docker-archive,dest=FILE` (`oci` and `docker` are accepted too).
     #[arg(short = 'o', long, value_name = "type=TYPE,dest=FILE")]
     pub output: Option<String>,
-    /// Expose a secret file to `RUN --mount=type=secret,id=ID` (mounted at /run/secrets/ID;
-    /// never stored in the image or the cache key).
-    #[arg(long, value_name = "id=ID,src=FILE")]
+    /// Expose a secret file (`src=`) or environment variable (`env=`) to
+    /// `RUN --mount=type=secret,id=ID` (mounted at /run/secrets/ID; never stored in the image
+    /// or the cache key).
+    #[arg(long, value_name = "id=ID,src=FILE|env=VAR")]
     pub secret: Vec<String>,
     /// Registry options for pulling base images.
     #[command(flatten)]

@@ -55,17 +55,35 @@ fn output_spec(spec: &str) -> Result<(Format, PathBuf)> {
 }
 
 /// `--secret id=ID,src=FILE` (`source=` too; the id defaults to the file's name, as in Docker).
-fn secret_spec(spec: &str) -> Result<(String, PathBuf)> {
-    let (mut id, mut src) = (None, None);
+/// `env=VAR` (or no `src=`: the variable named as the id) takes the secret from the
+/// environment, written to a private temporary file that `kept` holds until the build ends.
+fn secret_spec(spec: &str, kept: &mut Vec<tempfile::NamedTempFile>) -> Result<(String, PathBuf)> {
+    let (mut id, mut src, mut env) = (None, None, None);
     for field in spec.split(',') {
         match field.split_once('=') {
             Some(("id", v)) if !v.is_empty() => id = Some(v.to_string()),
             Some(("src" | "source", v)) if !v.is_empty() => src = Some(PathBuf::from(v)),
-            Some(("type", "file")) => {}
-            _ => anyhow::bail!("invalid --secret {spec:?}: expected id=ID,src=FILE"),
+            Some(("env", v)) if !v.is_empty() => env = Some(v.to_string()),
+            Some(("type", "file" | "env")) => {}
+            _ => {
+                anyhow::bail!("invalid --secret {spec:?}: expected id=ID,src=FILE or id=ID,env=VAR")
+            }
         }
     }
-    let src = src.with_context(|| format!("invalid --secret {spec:?}: src= is missing"))?;
+    if src.is_none() {
+        let var = env
+            .or(id.clone())
+            .with_context(|| format!("invalid --secret {spec:?}: src= is missing"))?;
+        let value = std::env::var_os(&var)
+            .with_context(|| format!("invalid --secret {spec:?}: {var} is not set"))?;
+        let mut f = tempfile::NamedTempFile::new().context("cannot store a secret")?;
+        std::io::Write::write_all(&mut f, value.as_encoded_bytes())
+            .context("cannot store a secret")?;
+        src = Some(f.path().to_path_buf());
+        kept.push(f);
+        id = id.or(Some(var));
+    }
+    let src = src.expect("set above");
     let id = match id {
         Some(id) => id,
         None => src
@@ -144,6 +162,7 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
             (text, file.display().to_string())
         }
     };
+    let mut env_secrets = Vec::new();
     let opts = BuildOptions {
         dockerfile: text,
         dockerfile_name: name,
@@ -163,7 +182,7 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         secrets: a
             .secret
             .iter()
-            .map(|x| secret_spec(x))
+            .map(|x| secret_spec(x, &mut env_secrets))
             .collect::<Result<_>>()?,
     };
     let p = Printer::new(a.quiet);
