@@ -7,6 +7,8 @@ mod docker_diff;
 mod archive;
 mod auth;
 mod build;
+mod build_flags;
+mod build_mounts;
 mod cdi;
 mod cli;
 mod exec;

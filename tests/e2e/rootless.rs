@@ -437,3 +437,55 @@ fn rootless_build_with_subordinate_ids_keeps_ownership() {
     );
     assert_eq!(u.ok(&["run", "--rm", "accounts", "whoami"]).trim(), "bob");
 }
+
+#[test]
+fn rootless_build_mounts_cache_bind_and_secret() {
+    let u = AsUser::new(unprivileged_user_without_subids());
+    u.import("localhost/bb");
+    let ctx = user_context(
+        &u,
+        "FROM localhost/bb\n\
+         RUN --mount=type=cache,target=/c echo run >> /c/log && cat /c/log > /seen\n\
+         RUN --mount=type=bind,target=/src cat /src/Dockerfile | head -1 > /first\n\
+         RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len\n",
+    );
+    let tok = u.home.join("tok");
+    std::fs::write(&tok, "abc").unwrap();
+    Command::new("chown")
+        .arg(format!("{}:{}", u.user.uid, u.user.gid))
+        .arg(&tok)
+        .status()
+        .unwrap();
+    let secret = format!("id=tok,src={}", tok.display());
+    let out = u.run(&[
+        "build",
+        "-t",
+        "m",
+        "--secret",
+        &secret,
+        ctx.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(u.ok(&["run", "--rm", "m", "cat", "/seen"]), "run\n");
+    assert_eq!(
+        u.ok(&["run", "--rm", "m", "cat", "/first"]),
+        "FROM localhost/bb\n"
+    );
+    assert_eq!(u.ok(&["run", "--rm", "m", "cat", "/len"]).trim(), "3");
+    let out = u.run(&[
+        "build",
+        "--no-cache",
+        "-t",
+        "m",
+        "--secret",
+        &secret,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(u.ok(&["run", "--rm", "m", "cat", "/seen"]), "run\nrun\n");
+}

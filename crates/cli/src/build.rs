@@ -12,7 +12,8 @@ pub struct BuildArgs {
     /// Name and optionally a tag (`NAME[:TAG]`); may be repeated.
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tag: Vec<String>,
-    /// Name of the Dockerfile (default: `CONTEXT/Dockerfile`).
+    /// Name of the Dockerfile (default: `CONTEXT/Dockerfile`; `-` reads it from standard
+    /// input).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment).
@@ -21,6 +22,20 @@ pub struct BuildArgs {
     /// Build the stage of this name and the stages it needs, not the last one.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
+    /// Always pull base images, even when the store has them.
+    #[arg(long)]
+    pub pull: bool,
+    /// Build for this platform (`os/arch[/variant]`): base images are pulled for it; RUN
+    /// steps only run when it is the host's, since Berth does not emulate.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// How to show progress: `plain` (every line), `tty` (step output replaced in place) or
+    /// `auto` (`tty` on a terminal).
+    #[arg(long, value_enum, default_value_t = Progress::Auto, value_name = "TYPE")]
+    pub progress: Progress,
+    /// Compression of the layers the build writes: `gzip` (default) or `zstd`.
+    #[arg(long, value_enum, default_value_t = LayerCompression::Gzip, value_name = "TYPE")]
+    pub compression: LayerCompression,
     /// Do not use the cache when building the image.
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -37,12 +52,38 @@ pub struct BuildArgs {
     /// `type=docker-archive,dest=FILE` (`oci` and `docker` are accepted too).
     #[arg(short = 'o', long, value_name = "type=TYPE,dest=FILE")]
     pub output: Option<String>,
+    /// Expose a secret file (`src=`) or environment variable (`env=`) to
+    /// `RUN --mount=type=secret,id=ID` (mounted at /run/secrets/ID; never stored in the image
+    /// or the cache key).
+    #[arg(long, value_name = "id=ID,src=FILE|env=VAR")]
+    pub secret: Vec<String>,
     /// Registry options for pulling base images.
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// The build context directory.
+    /// The build context directory, or `-` to read a tar archive of it (or a lone
+    /// Dockerfile) from standard input.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
+}
+
+/// `berth build --compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayerCompression {
+    /// gzip, readable by every engine.
+    Gzip,
+    /// zstd: faster and smaller; needs a recent engine to pull.
+    Zstd,
+}
+
+/// `berth build --progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// `tty` when standard error is a terminal, else `plain`.
+    Auto,
+    /// Every line of every step.
+    Plain,
+    /// Step lines kept, each step's output shown on one line that is rewritten.
+    Tty,
 }
 
 /// `berth builder …`

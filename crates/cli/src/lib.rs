@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-pub use build::{BuildArgs, BuilderCommand, BuilderPruneArgs};
+pub use build::{BuildArgs, BuilderCommand, BuilderPruneArgs, LayerCompression, Progress};
 pub use container::*;
 pub use env::EnvVars;
 pub use image::*;

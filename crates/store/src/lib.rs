@@ -216,6 +216,15 @@ impl Store {
         }
     }
 
+    /// Deletes every `RUN --mount=type=cache` directory of the builder (`builder prune --all`).
+    pub fn remove_build_cache_mounts(&self) -> Result<(), StoreError> {
+        let dir = self.paths.build_cache_mounts();
+        match self.remove_tree(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(dir, e)),
+            _ => Ok(()),
+        }
+    }
+
     /// The store's paths.
     pub fn paths(&self) -> &Paths {
         &self.paths

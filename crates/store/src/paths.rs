@@ -73,6 +73,11 @@ impl Paths {
         self.root.join("build-cache").join("index.json")
     }
 
+    /// The directories of `RUN --mount=type=cache`, beside the build cache index.
+    pub fn build_cache_mounts(&self) -> PathBuf {
+        self.root.join("build-cache").join("mounts")
+    }
+
     /// `tmp/`, on the same filesystem as everything else so that rename is atomic.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")

@@ -57,6 +57,19 @@ pub struct RunStep {
     /// Files bound read-only into the container: `(absolute path inside, contents)`, such as
     /// the script of a `RUN <<EOF` heredoc that starts with `#!`.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Host paths bound into the container (`RUN --mount`): caches, bind sources, secrets.
+    pub mounts: Vec<StepMount>,
+}
+
+/// A host file or directory bound into a step's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepMount {
+    /// The host path.
+    pub source: PathBuf,
+    /// The absolute path inside the container.
+    pub target: String,
+    /// Whether the container may not write through it.
+    pub readonly: bool,
 }
 
 /// How a step's process ended, and how ids inside mapped to ids on the host.
@@ -73,8 +86,9 @@ pub struct RunOutcome {
 /// The engine a build runs against: image lookup, containers for `RUN`, layer storage and
 /// image commit.
 pub trait BuildBackend {
-    /// The image `reference` names, pulled first when it is not present.
-    fn base_image(&self, reference: &str) -> Result<BaseImage, BuildError>;
+    /// The image `reference` names for `platform` (`os/arch[/variant]`, the host's when
+    /// `None`), pulled first when it is not present.
+    fn base_image(&self, reference: &str, platform: Option<&str>) -> Result<BaseImage, BuildError>;
     /// Where the unpacked contents of a layer are, to read files from (`COPY --from`).
     fn layer_dir(&self, diff_id: &Digest) -> PathBuf;
     /// Whether a layer (its blob and its unpacked contents) is still present.
@@ -87,13 +101,14 @@ pub trait BuildBackend {
         step: &RunStep,
         output: &(dyn Fn(&[u8]) + Sync),
     ) -> Result<RunOutcome, BuildError>;
-    /// Stores the gzip layer `file` (hashing to `blob`, its tar to `diff_id`) and unpacks it so
-    /// that later steps may use it as a lower directory.
+    /// Stores the compressed layer `file` (hashing to `blob`, its tar to `diff_id`, of
+    /// `media_type`) and unpacks it so that later steps may use it as a lower directory.
     fn add_layer(
         &self,
         file: &Path,
         blob: &Digest,
         diff_id: &Digest,
+        media_type: &str,
     ) -> Result<LayerRef, BuildError>;
     /// Stores `config` and a manifest over `layers`, and records the image under `tags`.
     /// Returns the image id.

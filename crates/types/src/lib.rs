@@ -11,7 +11,7 @@ mod digest;
 mod platform;
 mod reference;
 
-pub use build::{BaseImage, BuildBackend, BuildError, LayerRef, RunOutcome, RunStep};
+pub use build::{BaseImage, BuildBackend, BuildError, LayerRef, RunOutcome, RunStep, StepMount};
 pub use digest::{Digest, DigestError, DigestWriter};
 pub use platform::{Platform, PlatformError};
 pub use reference::{ImageRef, RefError, DEFAULT_REGISTRY, DEFAULT_TAG};

@@ -1,13 +1,16 @@
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use berth_archive::Format;
 use berth_build::exec::{self, BuildFailure, BuildOptions};
-use berth_cli::{BuildArgs, BuilderPruneArgs};
+use berth_cli::{BuildArgs, BuilderPruneArgs, LayerCompression, Progress};
 use berth_registry::Client;
 use berth_types::ImageRef;
+
+mod progress;
 
 use crate::dispatch::build::Engine;
 use crate::printer::Printer;
@@ -51,19 +54,119 @@ fn output_spec(spec: &str) -> Result<(Format, PathBuf)> {
     Ok((format, dest))
 }
 
+/// `--secret id=ID,src=FILE` (`source=` too; the id defaults to the file's name, as in Docker).
+/// `env=VAR` (or no `src=`: the variable named as the id) takes the secret from the
+/// environment, written to a private temporary file that `kept` holds until the build ends.
+fn secret_spec(spec: &str, kept: &mut Vec<tempfile::NamedTempFile>) -> Result<(String, PathBuf)> {
+    let (mut id, mut src, mut env) = (None, None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) if !v.is_empty() => id = Some(v.to_string()),
+            Some(("src" | "source", v)) if !v.is_empty() => src = Some(PathBuf::from(v)),
+            Some(("env", v)) if !v.is_empty() => env = Some(v.to_string()),
+            Some(("type", "file" | "env")) => {}
+            _ => {
+                anyhow::bail!("invalid --secret {spec:?}: expected id=ID,src=FILE or id=ID,env=VAR")
+            }
+        }
+    }
+    if src.is_none() {
+        let var = env
+            .or(id.clone())
+            .with_context(|| format!("invalid --secret {spec:?}: src= is missing"))?;
+        let value = std::env::var_os(&var)
+            .with_context(|| format!("invalid --secret {spec:?}: {var} is not set"))?;
+        let mut f = tempfile::NamedTempFile::new().context("cannot store a secret")?;
+        std::io::Write::write_all(&mut f, value.as_encoded_bytes())
+            .context("cannot store a secret")?;
+        src = Some(f.path().to_path_buf());
+        kept.push(f);
+        id = id.or(Some(var));
+    }
+    let src = src.expect("set above");
+    let id = match id {
+        Some(id) => id,
+        None => src
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .with_context(|| format!("invalid --secret {spec:?}: id= is missing"))?,
+    };
+    if !src.is_file() {
+        anyhow::bail!("secret {id}: {} is not a readable file", src.display());
+    }
+    let src = std::fs::canonicalize(&src)
+        .with_context(|| format!("secret {id}: cannot resolve {}", src.display()))?;
+    Ok((id, src))
+}
+
+/// How a Dockerfile read from standard input is named in errors.
+const STDIN_NAME: &str = "<stdin>";
+
+/// A context of `-`: standard input is a tar archive of the context (compressed or not), or
+/// else a lone Dockerfile with an empty context, as Docker reads it. Returns the context
+/// directory (inside `tmp`) and, for a lone Dockerfile, its text.
+fn stdin_context(tmp: &std::path::Path) -> Result<(PathBuf, Option<String>)> {
+    let input = tmp.join("stdin");
+    let mut f = std::fs::File::create(&input)
+        .with_context(|| format!("cannot create {}", input.display()))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut f).context("cannot read standard input")?;
+    drop(f);
+    let dir = tmp.join("context");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if exec::is_archive(&input) {
+        exec::unpack_context(&input, &dir)
+            .context("cannot unpack the build context from standard input")?;
+        return Ok((dir, None));
+    }
+    let text = std::fs::read_to_string(&input)
+        .context("standard input is neither a tar archive nor a Dockerfile")?;
+    Ok((dir, Some(text)))
+}
+
 pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
     let started = Instant::now();
     let output = a.output.as_deref().map(output_spec).transpose()?;
-    let file = a
-        .file
-        .clone()
-        .unwrap_or_else(|| a.context.join("Dockerfile"));
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let store = s.open_store()?;
+    let from_stdin = a.context.as_os_str() == "-";
+    // Kept until the build ends: the context read from standard input lives there.
+    let mut _tmp = None;
+    let (context, stdin_dockerfile) = if from_stdin {
+        let tmp = _tmp.insert(
+            tempfile::Builder::new()
+                .prefix("build-context-")
+                .tempdir_in(store.paths().tmp_dir())
+                .context("cannot create a temporary directory in the store")?,
+        );
+        stdin_context(tmp.path())?
+    } else {
+        (a.context.clone(), None)
+    };
+    let (text, name) = match stdin_dockerfile {
+        // Named so in errors, and so that no NAME.dockerignore is looked for.
+        Some(text) => (text, STDIN_NAME.to_string()),
+        None if a.file.as_deref() == Some(std::path::Path::new("-")) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+                .context("cannot read the Dockerfile from standard input")?;
+            (text, STDIN_NAME.to_string())
+        }
+        None => {
+            // With a context from standard input, -f names a file inside it.
+            let file = match &a.file {
+                Some(f) if from_stdin => context.join(f),
+                Some(f) => f.clone(),
+                None => context.join("Dockerfile"),
+            };
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            (text, file.display().to_string())
+        }
+    };
+    let mut env_secrets = Vec::new();
     let opts = BuildOptions {
         dockerfile: text,
-        dockerfile_name: file.display().to_string(),
-        context: a.context.clone(),
+        dockerfile_name: name,
+        context,
         build_args: key_values(&a.build_arg, "--build-arg", true)?
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
@@ -71,21 +174,35 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         no_cache: a.no_cache,
         labels: key_values(&a.label, "--label", false)?,
         tags: a.tag.clone(),
+        platform: a.platform.clone(),
+        compression: match a.compression {
+            LayerCompression::Gzip => exec::Compression::Gzip,
+            LayerCompression::Zstd => exec::Compression::Zstd,
+        },
+        secrets: a
+            .secret
+            .iter()
+            .map(|x| secret_spec(x, &mut env_secrets))
+            .collect::<Result<_>>()?,
     };
-    let store = s.open_store()?;
     let p = Printer::new(a.quiet);
     let engine = Engine {
         store: &store,
         client: Client::new(s.registry_options(&a.registry))?,
         printer: &p,
+        pull: a.pull,
+        pulled: Default::default(),
     };
-    let quiet = a.quiet;
-    let log = |l: &str| {
-        if !quiet {
-            eprintln!("{l}");
-        }
+    let tty = match a.progress {
+        Progress::Plain => false,
+        Progress::Tty => true,
+        Progress::Auto => std::io::stderr().is_terminal(),
     };
-    let built = match exec::build(&engine, &opts, &log) {
+    let progress = progress::Log::new(a.quiet, tty);
+    let log = |l: &str| progress.line(l);
+    let result = exec::build(&engine, &opts, &log);
+    progress.finish();
+    let built = match result {
         Ok(b) => b,
         Err(e) => {
             // Build errors are the user's input, not Berth failing: exit 1 as Docker does.
@@ -150,6 +267,9 @@ pub fn prune(s: &Settings, a: &BuilderPruneArgs) -> Result<u8> {
     // The index pins nothing (only images keep layers), so the collection frees the layers
     // of every step no image uses; without --all, only their entries go.
     let mut removed = if a.all { prune(true)? } else { 0 };
+    if a.all {
+        store.remove_build_cache_mounts()?;
+    }
     let freed = store.collect_garbage()?;
     if !a.all {
         removed += prune(false)?;

@@ -17,12 +17,14 @@ use berth_types::{
 use super::host::{random_id, Caller};
 use crate::printer::Printer;
 
-const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
 pub struct Engine<'a> {
     pub store: &'a Store,
     pub client: Client,
     pub printer: &'a Printer,
+    /// `--pull`: pull every base image once per build, even when the store has it.
+    pub pull: bool,
+    /// The references pulled so far in this build.
+    pub pulled: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, BuildError> {
@@ -30,23 +32,51 @@ fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, BuildError> {
 }
 
 impl BuildBackend for Engine<'_> {
-    fn base_image(&self, reference: &str) -> Result<BaseImage, BuildError> {
-        let img = match self.store.lookup(reference) {
-            Ok(img) => img,
-            Err(_) => {
+    fn base_image(&self, reference: &str, platform: Option<&str>) -> Result<BaseImage, BuildError> {
+        let want = match platform {
+            Some(p) => p.parse::<Platform>()?,
+            None => Platform::host(),
+        };
+        let config_of = |img: &berth_store::ImageRecord| -> Result<serde_json::Value, BuildError> {
+            Ok(serde_json::from_slice(&self.store.read_blob(&img.id)?)?)
+        };
+        let fits = |c: &serde_json::Value| {
+            want.matches(
+                c["os"].as_str().unwrap_or_default(),
+                c["architecture"].as_str().unwrap_or_default(),
+                c["variant"].as_str(),
+            )
+        };
+        let key = format!("{reference} {want}");
+        let must_pull = self.pull
+            && !self
+                .pulled
+                .lock()
+                .expect("no panics hold this lock")
+                .contains(&key);
+        let local = match self.store.lookup(reference) {
+            Ok(img) if !must_pull => Some(img),
+            _ => None,
+        };
+        let local = match local {
+            // An image of another platform under the name is replaced only when asked for one.
+            Some(img) if platform.is_none() || fits(&config_of(&img)?) => Some(img),
+            _ => None,
+        };
+        let img = match local {
+            Some(img) => img,
+            None => {
                 let r = ImageRef::parse(reference)?;
-                super::pull::pull(
-                    self.store,
-                    &self.client,
-                    &r,
-                    &Platform::host(),
-                    self.printer,
-                )?;
+                super::pull::pull(self.store, &self.client, &r, &want, self.printer)?;
+                self.pulled
+                    .lock()
+                    .expect("no panics hold this lock")
+                    .insert(key);
                 self.store.lookup(reference)?
             }
         };
         let manifest = self.store.manifest(&img)?;
-        let config: serde_json::Value = serde_json::from_slice(&self.store.read_blob(&img.id)?)?;
+        let config = config_of(&img)?;
         let layers = manifest
             .layers()
             .iter()
@@ -94,6 +124,7 @@ impl BuildBackend for Engine<'_> {
         file: &Path,
         blob: &Digest,
         diff_id: &Digest,
+        media_type: &str,
     ) -> Result<LayerRef, BuildError> {
         // The builder hashed and synced the file in the store's own temporary directory.
         let size = self.store.adopt_blob(file, blob)?;
@@ -109,7 +140,7 @@ impl BuildBackend for Engine<'_> {
             diff_id: diff_id.clone(),
             blob: stored,
             size,
-            media_type: LAYER_GZIP.to_string(),
+            media_type: media_type.to_string(),
         })
     }
 
@@ -337,6 +368,17 @@ fn run_step(
                 .source(&host)
                 .typ("bind")
                 .options(vec!["rbind".into(), "ro".into(), "rprivate".into()])
+                .build()?,
+        );
+    }
+    for m in &step.mounts {
+        let rw = if m.readonly { "ro" } else { "rw" };
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(&m.target)
+                .source(&m.source)
+                .typ("bind")
+                .options(vec!["rbind".into(), rw.into(), "rprivate".into()])
                 .build()?,
         );
     }

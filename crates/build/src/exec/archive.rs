@@ -107,6 +107,16 @@ pub fn clean(name: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
+/// Unpacks the archive at `path` (compressed or not) into the directory `dir`, as the build
+/// context given on standard input. Entries that would land outside `dir` are refused by `tar`.
+pub fn unpack_context(path: &Path, dir: &Path) -> io::Result<()> {
+    with_reader(path, |r| {
+        let mut ar = tar::Archive::new(r);
+        ar.set_preserve_ownerships(false);
+        ar.unpack(dir)
+    })
+}
+
 /// One entry of an archive being read.
 pub type Entry<'a, 'r> = tar::Entry<'a, &'r mut dyn Read>;
 

@@ -232,6 +232,33 @@ pub fn digest(items: &[Item], files: &mut FileDigests) -> std::io::Result<String
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// Copies the items below `root` on the host, as a `RUN --mount=type=bind` source: a copy, so
+/// that the step can neither see ignored files nor change the context or a stored layer.
+pub fn materialize(items: &[Item], root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut dirs = Vec::new();
+    for it in items {
+        let to = root.join(it.dest.trim_start_matches('/'));
+        if let Some(p) = to.parent() {
+            fs::create_dir_all(p)?;
+        }
+        let meta = fs::symlink_metadata(&it.host)?;
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&it.host)?, &to)?;
+        } else if meta.is_dir() {
+            fs::create_dir_all(&to)?;
+            dirs.push((to, meta.permissions().mode()));
+        } else if meta.is_file() {
+            fs::copy(&it.host, &to)?;
+        }
+    }
+    // Modes of directories last: a read-only one would refuse the files copied into it.
+    for (d, mode) in dirs.iter().rev() {
+        fs::set_permissions(d, fs::Permissions::from_mode(*mode))?;
+    }
+    Ok(())
+}
+
 /// Directories already in the layer being written, or in the stage below it.
 struct Dirs<'a> {
     made: std::collections::BTreeSet<String>,

@@ -7,8 +7,11 @@ mod filehash;
 mod files;
 mod layer;
 mod meta;
+mod mounts;
 mod onbuild;
 mod plan;
+mod platform;
+mod prune;
 mod script;
 
 use std::collections::BTreeMap;
@@ -20,8 +23,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 
+pub use archive::{is_archive, unpack_context};
 pub use files::Ignore;
-pub use layer::IdMaps;
+pub use layer::{Compression, IdMaps};
+use meta::now;
+use platform::{foreign_platform, with_platform_args};
+use prune::file_digests_path;
+pub use prune::prune_cache;
 pub use script::{run_argv, StepFiles};
 
 use crate::{Dockerfile, Instruction, ParseError, ShellOrExec};
@@ -45,6 +53,12 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// `-t`.
     pub tags: Vec<String>,
+    /// `--compression`: how the layers the build writes are compressed.
+    pub compression: Compression,
+    /// `--platform`: the platform of base images whose `FROM` names none.
+    pub platform: Option<String>,
+    /// `--secret id=ID,src=FILE`: secret ids and the files that hold them.
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 /// Why a build failed.
@@ -138,58 +152,36 @@ fn sha(parts: &[&str]) -> String {
     format!("{:x}", h.finalize())
 }
 
-fn now() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        });
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from a day count (400-year eras).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Builds the image the options describe; progress lines go to `log`.
 pub fn build(
     backend: &dyn BuildBackend,
     opts: &BuildOptions,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<Built, BuildFailure> {
-    let df = crate::parse_with_args(&opts.dockerfile, &opts.dockerfile_name, &opts.build_args)?;
+    let build_args = with_platform_args(opts)?;
+    let df = crate::parse_with_args(&opts.dockerfile, &opts.dockerfile_name, &build_args)?;
     let target = match &opts.target {
         Some(t) => df
             .find_stage(t, df.stages.len())
             .ok_or_else(|| BuildFailure::Other(format!("target stage {t:?} could not be found")))?,
         None => df.stages.len() - 1,
     };
-    let ignore = fs::read_to_string(opts.context.join(".dockerignore"))
+    // BuildKit's rule: `NAME.dockerignore` beside the Dockerfile wins over the context's.
+    let own = PathBuf::from(format!("{}.dockerignore", opts.dockerfile_name));
+    let own = own.is_file().then_some(own);
+    let ignore = own
+        .map_or_else(
+            || Err(std::io::ErrorKind::NotFound.into()),
+            fs::read_to_string,
+        )
+        .or_else(|_| fs::read_to_string(opts.context.join(".dockerignore")))
         .map(|t| Ignore::parse(&t))
         .unwrap_or_default();
-    let cache = if opts.no_cache {
-        BTreeMap::new()
-    } else {
-        fs::read(backend.cache_index())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    };
+    // Read even with --no-cache: the index is written back, and must keep others' entries.
+    let cache = fs::read(backend.cache_index())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let mut cx = Ctx {
         backend,
         opts,
@@ -246,51 +238,6 @@ pub fn build(
     })
 }
 
-/// Where digests of source files are remembered: beside the cache index.
-fn file_digests_path(backend: &dyn BuildBackend) -> PathBuf {
-    backend
-        .cache_index()
-        .with_file_name("build-file-digests.json")
-}
-
-/// Removes entries from the build cache index at `index`: every entry with `all`, else those
-/// whose layer `present` reports gone (entries that made no layer stay: they cost nothing and
-/// keep the configs, and so the ids, of cached rebuilds stable). Returns how many went.
-pub fn prune_cache(
-    index: &std::path::Path,
-    all: bool,
-    present: &dyn Fn(&LayerRef) -> bool,
-) -> std::io::Result<usize> {
-    if all {
-        let digests = index.with_file_name("build-file-digests.json");
-        if let Err(e) = fs::remove_file(&digests) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(e);
-            }
-        }
-    }
-    let mut cache: BTreeMap<String, CacheEntry> = match fs::read(index) {
-        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let before = cache.len();
-    if all {
-        cache.clear();
-    } else {
-        cache.retain(|_, e| e.layer.as_ref().is_none_or(present));
-    }
-    let removed = before - cache.len();
-    if cache.is_empty() {
-        fs::remove_file(index)?;
-    } else {
-        let tmp = index.with_extension(format!("tmp{}", std::process::id()));
-        fs::write(&tmp, serde_json::to_vec(&cache)?)?;
-        fs::rename(&tmp, index)?;
-    }
-    Ok(removed)
-}
-
 /// The stages the target needs (through `FROM` and `COPY --from`), in file order.
 fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
     let mut need = vec![false; df.stages.len()];
@@ -303,11 +250,14 @@ fn needed_stages(df: &Dockerfile, target: usize) -> Vec<usize> {
             todo.push(j);
         }
         for ins in &df.stages[i].instructions {
-            if let Instruction::Copy { from: Some(f), .. } = &ins.instruction {
-                if let Some(j) = df.find_stage(f, i) {
-                    todo.push(j);
+            let froms: Vec<&String> = match &ins.instruction {
+                Instruction::Copy { from: Some(f), .. } => vec![f],
+                Instruction::Run { mounts, .. } => {
+                    mounts.iter().filter_map(|m| m.from.as_ref()).collect()
                 }
-            }
+                _ => Vec::new(),
+            };
+            todo.extend(froms.into_iter().filter_map(|f| df.find_stage(f, i)));
         }
     }
     (0..need.len()).filter(|i| need[*i]).collect()
@@ -365,20 +315,30 @@ impl Ctx<'_> {
         if let Some(j) = df.find_stage(&stage.base, i) {
             return Ok(states[&j].clone());
         }
+        let platform = stage.platform.as_deref().or(self.opts.platform.as_deref());
         if stage.base.eq_ignore_ascii_case("scratch") {
-            let p = berth_types::Platform::host();
+            let p = match platform {
+                Some(p) => p.parse::<berth_types::Platform>().map_err(|e| {
+                    BuildFailure::Other(format!("{}:{}: {e}", df.file, stage.pos.line))
+                })?,
+                None => berth_types::Platform::host(),
+            };
             return Ok(State {
                 layers: Vec::new(),
                 config: json!({
                     "architecture": p.architecture, "os": p.os, "config": {},
                     "rootfs": {"type": "layers", "diff_ids": []}, "history": [],
                 }),
-                key: sha(&["scratch"]),
+                // The host's platform keeps the key it always had.
+                key: match platform {
+                    Some(_) => sha(&["scratch", &p.os, &p.architecture]),
+                    None => sha(&["scratch"]),
+                },
             });
         }
         let img = self
             .backend
-            .base_image(&stage.base)
+            .base_image(&stage.base, platform)
             .map_err(|e| BuildFailure::Step {
                 file: df.file.clone(),
                 line: stage.pos.line,
@@ -443,10 +403,23 @@ impl Ctx<'_> {
             if let Some(p) = &copy_items {
                 extra.push_str(&p.extra);
             }
+            let mount_plan = match ins {
+                Instruction::Run { mounts, .. } if !mounts.is_empty() => {
+                    let p = self.plan_mounts(df, i, states, &st, mounts, &fail)?;
+                    extra.push_str(&p.extra);
+                    Some(p)
+                }
+                _ => None,
+            };
+            // Layers of another compression are other blobs: they must not be taken for these.
+            if self.opts.compression != Compression::Gzip {
+                extra.push_str(&format!("{:?}", self.opts.compression));
+            }
             let key = sha(&[&st.key, &format!("{ins:?}"), &args.join("\n"), &extra]);
             if let Some(hit) = self
                 .cache
                 .get(&key)
+                .filter(|_| !self.opts.no_cache)
                 .filter(|h| h.layer.as_ref().is_none_or(|l| self.backend.has_layer(l)))
             {
                 (self.log)(&format!("#{} CACHED {line}", self.step));
@@ -463,14 +436,16 @@ impl Ctx<'_> {
             match ins {
                 Instruction::Run {
                     cmd,
-                    mounts,
                     heredocs,
                     network,
                     ..
                 } => {
-                    if !mounts.is_empty() {
-                        return Err(fail("RUN --mount is not supported yet".into()));
-                    }
+                    foreign_platform(&st.config).map_err(fail)?;
+                    let prepared = mount_plan
+                        .as_ref()
+                        .map(|p| self.prepare_mounts(p))
+                        .transpose()
+                        .map_err(fail)?;
                     let shell: Vec<String> = st.config["config"]["Shell"]
                         .as_array()
                         .map(|a| {
@@ -485,7 +460,7 @@ impl Ctx<'_> {
                         &st,
                         (argv, files),
                         args.clone(),
-                        network.clone(),
+                        (network.clone(), prepared),
                         df,
                         &r.step,
                         &line,
@@ -579,7 +554,8 @@ impl Ctx<'_> {
         let dir = self.backend.scratch_dir().map_err(backend_err)?;
         let res = (|| {
             let mut w =
-                layer::LayerWriter::create(&dir.join("layer.tar.gz")).map_err(|e| e.to_string())?;
+                layer::LayerWriter::create_with(&dir.join("layer.tar"), self.opts.compression)
+                    .map_err(|e| e.to_string())?;
             fill(&mut w).map_err(|e| format!("cannot write the layer: {e}"))?;
             if w.entries == 0 {
                 return Ok(None);
@@ -588,7 +564,12 @@ impl Ctx<'_> {
                 .finish()
                 .map_err(|e| format!("cannot write the layer: {e}"))?;
             self.backend
-                .add_layer(&f.path, &f.blob, &f.diff_id)
+                .add_layer(
+                    &f.path,
+                    &f.blob,
+                    &f.diff_id,
+                    self.opts.compression.media_type(),
+                )
                 .map(Some)
                 .map_err(backend_err)
         })();
@@ -601,8 +582,8 @@ impl Ctx<'_> {
         &self,
         st: &State,
         (argv, files): (Vec<String>, script::StepFiles),
-        env: Vec<String>,
-        network: Option<String>,
+        mut env: Vec<String>,
+        (network, mounts): (Option<String>, Option<mounts::Prepared>),
         df: &Dockerfile,
         step: &crate::Located,
         line: &str,
@@ -624,6 +605,11 @@ impl Ctx<'_> {
                 fs::create_dir_all(d)
                     .map_err(|e| other(format!("cannot create {}: {e}", d.display())))?;
             }
+            let step_mounts = mounts
+                .as_ref()
+                .map(|m| m.mounts.clone())
+                .unwrap_or_default();
+            env.extend(mounts.as_ref().map(|m| m.env.clone()).unwrap_or_default());
             let run = RunStep {
                 layers: st.layers.clone(),
                 config: st.config.clone(),
@@ -633,6 +619,7 @@ impl Ctx<'_> {
                 work,
                 network,
                 files,
+                mounts: step_mounts.clone(),
             };
             if !self.mode_noted.replace(true) {
                 if let Some(mode) = self.backend.run_mode() {
@@ -677,6 +664,15 @@ impl Ctx<'_> {
                     tail,
                 });
             }
+            drop(mounts);
+            let dirs: Vec<PathBuf> = st
+                .layers
+                .iter()
+                .rev()
+                .map(|l| self.backend.layer_dir(&l.diff_id))
+                .collect();
+            let merged = files::Merged { dirs: &dirs };
+            mounts::remove_mount_points(&upper, &step_mounts, &|p| merged.lookup(p).is_some());
             let ids = IdMaps {
                 uids: out.uid_map,
                 gids: out.gid_map,

@@ -11,7 +11,7 @@ use super::{backend_err, copy, BuildFailure, Ctx, Ignore, State};
 use crate::{Dockerfile, Heredoc, Instruction};
 
 /// A directory removed when dropped: heredoc bodies live there until the layer is written.
-pub(super) struct Scratch(PathBuf);
+pub(super) struct Scratch(pub(super) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -88,7 +88,7 @@ impl Ctx<'_> {
                     None => {
                         let img = self
                             .backend
-                            .base_image(f)
+                            .base_image(f, self.opts.platform.as_deref())
                             .map_err(|e| fail(backend_err(e)))?;
                         extra.push_str(&img.id.to_string());
                         img.layers
