@@ -3,6 +3,7 @@
 
 mod common;
 mod docker_diff;
+mod dockerd;
 
 mod archive;
 mod auth;
