@@ -8,6 +8,7 @@ mod dockerd;
 mod archive;
 mod auth;
 mod build;
+mod build_docker_diff;
 mod cdi;
 mod cli;
 mod exec;

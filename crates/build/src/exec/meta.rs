@@ -5,6 +5,37 @@ use serde_json::{json, Value};
 use super::{argv, config_obj, obj};
 use crate::{Instruction, ShellOrExec};
 
+/// The `PATH` that Docker's builders give a stage whose base image sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Sets `k` in an environment list: in place where it is already set (so the order stays as
+/// Docker keeps it), else at the end.
+fn set_env(env: &mut Vec<String>, k: &str, v: &str) {
+    let entry = format!("{k}={v}");
+    match env.iter_mut().find(|e| e.split('=').next() == Some(k)) {
+        Some(e) => *e = entry,
+        None => env.push(entry),
+    }
+}
+
+/// Adds the default `PATH` to a stage's config when its base has none, as both Docker's
+/// legacy builder and BuildKit do, so RUN steps and the built image find the usual programs.
+pub(super) fn default_path(config: &mut Value) {
+    let cfg = config_obj(config);
+    let mut env: Vec<Value> = cfg
+        .get("Env")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let has_path = env
+        .iter()
+        .any(|e| e.as_str().is_some_and(|e| e.starts_with("PATH=")));
+    if !has_path {
+        env.push(json!(format!("PATH={DEFAULT_PATH}")));
+        cfg.insert("Env".into(), json!(env));
+    }
+}
+
 fn cmd_json(c: &ShellOrExec, shell: &[String]) -> Value {
     json!(argv(c, shell))
 }
@@ -32,8 +63,7 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
                 })
                 .unwrap_or_default();
             for (k, v) in kvs {
-                env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                env.push(format!("{k}={v}"));
+                set_env(&mut env, k, v);
             }
             cfg.insert("Env".into(), json!(env));
         }
@@ -90,11 +120,24 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
                             .collect::<Vec<_>>(),
                         ShellOrExec::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
                     };
-                    let ns = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
-                    json!({
-                        "Test": test, "Interval": ns(h.interval), "Timeout": ns(h.timeout),
-                        "StartPeriod": ns(h.start_period), "Retries": h.retries.unwrap_or(0),
-                    })
+                    // Unset durations and retries are left out, as Docker's `omitempty`
+                    // fields are, rather than written as 0.
+                    let mut v = json!({ "Test": test });
+                    let ns = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64);
+                    for (k, d) in [
+                        ("Interval", h.interval),
+                        ("Timeout", h.timeout),
+                        ("StartPeriod", h.start_period),
+                        ("StartInterval", h.start_interval),
+                    ] {
+                        if let Some(n) = ns(d).filter(|n| *n > 0) {
+                            v[k] = json!(n);
+                        }
+                    }
+                    if let Some(r) = h.retries.filter(|r| *r > 0) {
+                        v["Retries"] = json!(r);
+                    }
+                    v
                 }
             };
             cfg.insert("Healthcheck".into(), v);

@@ -416,6 +416,7 @@ impl Ctx<'_> {
         if !st.config["history"].is_array() {
             st.config["history"] = json!([]);
         }
+        meta::default_path(&mut st.config);
         let image_env: Vec<(String, String)> = st.config["config"]["Env"]
             .as_array()
             .map(|a| {
@@ -459,7 +460,7 @@ impl Ctx<'_> {
             (self.log)(&format!("#{} {line}", self.step));
             self.executed += 1;
             let mut layer = None;
-            let mut created_by = format!("/bin/sh -c #(nop) {line}");
+            let mut created_by = format!("/bin/sh -c #(nop) {}", onbuild::history_text(ins, &line));
             match ins {
                 Instruction::Run {
                     cmd,

@@ -54,6 +54,15 @@ pub fn prepend(
     Ok(out)
 }
 
+/// The text a step records in the history: a trigger is recorded as its own instruction (as
+/// Docker does), without the `ONBUILD` it is logged with.
+pub fn history_text<'a>(ins: &crate::Instruction, line: &'a str) -> &'a str {
+    if matches!(ins, crate::Instruction::Onbuild(_)) {
+        return line;
+    }
+    line.strip_prefix("ONBUILD ").unwrap_or(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
