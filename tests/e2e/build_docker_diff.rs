@@ -105,6 +105,10 @@ ENTRYPOINT [\"false\"]
 FROM localhost/bb
 COPY --from=build /out/a /a
 COPY hello.txt /hello.txt
+WORKDIR /app
+COPY hello.txt .
+COPY --from=build /out/a sub/
+RUN test -f /app/hello.txt && test -f /app/sub/a
 ENV STAGE=two
 CMD cat /a /hello.txt
 ",

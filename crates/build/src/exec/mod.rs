@@ -10,6 +10,7 @@ mod meta;
 mod onbuild;
 mod plan;
 mod script;
+mod stubs;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -504,12 +505,7 @@ impl Ctx<'_> {
                         })
                         .transpose()?;
                     created_by = format!("{} {}", ins.keyword(), dest);
-                    let dirs: Vec<PathBuf> = st
-                        .layers
-                        .iter()
-                        .rev()
-                        .map(|l| self.backend.layer_dir(&l.diff_id))
-                        .collect();
+                    let dirs = self.layer_dirs(&st);
                     let merged = files::Merged { dirs: &dirs };
                     layer = self
                         .write_layer(|w| {
@@ -526,12 +522,7 @@ impl Ctx<'_> {
                         format!("{}/{}", cur.trim_end_matches('/'), dir)
                     };
                     cfg.insert("WorkingDir".into(), json!(new));
-                    let dirs: Vec<PathBuf> = st
-                        .layers
-                        .iter()
-                        .rev()
-                        .map(|l| self.backend.layer_dir(&l.diff_id))
-                        .collect();
+                    let dirs = self.layer_dirs(&st);
                     let merged = files::Merged { dirs: &dirs };
                     if merged.lookup(&new).is_none() {
                         // Made now, so the image has it whatever runs later.
@@ -570,6 +561,12 @@ impl Ctx<'_> {
             );
         }
         Ok(st)
+    }
+
+    /// The unpacked layers of `st`, top layer first.
+    fn layer_dirs(&self, st: &State) -> Vec<PathBuf> {
+        let layers = st.layers.iter().rev();
+        layers.map(|l| self.backend.layer_dir(&l.diff_id)).collect()
     }
 
     /// Writes a layer with `fill`; stores and unpacks it unless it came out empty.
@@ -682,6 +679,7 @@ impl Ctx<'_> {
                 uids: out.uid_map,
                 gids: out.gid_map,
             };
+            stubs::remove(&upper, &self.layer_dirs(st));
             self.write_layer(|w| w.add_upper(&upper, &ids))
                 .map_err(other)
         })();
