@@ -9,6 +9,7 @@ mod archive;
 mod auth;
 mod build;
 mod build_docker_diff;
+mod build_toolchain;
 mod cdi;
 mod cli;
 mod exec;
