@@ -16,9 +16,11 @@ const CASES: &[(&str, &str, &[&str])] = &[
 ENV A=1 B="two words"
 ENV C $A-x
 ENV A=3
+ENV PATH=/opt/bin:$PATH D=/data
+WORKDIR $D/x
 LABEL org.example.a=1 "org.example.b"="two words"
 LABEL org.example.a=2
-EXPOSE 80 53/udp 8080/tcp
+EXPOSE 80 53/udp 8080/tcp 8000-8002 9000-9001/udp
 VOLUME /data /more
 VOLUME ["/cache"]
 USER 1000:1000
@@ -45,6 +47,21 @@ HEALTHCHECK CMD [\"cat\", \"/made\"]
 CMD echo first
 ENTRYPOINT [\"/bin/sh\", \"-c\"]
 CMD [\"echo $0\", \"second\"]
+",
+        &[],
+    ),
+    (
+        "cmd-then-entrypoint",
+        "FROM localhost/bb
+CMD [\"kept\"]
+ENTRYPOINT [\"echo\"]
+",
+        &[],
+    ),
+    (
+        "inherited-cmd",
+        "FROM localhost/cmd-then-entrypoint
+ENTRYPOINT [\"printf\", \"%s\\\\n\"]
 ",
         &[],
     ),

@@ -36,12 +36,26 @@ pub(super) fn default_path(config: &mut Value) {
     }
 }
 
+/// An EXPOSE port as Docker records it: `PORT/PROTO`, TCP by default, a range `A-B` as each of
+/// its ports.
+fn expand_ports(spec: &str) -> Vec<String> {
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let range = ports
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)));
+    match range {
+        Some((a, b)) if a <= b => (a..=b).map(|p| format!("{p}/{proto}")).collect(),
+        _ => vec![format!("{ports}/{proto}")],
+    }
+}
+
 fn cmd_json(c: &ShellOrExec, shell: &[String]) -> Value {
     json!(argv(c, shell))
 }
 
-/// Applies a configuration-only instruction to the image config.
-pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
+/// Applies a configuration-only instruction to the image config; `cmd_set` says whether an
+/// earlier CMD of the same stage set the command.
+pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str, cmd_set: bool) {
     let shell: Vec<String> = config["config"]["Shell"]
         .as_array()
         .map(|a| {
@@ -72,8 +86,11 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
         }
         Instruction::Entrypoint(c) => {
             cfg.insert("Entrypoint".into(), cmd_json(c, &shell));
-            // Docker's rule: a new ENTRYPOINT drops a CMD inherited from the base.
-            cfg.remove("Cmd");
+            // Docker's rule: a new ENTRYPOINT drops a CMD inherited from the base, but not
+            // one that this stage set.
+            if !cmd_set {
+                cfg.remove("Cmd");
+            }
         }
         Instruction::Label(kvs) => {
             let l = obj(cfg, "Labels");
@@ -86,12 +103,7 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
         }
         Instruction::Expose(ports) => {
             let e = obj(cfg, "ExposedPorts");
-            for p in ports {
-                let p = if p.contains('/') {
-                    p.clone()
-                } else {
-                    format!("{p}/tcp")
-                };
+            for p in ports.iter().flat_map(|p| expand_ports(p)) {
                 e.insert(p, json!({}));
             }
         }
@@ -156,5 +168,21 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
             cfg.insert("OnBuild".into(), json!(list));
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_environment_as_docker_writes_them() {
+        assert_eq!(expand_ports("80"), ["80/tcp"]);
+        assert_eq!(expand_ports("53/udp"), ["53/udp"]);
+        assert_eq!(expand_ports("7-9/udp"), ["7/udp", "8/udp", "9/udp"]);
+        let mut env = vec!["A=1".to_string(), "B=2".to_string()];
+        set_env(&mut env, "A", "3");
+        set_env(&mut env, "C", "4");
+        assert_eq!(env, ["A=3", "B=2", "C=4"]);
     }
 }

@@ -427,9 +427,11 @@ impl Ctx<'_> {
                     .collect()
             })
             .unwrap_or_default();
+        let mut cmd_set = false;
         for r in df.resolve_stage(i, &image_env)? {
             self.step += 1;
             let ins = &r.step.instruction;
+            cmd_set |= matches!(ins, Instruction::Cmd(_));
             let line = r.step.source.trim().to_string();
             let fail = |message: String| BuildFailure::Step {
                 file: df.file.clone(),
@@ -540,7 +542,7 @@ impl Ctx<'_> {
                             .map_err(fail)?;
                     }
                 }
-                other => meta::apply_meta(&mut st.config, other, &r.step.text),
+                other => meta::apply_meta(&mut st.config, other, &r.step.text, cmd_set),
             }
             let mut h = json!({"created": now(), "created_by": created_by});
             if layer.is_none() {
