@@ -94,6 +94,27 @@ CMD [\"$V\"]
         &["V=cli", "PORT=7000"],
     ),
     (
+        "arg-scopes",
+        "ARG G=global
+ARG U=1000
+FROM localhost/bb AS base
+LABEL before=\"[$G]\"
+ARG G
+LABEL after=\"[$G]\"
+ENV OLD form with spaces
+env lower=case
+ARG U
+USER $U:$U
+VOLUME /v/$U
+FROM base AS final
+ARG G=final
+label g=$G
+onbuild run echo lower-case trigger
+ENTRYPOINT sh -c 'echo \"$@\"' --
+",
+        &["U=42"],
+    ),
+    (
         "onbuild-parent",
         "FROM localhost/bb
 ONBUILD RUN echo triggered > /triggered

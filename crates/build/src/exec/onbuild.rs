@@ -54,13 +54,17 @@ pub fn prepend(
     Ok(out)
 }
 
-/// The text a step records in the history: a trigger is recorded as its own instruction (as
-/// Docker does), without the `ONBUILD` it is logged with.
-pub fn history_text<'a>(ins: &crate::Instruction, line: &'a str) -> &'a str {
-    if matches!(ins, crate::Instruction::Onbuild(_)) {
-        return line;
+/// The text a step records in the history: the instruction with its keyword in capitals, as
+/// Docker writes it; a trigger as its own instruction, without the `ONBUILD` it is logged with.
+pub fn history_text(ins: &crate::Instruction, line: &str) -> String {
+    let line = match ins {
+        crate::Instruction::Onbuild(_) => line,
+        _ => line.strip_prefix("ONBUILD ").unwrap_or(line),
+    };
+    match line.split_once(char::is_whitespace) {
+        Some((keyword, rest)) => format!("{} {rest}", keyword.to_ascii_uppercase()),
+        None => line.to_ascii_uppercase(),
     }
-    line.strip_prefix("ONBUILD ").unwrap_or(line)
 }
 
 #[cfg(test)]
