@@ -2,114 +2,15 @@
 //! Debian's `dockerd` (started here with networking off, its own data root and socket) and
 //! through Berth; exit codes and stdout must agree.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-use tempfile::TempDir;
-
-use crate::common::{have, Berth};
-
-struct Dockerd {
-    child: Child,
-    _dir: TempDir,
-    host: String,
-}
-
-impl Dockerd {
-    fn start() -> Option<Dockerd> {
-        if !have("dockerd") || !have("docker") {
-            eprintln!("dockerd not installed: skipped");
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("berth-dockerd-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let p = |x: &str| -> PathBuf { dir.path().join(x) };
-        let host = format!("unix://{}", p("docker.sock").display());
-        let child = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(p("data"))
-            .arg("--exec-root")
-            .arg(p("exec"))
-            .arg("--pidfile")
-            .arg(p("dockerd.pid"))
-            .args([
-                "-H",
-                &host,
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-masq=false",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(p("dockerd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let d = Dockerd {
-            child,
-            _dir: dir,
-            host,
-        };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if d.docker(&["info"]).status.success() {
-                return Some(d);
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        eprintln!(
-            "dockerd did not come up: {}",
-            std::fs::read_to_string(d._dir.path().join("dockerd.log")).unwrap_or_default()
-        );
-        None
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", self._dir.path().join("cfg"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::common::Berth;
+use crate::dockerd::Dockerd;
 
 #[test]
 fn docker_profile_matches_docker() {
     let b = Berth::new();
     b.import_busybox("localhost/bb:latest");
     let Some(d) = Dockerd::start() else { return };
-    let archive = b.dir.path().join("bb.tar");
-    b.ok(&[
-        "save",
-        "-o",
-        archive.to_str().unwrap(),
-        "localhost/bb:latest",
-    ]);
-    let out = d.docker(&["load", "-i", archive.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "docker load: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.load_from(&b, "localhost/bb:latest");
 
     let cases: &[(&[&str], &[&str])] = &[
         (&[], &["true"]),

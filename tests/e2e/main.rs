@@ -3,12 +3,15 @@
 
 mod common;
 mod docker_diff;
+mod dockerd;
 
 mod archive;
 mod auth;
 mod build;
+mod build_docker_diff;
 mod build_flags;
 mod build_mounts;
+mod build_toolchain;
 mod cdi;
 mod cli;
 mod exec;

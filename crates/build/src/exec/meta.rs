@@ -5,12 +5,57 @@ use serde_json::{json, Value};
 use super::{argv, config_obj, obj};
 use crate::{Instruction, ShellOrExec};
 
+/// The `PATH` that Docker's builders give a stage whose base image sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Sets `k` in an environment list: in place where it is already set (so the order stays as
+/// Docker keeps it), else at the end.
+fn set_env(env: &mut Vec<String>, k: &str, v: &str) {
+    let entry = format!("{k}={v}");
+    match env.iter_mut().find(|e| e.split('=').next() == Some(k)) {
+        Some(e) => *e = entry,
+        None => env.push(entry),
+    }
+}
+
+/// Adds the default `PATH` to a stage's config when its base has none, as both Docker's
+/// legacy builder and BuildKit do, so RUN steps and the built image find the usual programs.
+pub(super) fn default_path(config: &mut Value) {
+    let cfg = config_obj(config);
+    let mut env: Vec<Value> = cfg
+        .get("Env")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let has_path = env
+        .iter()
+        .any(|e| e.as_str().is_some_and(|e| e.starts_with("PATH=")));
+    if !has_path {
+        env.push(json!(format!("PATH={DEFAULT_PATH}")));
+        cfg.insert("Env".into(), json!(env));
+    }
+}
+
+/// An EXPOSE port as Docker records it: `PORT/PROTO`, TCP by default, a range `A-B` as each of
+/// its ports.
+fn expand_ports(spec: &str) -> Vec<String> {
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let range = ports
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)));
+    match range {
+        Some((a, b)) if a <= b => (a..=b).map(|p| format!("{p}/{proto}")).collect(),
+        _ => vec![format!("{ports}/{proto}")],
+    }
+}
+
 fn cmd_json(c: &ShellOrExec, shell: &[String]) -> Value {
     json!(argv(c, shell))
 }
 
-/// Applies a configuration-only instruction to the image config.
-pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
+/// Applies a configuration-only instruction to the image config; `cmd_set` says whether an
+/// earlier CMD of the same stage set the command.
+pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str, cmd_set: bool) {
     let shell: Vec<String> = config["config"]["Shell"]
         .as_array()
         .map(|a| {
@@ -32,8 +77,7 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
                 })
                 .unwrap_or_default();
             for (k, v) in kvs {
-                env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                env.push(format!("{k}={v}"));
+                set_env(&mut env, k, v);
             }
             cfg.insert("Env".into(), json!(env));
         }
@@ -42,8 +86,11 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
         }
         Instruction::Entrypoint(c) => {
             cfg.insert("Entrypoint".into(), cmd_json(c, &shell));
-            // Docker's rule: a new ENTRYPOINT drops a CMD inherited from the base.
-            cfg.remove("Cmd");
+            // Docker's rule: a new ENTRYPOINT drops a CMD inherited from the base, but not
+            // one that this stage set.
+            if !cmd_set {
+                cfg.remove("Cmd");
+            }
         }
         Instruction::Label(kvs) => {
             let l = obj(cfg, "Labels");
@@ -56,12 +103,7 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
         }
         Instruction::Expose(ports) => {
             let e = obj(cfg, "ExposedPorts");
-            for p in ports {
-                let p = if p.contains('/') {
-                    p.clone()
-                } else {
-                    format!("{p}/tcp")
-                };
+            for p in ports.iter().flat_map(|p| expand_ports(p)) {
                 e.insert(p, json!({}));
             }
         }
@@ -90,11 +132,24 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str) {
                             .collect::<Vec<_>>(),
                         ShellOrExec::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
                     };
-                    let ns = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
-                    json!({
-                        "Test": test, "Interval": ns(h.interval), "Timeout": ns(h.timeout),
-                        "StartPeriod": ns(h.start_period), "Retries": h.retries.unwrap_or(0),
-                    })
+                    // Unset durations and retries are left out, as Docker's `omitempty`
+                    // fields are, rather than written as 0.
+                    let mut v = json!({ "Test": test });
+                    let ns = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64);
+                    for (k, d) in [
+                        ("Interval", h.interval),
+                        ("Timeout", h.timeout),
+                        ("StartPeriod", h.start_period),
+                        ("StartInterval", h.start_interval),
+                    ] {
+                        if let Some(n) = ns(d).filter(|n| *n > 0) {
+                            v[k] = json!(n);
+                        }
+                    }
+                    if let Some(r) = h.retries.filter(|r| *r > 0) {
+                        v["Retries"] = json!(r);
+                    }
+                    v
                 }
             };
             cfg.insert("Healthcheck".into(), v);
@@ -143,4 +198,20 @@ pub(super) fn now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_environment_as_docker_writes_them() {
+        assert_eq!(expand_ports("80"), ["80/tcp"]);
+        assert_eq!(expand_ports("53/udp"), ["53/udp"]);
+        assert_eq!(expand_ports("7-9/udp"), ["7/udp", "8/udp", "9/udp"]);
+        let mut env = vec!["A=1".to_string(), "B=2".to_string()];
+        set_env(&mut env, "A", "3");
+        set_env(&mut env, "C", "4");
+        assert_eq!(env, ["A=3", "B=2", "C=4"]);
+    }
 }

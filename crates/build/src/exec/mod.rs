@@ -13,6 +13,7 @@ mod plan;
 mod platform;
 mod prune;
 mod script;
+mod stubs;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -376,6 +377,7 @@ impl Ctx<'_> {
         if !st.config["history"].is_array() {
             st.config["history"] = json!([]);
         }
+        meta::default_path(&mut st.config);
         let image_env: Vec<(String, String)> = st.config["config"]["Env"]
             .as_array()
             .map(|a| {
@@ -385,9 +387,11 @@ impl Ctx<'_> {
                     .collect()
             })
             .unwrap_or_default();
+        let mut cmd_set = false;
         for r in df.resolve_stage(i, &image_env)? {
             self.step += 1;
             let ins = &r.step.instruction;
+            cmd_set |= matches!(ins, Instruction::Cmd(_));
             let line = r.step.source.trim().to_string();
             let fail = |message: String| BuildFailure::Step {
                 file: df.file.clone(),
@@ -432,7 +436,7 @@ impl Ctx<'_> {
             (self.log)(&format!("#{} {line}", self.step));
             self.executed += 1;
             let mut layer = None;
-            let mut created_by = format!("/bin/sh -c #(nop) {line}");
+            let mut created_by = format!("/bin/sh -c #(nop) {}", onbuild::history_text(ins, &line));
             match ins {
                 Instruction::Run {
                     cmd,
@@ -478,12 +482,7 @@ impl Ctx<'_> {
                         })
                         .transpose()?;
                     created_by = format!("{} {}", ins.keyword(), dest);
-                    let dirs: Vec<PathBuf> = st
-                        .layers
-                        .iter()
-                        .rev()
-                        .map(|l| self.backend.layer_dir(&l.diff_id))
-                        .collect();
+                    let dirs = self.layer_dirs(&st);
                     let merged = files::Merged { dirs: &dirs };
                     layer = self
                         .write_layer(|w| {
@@ -500,12 +499,7 @@ impl Ctx<'_> {
                         format!("{}/{}", cur.trim_end_matches('/'), dir)
                     };
                     cfg.insert("WorkingDir".into(), json!(new));
-                    let dirs: Vec<PathBuf> = st
-                        .layers
-                        .iter()
-                        .rev()
-                        .map(|l| self.backend.layer_dir(&l.diff_id))
-                        .collect();
+                    let dirs = self.layer_dirs(&st);
                     let merged = files::Merged { dirs: &dirs };
                     if merged.lookup(&new).is_none() {
                         // Made now, so the image has it whatever runs later.
@@ -523,7 +517,7 @@ impl Ctx<'_> {
                             .map_err(fail)?;
                     }
                 }
-                other => meta::apply_meta(&mut st.config, other, &r.step.text),
+                other => meta::apply_meta(&mut st.config, other, &r.step.text, cmd_set),
             }
             let mut h = json!({"created": now(), "created_by": created_by});
             if layer.is_none() {
@@ -544,6 +538,12 @@ impl Ctx<'_> {
             );
         }
         Ok(st)
+    }
+
+    /// The unpacked layers of `st`, top layer first.
+    fn layer_dirs(&self, st: &State) -> Vec<PathBuf> {
+        let layers = st.layers.iter().rev();
+        layers.map(|l| self.backend.layer_dir(&l.diff_id)).collect()
     }
 
     /// Writes a layer with `fill`; stores and unpacks it unless it came out empty.
@@ -677,6 +677,7 @@ impl Ctx<'_> {
                 uids: out.uid_map,
                 gids: out.gid_map,
             };
+            stubs::remove(&upper, &self.layer_dirs(st));
             self.write_layer(|w| w.add_upper(&upper, &ids))
                 .map_err(other)
         })();

@@ -54,6 +54,19 @@ pub fn prepend(
     Ok(out)
 }
 
+/// The text a step records in the history: the instruction with its keyword in capitals, as
+/// Docker writes it; a trigger as its own instruction, without the `ONBUILD` it is logged with.
+pub fn history_text(ins: &crate::Instruction, line: &str) -> String {
+    let line = match ins {
+        crate::Instruction::Onbuild(_) => line,
+        _ => line.strip_prefix("ONBUILD ").unwrap_or(line),
+    };
+    match line.split_once(char::is_whitespace) {
+        Some((keyword, rest)) => format!("{} {rest}", keyword.to_ascii_uppercase()),
+        None => line.to_ascii_uppercase(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,11 +70,7 @@ impl Ctx<'_> {
             _ => return Ok(None),
         };
         let workdir = st.config["config"]["WorkingDir"].as_str().unwrap_or("/");
-        let dest = if dest.starts_with('/') {
-            dest.clone()
-        } else {
-            format!("{}/{}", workdir.trim_end_matches('/'), dest)
-        };
+        let dest = absolute_dest(workdir, dest);
         let mut extra = String::new();
         let dirs: Vec<PathBuf>;
         let source = match from {
@@ -181,4 +177,47 @@ fn write_bodies(
         out.push((h.name.clone(), p));
     }
     Ok(out)
+}
+
+/// A COPY or ADD destination made absolute against `workdir` and cleaned of `.` and `..`. As in
+/// BuildKit, `.`, `DIR/.` and `DIR/` all name a directory to copy into, which the trailing `/` of
+/// the result keeps saying. (Docker's legacy builder copies to a file `DIR` for `DIR/.`.)
+fn absolute_dest(workdir: &str, dest: &str) -> String {
+    let into_dir = dest == "." || dest.ends_with('/') || dest.ends_with("/.");
+    let joined = if dest.starts_with('/') {
+        dest.to_string()
+    } else {
+        format!("{workdir}/{dest}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in joined.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = format!("/{}", parts.join("/"));
+    if into_dir && out != "/" {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absolute_dest;
+
+    #[test]
+    fn destinations_as_docker_reads_them() {
+        assert_eq!(absolute_dest("/src", "."), "/src/");
+        assert_eq!(absolute_dest("/src", "./"), "/src/");
+        assert_eq!(absolute_dest("/src", "sub/."), "/src/sub/");
+        assert_eq!(absolute_dest("/src", "f"), "/src/f");
+        assert_eq!(absolute_dest("/", "."), "/");
+        assert_eq!(absolute_dest("/a/b", "../c"), "/a/c");
+        assert_eq!(absolute_dest("/a", "/x/./y/"), "/x/y/");
+    }
 }

@@ -1,0 +1,105 @@
+//! A private Debian `dockerd` for comparisons with Docker: started by hand with networking off,
+//! its own data root, exec root and socket, and stopped by its PID when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::common::{have, Berth};
+
+pub struct Dockerd {
+    child: Child,
+    dir: TempDir,
+    host: String,
+}
+
+impl Dockerd {
+    /// Starts the daemon; `None` (after saying why) when it is not installed or does not come up.
+    pub fn start() -> Option<Dockerd> {
+        if !have("dockerd") || !have("docker") {
+            eprintln!("dockerd not installed: skipped");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("berth-dockerd-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let p = |x: &str| -> PathBuf { dir.path().join(x) };
+        let host = format!("unix://{}", p("docker.sock").display());
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(p("data"))
+            .arg("--exec-root")
+            .arg(p("exec"))
+            .arg("--pidfile")
+            .arg(p("dockerd.pid"))
+            .args([
+                "-H",
+                &host,
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(p("dockerd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Dockerd { child, dir, host };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if d.docker(&["info"]).status.success() {
+                return Some(d);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        eprintln!(
+            "dockerd did not come up: {}",
+            std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default()
+        );
+        None
+    }
+
+    /// A `docker` client command aimed at this daemon, with its own client config.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.dir.path().join("cfg"));
+        c
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Gives Docker the same image as Berth's `name`, through `berth save` and `docker load`.
+    pub fn load_from(&self, b: &Berth, name: &str) {
+        let archive = b.dir.path().join("docker-load.tar");
+        b.ok(&["save", "-o", archive.to_str().unwrap(), name]);
+        let out = self.docker(&["load", "-i", archive.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "docker load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_file(archive);
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
