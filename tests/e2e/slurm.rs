@@ -493,7 +493,16 @@ fn scancel_terminates_the_container_and_leaves_nothing_behind() {
         "{:?}",
         started.elapsed()
     );
-    let bare_signals = steps[0].signals();
+    // scancel sends SIGCONT and then SIGTERM. When both are pending at once the kernel
+    // delivers the lower-numbered SIGTERM first and the program exits before it can note the
+    // SIGCONT, whether it runs bare or in a container; which one is seen is timing, not
+    // Berth, so SIGCONT is left out of the comparison.
+    let without_cont = |t: &Trapped| {
+        let mut s = t.signals();
+        s.remove("SIGCONT");
+        s
+    };
+    let bare_signals = without_cont(&steps[0]);
     assert!(bare_signals.contains("SIGTERM"), "{bare_signals:?}");
     let bare_end = s.cluster.wait_job_end(steps[0].job, TIMEOUT);
     for (t, out) in steps.iter().zip(&outs) {
@@ -503,7 +512,13 @@ fn scancel_terminates_the_container_and_leaves_nothing_behind() {
             "{:?}",
             t.mode
         );
-        assert_eq!(t.signals(), bare_signals, "{:?}: {:?}", t.mode, t.events());
+        assert_eq!(
+            without_cont(t),
+            bare_signals,
+            "{:?}: {:?}",
+            t.mode,
+            t.events()
+        );
         assert_eq!(
             out.status.code(),
             outs[0].status.code(),
