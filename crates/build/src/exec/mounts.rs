@@ -126,25 +126,7 @@ impl Ctx<'_> {
         let from = match &m.from {
             None => copy::From::Context(&self.opts.context, &self.ignore),
             Some(f) => {
-                let layers = match df.find_stage(f, i) {
-                    Some(j) => {
-                        extra.push_str(&states[&j].key);
-                        states[&j].layers.clone()
-                    }
-                    None => {
-                        let img = self
-                            .backend
-                            .base_image(f, self.opts.platform.as_deref())
-                            .map_err(|e| fail(backend_err(e)))?;
-                        extra.push_str(&img.id.to_string());
-                        img.layers
-                    }
-                };
-                dirs = layers
-                    .iter()
-                    .rev()
-                    .map(|l| self.backend.layer_dir(&l.diff_id))
-                    .collect();
+                dirs = self.source_layers(df, i, states, f, extra, fail)?;
                 copy::From::Layers(&dirs)
             }
         };

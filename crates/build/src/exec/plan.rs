@@ -30,6 +30,38 @@ pub(super) struct CopyPlan {
 }
 
 impl Ctx<'_> {
+    /// The layer directories, top first, of what `from` names (an earlier stage, else an
+    /// image), with what identifies them added to the cache key in `extra`.
+    pub(super) fn source_layers(
+        &self,
+        df: &Dockerfile,
+        i: usize,
+        states: &BTreeMap<usize, State>,
+        from: &str,
+        extra: &mut String,
+        fail: &dyn Fn(String) -> BuildFailure,
+    ) -> Result<Vec<PathBuf>, BuildFailure> {
+        let layers = match df.find_stage(from, i) {
+            Some(j) => {
+                extra.push_str(&states[&j].key);
+                states[&j].layers.clone()
+            }
+            None => {
+                let img = self
+                    .backend
+                    .base_image(from, self.opts.platform.as_deref())
+                    .map_err(|e| fail(backend_err(e)))?;
+                extra.push_str(&img.id.to_string());
+                img.layers
+            }
+        };
+        Ok(layers
+            .iter()
+            .rev()
+            .map(|l| self.backend.layer_dir(&l.diff_id))
+            .collect())
+    }
+
     /// Plans `ins` when it is a `COPY` or `ADD`; `None` for other instructions.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn plan_copy(
@@ -76,25 +108,7 @@ impl Ctx<'_> {
         let source = match from {
             None => copy::From::Context(&self.opts.context, &self.ignore),
             Some(f) => {
-                let layers = match df.find_stage(f, i) {
-                    Some(j) => {
-                        extra.push_str(&states[&j].key);
-                        states[&j].layers.clone()
-                    }
-                    None => {
-                        let img = self
-                            .backend
-                            .base_image(f, self.opts.platform.as_deref())
-                            .map_err(|e| fail(backend_err(e)))?;
-                        extra.push_str(&img.id.to_string());
-                        img.layers
-                    }
-                };
-                dirs = layers
-                    .iter()
-                    .rev()
-                    .map(|l| self.backend.layer_dir(&l.diff_id))
-                    .collect();
+                dirs = self.source_layers(df, i, states, f, &mut extra, fail)?;
                 copy::From::Layers(&dirs)
             }
         };
