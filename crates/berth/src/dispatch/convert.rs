@@ -155,25 +155,13 @@ fn squashfs_of_dir(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                anyhow::anyhow!("mksquashfs not found: berth convert needs squashfs-tools")
-            } else {
-                anyhow::anyhow!("cannot start mksquashfs: {e}")
-            }
-        })?;
+        .map_err(spawn_error)?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message");
-        bail!(
-            "mksquashfs failed ({}) writing {}: {last}",
+        return Err(failed(
             out.status,
-            tmp.display()
-        );
+            tmp,
+            &String::from_utf8_lossy(&out.stderr),
+        ));
     }
     bar.finish("Converted");
     Ok(Flattened {
@@ -233,13 +221,7 @@ fn write_squashfs(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                anyhow::anyhow!("mksquashfs not found: berth convert needs squashfs-tools")
-            } else {
-                anyhow::anyhow!("cannot start mksquashfs: {e}")
-            }
-        })?;
+        .map_err(spawn_error)?;
     let mut stderr = child.stderr.take().expect("piped");
     let errors = std::thread::spawn(move || {
         let mut s = String::new();
@@ -255,18 +237,31 @@ fn write_squashfs(
     let status = child.wait().context("waiting for mksquashfs")?;
     let errors = errors.join().unwrap_or_default();
     if !status.success() {
-        let last = errors
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message");
-        bail!(
-            "mksquashfs failed ({status}) writing {}: {last}",
-            tmp.display()
-        );
+        return Err(failed(status, tmp, &errors));
     }
     let flat = flat?;
     flushed.context("writing to mksquashfs")?;
     bar.finish("Converted");
     Ok(flat)
+}
+
+fn spawn_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        anyhow::anyhow!("mksquashfs not found: berth convert needs squashfs-tools")
+    } else {
+        anyhow::anyhow!("cannot start mksquashfs: {e}")
+    }
+}
+
+/// One line for a failed mksquashfs: its status and the last thing it said.
+fn failed(status: std::process::ExitStatus, tmp: &Path, stderr: &str) -> anyhow::Error {
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message");
+    anyhow::anyhow!(
+        "mksquashfs failed ({status}) writing {}: {last}",
+        tmp.display()
+    )
 }

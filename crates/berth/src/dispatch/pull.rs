@@ -40,22 +40,23 @@ pub fn pull(
     // Already here under this name and digest: an image record is only written once all its
     // layers are in place, so there is nothing to fetch, verify or rewrite (and no lock).
     let repo_digest = r.with_digest(top.clone());
-    let present = store.images()?.into_iter().any(|i| {
-        i.manifest == resolved.manifest.digest
-            && r.tag().is_none_or(|_| i.repo_tags.contains(r))
-            && i.repo_digests.contains(&repo_digest)
-    });
-    if present {
+    let images = store.images()?;
+    let named_here = |i: &&berth_store::ImageRecord| {
+        i.manifest == resolved.manifest.digest && r.tag().is_none_or(|_| i.repo_tags.contains(r))
+    };
+    if images
+        .iter()
+        .filter(named_here)
+        .any(|i| i.repo_digests.contains(&repo_digest))
+    {
         return Ok(Pulled {
             digest: top,
             up_to_date: true,
         });
     }
+    let up_to_date = images.iter().any(|i| named_here(&i));
     // Blobs stored before the image record names them must survive a concurrent prune.
     let _gc = store.hold_gc()?;
-    let up_to_date = store.images()?.iter().any(|i| {
-        i.manifest == resolved.manifest.digest && r.tag().is_none_or(|_| i.repo_tags.contains(r))
-    });
 
     let config_digest: Digest = resolved.parsed.config().digest().to_string().parse()?;
     let config_size = resolved.parsed.config().size();
