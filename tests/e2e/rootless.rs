@@ -15,16 +15,16 @@ use tempfile::TempDir;
 use crate::common::files_under;
 
 /// A copy of the binary and the busybox tar the user can read, and a store in its home.
-struct AsUser {
-    user: TestUser,
-    _work: TempDir,
+pub(crate) struct AsUser {
+    pub(crate) user: TestUser,
+    work: TempDir,
     bin: PathBuf,
-    tar: PathBuf,
-    home: PathBuf,
+    pub(crate) tar: PathBuf,
+    pub(crate) home: PathBuf,
 }
 
 impl AsUser {
-    fn new(user: TestUser) -> AsUser {
+    pub(crate) fn new(user: TestUser) -> AsUser {
         let work = tempfile::Builder::new()
             .prefix("berth-rootless-")
             .tempdir()
@@ -45,18 +45,23 @@ impl AsUser {
             .unwrap();
         AsUser {
             user,
-            _work: work,
+            work,
             bin,
             tar,
             home,
         }
     }
 
-    fn root(&self) -> PathBuf {
+    /// A directory the user can read, for more fixtures.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.work.path()
+    }
+
+    pub(crate) fn root(&self) -> PathBuf {
         self.home.join("store")
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let mut c = Command::new(&self.bin);
         c.env("HOME", &self.home)
             .env("BERTH_ROOT", self.root())
@@ -66,7 +71,7 @@ impl AsUser {
         run_as(&self.user, &mut c)
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),

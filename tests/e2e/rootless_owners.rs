@@ -4,9 +4,17 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use berth_testkit::{run_as, unprivileged_user, unprivileged_user_without_subids, TestUser};
+use berth_testkit::{unprivileged_user, unprivileged_user_without_subids};
+
+use crate::rootless::AsUser;
+
+/// The user's fixtures plus the image below, readable by the user.
+fn with_owners_image(u: &AsUser) -> PathBuf {
+    let tar = image_tar(u.dir());
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    tar
+}
 
 /// The busybox fixture plus a home owned by uid 1000 with a private directory and file, and a
 /// setuid-root program.
@@ -57,63 +65,6 @@ fn image_tar(dir: &Path) -> PathBuf {
     out
 }
 
-struct User {
-    user: TestUser,
-    _work: tempfile::TempDir,
-    bin: PathBuf,
-    tar: PathBuf,
-    home: PathBuf,
-}
-
-impl User {
-    fn new(user: TestUser) -> User {
-        let work = tempfile::Builder::new()
-            .prefix("berth-owners-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = work.path().join("berth");
-        std::fs::copy(env!("CARGO_BIN_EXE_berth"), &bin).unwrap();
-        let tar = image_tar(work.path());
-        std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let home = work.path().join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        Command::new("chown")
-            .arg(format!("{}:{}", user.uid, user.gid))
-            .arg(&home)
-            .status()
-            .unwrap();
-        User {
-            user,
-            _work: work,
-            bin,
-            tar,
-            home,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(&self.bin);
-        c.env("HOME", &self.home)
-            .env("BERTH_ROOT", self.home.join("store"))
-            .env("XDG_RUNTIME_DIR", self.user.runtime_dir())
-            .current_dir(&self.home)
-            .args(args);
-        run_as(&self.user, &mut c)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} as {}: {}",
-            self.user.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
 fn subuid_start(name: &str) -> u32 {
     let text = std::fs::read_to_string("/etc/subuid").unwrap();
     text.lines()
@@ -128,8 +79,9 @@ const STAT: &str = "stat -c '%n %u:%g %a' /home/app /home/app/secret /usr/local/
 
 #[test]
 fn image_owners_are_kept_with_subordinate_ids() {
-    let u = User::new(unprivileged_user());
-    u.ok(&["import", u.tar.to_str().unwrap(), "localhost/owners"]);
+    let u = AsUser::new(unprivileged_user());
+    let tar = with_owners_image(&u);
+    u.ok(&["import", tar.to_str().unwrap(), "localhost/owners"]);
     assert_eq!(
         u.ok(&["run", "--rm", "localhost/owners", "sh", "-c", STAT]),
         "/home/app 1000:1000 700\n/home/app/secret 1000:1000 600\n\
@@ -149,7 +101,7 @@ fn image_owners_are_kept_with_subordinate_ids() {
         "s\n"
     );
     // On the host they belong to the matching subordinate id.
-    let layers = u.home.join("store/layers");
+    let layers = u.root().join("layers");
     let layer = std::fs::read_dir(&layers)
         .unwrap()
         .flatten()
@@ -168,7 +120,7 @@ fn image_owners_are_kept_with_subordinate_ids() {
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "layers left behind: {left:?}");
-    let tmp: Vec<_> = std::fs::read_dir(u.home.join("store/tmp"))
+    let tmp: Vec<_> = std::fs::read_dir(u.root().join("tmp"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
@@ -178,8 +130,9 @@ fn image_owners_are_kept_with_subordinate_ids() {
 
 #[test]
 fn without_subordinate_ids_files_belong_to_the_caller() {
-    let u = User::new(unprivileged_user_without_subids());
-    u.ok(&["import", u.tar.to_str().unwrap(), "localhost/owners"]);
+    let u = AsUser::new(unprivileged_user_without_subids());
+    let tar = with_owners_image(&u);
+    u.ok(&["import", tar.to_str().unwrap(), "localhost/owners"]);
     // One id only: everything is the caller's, root inside; setuid bits are dropped.
     assert_eq!(
         u.ok(&["run", "--rm", "localhost/owners", "sh", "-c", STAT]),
