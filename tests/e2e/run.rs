@@ -399,6 +399,44 @@ fn signals_reach_the_container() {
         );
         assert_eq!(c, 42, "{err}");
     }
+
+    // A scheduler sends SIGTERM more than once. Copies that arrive after the container has
+    // exited must not kill the monitor during its clean-up: the exit code stays the
+    // container's and the --rm record goes away.
+    for profile in ["--hpc", "--profile=docker"] {
+        let mut child = b
+            .cmd()
+            .args([
+                "run",
+                "--rm",
+                profile,
+                "localhost/bb",
+                "sh",
+                "-c",
+                "trap 'exit 143' TERM; echo ready; while :; do sleep 0.01; done",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let pid = child.id().to_string();
+        let status = loop {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .stderr(Stdio::null())
+                .status();
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(143), "{profile}: {status:?} {err}");
+        assert_eq!(b.ok(&["ps", "-aq"]).trim(), "", "{profile}: record left");
+    }
 }
 
 #[test]

@@ -246,6 +246,16 @@ impl Container {
         }
     }
 
+    /// Keeps the forwarded signals blocked after a forwarding [`Container::wait`] returns, for
+    /// a monitor with work left once the container has ended (recording its state, removing
+    /// it). A scheduler sends SIGTERM more than once; the copy that arrives after the container
+    /// exited must neither end the monitor halfway through that work nor turn the container's
+    /// exit code into the monitor's death by signal. Held signals are discarded when the
+    /// process exits. Call after [`Container::start`].
+    pub fn hold_signals_after_wait(&mut self) {
+        self.mask_before_start = None;
+    }
+
     /// Waits for the process to end and returns Docker's exit code: its exit status, or
     /// 128+N when signal N killed it. With `forward_signals`, every catchable signal this
     /// process receives meanwhile is sent on to the container (except SIGCHLD, and SIGWINCH
