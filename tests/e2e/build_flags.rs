@@ -1,8 +1,10 @@
-//! `berth build` flags beyond the basics: `--pull`, `--platform`, `--progress`, a context
-//! read from standard input, and `NAME.dockerignore` beside the Dockerfile.
+//! `berth build` flags beyond the basics: `--pull`, `--platform`, `--progress`, `--push`, a
+//! context read from standard input, `NAME.dockerignore` beside the Dockerfile, and
+//! reproducible images with `SOURCE_DATE_EPOCH`.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use crate::common::Berth;
 
@@ -318,4 +320,103 @@ fn zstd_layers_are_written_pushed_and_pulled() {
     let other = Berth::new();
     other.ok(&["pull", "--tls-verify=false", &name]);
     assert_eq!(other.ok(&["run", "--rm", &name, "cat", "/z"]), "zz\n");
+}
+
+#[test]
+fn push_after_build_and_its_errors() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let c = ctx(&[("Dockerfile", "FROM localhost/bb\nRUN echo pushed > /p\n")]);
+    let dir = c.path().to_str().unwrap();
+    // No name: refused before anything is built.
+    let out = b.cmd().args(["build", "--push", dir]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--push") && err.contains("-t"), "{err}");
+    assert!(!err.contains("RUN"), "built before refusing: {err}");
+
+    let reg = berth_testkit::Registry::start();
+    let one = format!("{}/flags/push:1", reg.addr());
+    let two = format!("{}/flags/push:2", reg.addr());
+    b.ok(&[
+        "build",
+        "--tls-verify=false",
+        "--push",
+        "-t",
+        &one,
+        "-t",
+        &two,
+        dir,
+    ]);
+    // BuildKit's spelling of the same.
+    let three = format!("{}/flags/other:3", reg.addr());
+    b.ok(&[
+        "build",
+        "--tls-verify=false",
+        "--output",
+        "type=registry",
+        "-t",
+        &three,
+        dir,
+    ]);
+    let other = Berth::new();
+    for name in [&one, &two, &three] {
+        other.ok(&["pull", "--tls-verify=false", name]);
+        assert_eq!(other.ok(&["run", "--rm", name, "cat", "/p"]), "pushed\n");
+    }
+}
+
+#[test]
+fn source_date_epoch_gives_the_same_digest_twice() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let build = |epoch: &str, stamp: &str| {
+        // Fresh context files each time (other mtimes), and no cache.
+        let c = ctx(&[
+            (
+                "Dockerfile",
+                "FROM localhost/bb\nCOPY f.txt /f.txt\nRUN mkdir /made && echo x > /made/file\n",
+            ),
+            ("f.txt", "same\n"),
+        ]);
+        std::thread::sleep(Duration::from_millis(1100));
+        let out = b
+            .cmd()
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .args(["build", "--no-cache", "-q", "-t", "r"])
+            .arg(c.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let cfg: serde_json::Value =
+            serde_json::from_str(&b.ok(&["image", "inspect", "r"])).unwrap();
+        assert_eq!(cfg[0]["Created"], stamp, "{cfg}");
+        let listing = b.ok(&[
+            "run",
+            "--rm",
+            "r",
+            "stat",
+            "-c",
+            "%Y %n",
+            "/f.txt",
+            "/made",
+            "/made/file",
+        ]);
+        (id, listing)
+    };
+    let (a, la) = build("1000000000", "2001-09-09T01:46:40Z");
+    let (a2, lb) = build("1000000000", "2001-09-09T01:46:40Z");
+    assert_eq!(a, a2, "the same inputs built twice differ");
+    assert_eq!(
+        la,
+        "1000000000 /f.txt\n1000000000 /made\n1000000000 /made/file\n"
+    );
+    assert_eq!(la, lb);
+    let (c, _) = build("1000000001", "2001-09-09T01:46:41Z");
+    assert_ne!(a, c);
 }

@@ -49,9 +49,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
     /// Also write the image as an archive: `type=oci-archive,dest=FILE` or
-    /// `type=docker-archive,dest=FILE` (`oci` and `docker` are accepted too).
+    /// `type=docker-archive,dest=FILE` (`oci` and `docker` are accepted too);
+    /// `type=registry` pushes it, as `--push` does.
     #[arg(short = 'o', long, value_name = "type=TYPE,dest=FILE")]
     pub output: Option<String>,
+    /// Push the image to its registry once built, under every `-t` name.
+    #[arg(long)]
+    pub push: bool,
     /// Expose a secret file (`src=`) or environment variable (`env=`) to
     /// `RUN --mount=type=secret,id=ID` (mounted at /run/secrets/ID; never stored in the image
     /// or the cache key).

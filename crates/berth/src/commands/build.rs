@@ -32,26 +32,37 @@ fn key_values(items: &[String], flag: &str, from_env: bool) -> Result<Vec<(Strin
     Ok(out)
 }
 
-/// `--output type=…,dest=…`: the archive format and its file.
-fn output_spec(spec: &str) -> Result<(Format, PathBuf)> {
+/// Where `--output` sends the image besides the store.
+enum Output {
+    /// An archive of this format at this path.
+    Archive(Format, PathBuf),
+    /// The registry of each `-t` name.
+    Registry,
+}
+
+/// `--output type=…,dest=…`.
+fn output_spec(spec: &str) -> Result<Output> {
     let (mut kind, mut dest) = (None, None);
     for field in spec.split(',') {
         match field.split_once('=') {
             Some(("type", v)) => kind = Some(v),
             Some(("dest", v)) if !v.is_empty() => dest = Some(PathBuf::from(v)),
+            // BuildKit's spelling of "push it", which is all type=registry does anyway.
+            Some(("push", "true")) => {}
             _ => anyhow::bail!("invalid --output {spec:?}: expected type=TYPE,dest=FILE"),
         }
     }
     let format = match kind {
         Some("oci-archive" | "oci") => Format::Oci,
         Some("docker-archive" | "docker") => Format::Docker,
-        Some(other) => {
-            anyhow::bail!("invalid --output type {other:?}: expected oci-archive or docker-archive")
-        }
+        Some("registry") => return Ok(Output::Registry),
+        Some(other) => anyhow::bail!(
+            "invalid --output type {other:?}: expected oci-archive, docker-archive or registry"
+        ),
         None => anyhow::bail!("invalid --output {spec:?}: type= is missing"),
     };
     let dest = dest.with_context(|| format!("invalid --output {spec:?}: dest= is missing"))?;
-    Ok((format, dest))
+    Ok(Output::Archive(format, dest))
 }
 
 /// `--secret id=ID,src=FILE` (`source=` too; the id defaults to the file's name, as in Docker).
@@ -126,6 +137,17 @@ fn stdin_context(tmp: &std::path::Path) -> Result<(PathBuf, Option<String>)> {
 pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
     let started = Instant::now();
     let output = a.output.as_deref().map(output_spec).transpose()?;
+    let push = a.push || matches!(output, Some(Output::Registry));
+    // Checked before building: a build is too long to waste on a missing name.
+    if push && a.tag.is_empty() {
+        anyhow::bail!("--push: no name to push to; give one with -t NAME[:TAG]");
+    }
+    let push_to = a
+        .tag
+        .iter()
+        .filter(|_| push)
+        .map(|t| ImageRef::parse(t).with_context(|| format!("-t {t}")))
+        .collect::<Result<Vec<_>>>()?;
     let store = s.open_store()?;
     let from_stdin = a.context.as_os_str() == "-";
     // Kept until the build ends: the context read from standard input lives there.
@@ -218,7 +240,7 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         std::fs::write(f, built.id.to_string())
             .with_context(|| format!("cannot write {}", f.display()))?;
     }
-    if let Some((format, dest)) = &output {
+    if let Some(Output::Archive(format, dest)) = &output {
         let img = store.lookup(&built.id.to_string())?;
         let names = a
             .tag
@@ -238,6 +260,12 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
     ));
     for t in &a.tag {
         log(&format!("tagged {t}"));
+    }
+    if !push_to.is_empty() {
+        let img = store.lookup(&built.id.to_string())?;
+        for r in &push_to {
+            crate::dispatch::push::push(&store, &engine.client, &img, r, &p)?;
+        }
     }
     println!("{}", built.id);
     Ok(0)

@@ -145,6 +145,9 @@ pub struct LayerWriter {
     path: PathBuf,
     /// Entries written so far; an empty layer is not worth storing.
     pub entries: usize,
+    /// `SOURCE_DATE_EPOCH`: no entry is recorded as newer, so that the same inputs give the
+    /// same layer digest whenever they are built.
+    clamp: Option<u64>,
 }
 
 /// A finished layer file with its digests.
@@ -194,7 +197,17 @@ impl LayerWriter {
             tar,
             path: path.to_path_buf(),
             entries: 0,
+            clamp: None,
         })
+    }
+
+    /// Records every later entry with a modification time of at most `epoch` (seconds).
+    pub fn clamp_mtimes(&mut self, epoch: Option<u64>) {
+        self.clamp = epoch;
+    }
+
+    fn clamped(&self, mtime: u64) -> u64 {
+        self.clamp.map_or(mtime, |c| mtime.min(c))
     }
 
     /// Adds `host` (a file, directory, symlink or fifo; never followed) as `name`, with
@@ -209,6 +222,7 @@ impl LayerWriter {
     ) -> io::Result<()> {
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+        h.set_mtime(self.clamped(h.mtime()?));
         h.set_uid(owner.0.into());
         h.set_gid(owner.1.into());
         let perm = mode.unwrap_or(meta.mode() & 0o7777);
@@ -282,7 +296,7 @@ impl LayerWriter {
         };
         h.set_uid(uid.into());
         h.set_gid(gid.into());
-        h.set_mtime(src.mtime()?);
+        h.set_mtime(self.clamped(src.mtime()?));
         h.set_size(0);
         match kind {
             T::Directory => {

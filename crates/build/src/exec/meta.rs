@@ -171,16 +171,35 @@ pub(super) fn apply_meta(config: &mut Value, ins: &Instruction, line: &str, cmd_
     }
 }
 
-/// The time steps are recorded at: `SOURCE_DATE_EPOCH` when set, for reproducible images.
-pub(super) fn now() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        });
+/// `SOURCE_DATE_EPOCH`, from a build argument of that name (as BuildKit reads it) or else
+/// the environment: the time every step is recorded at, and the newest modification time a
+/// layer records, so that rebuilding the same inputs gives the same image digest.
+pub(super) fn source_date_epoch(
+    build_args: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<i64>, String> {
+    let Some(v) = build_args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    match v.trim().parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(Some(n)),
+        _ => Err(format!(
+            "SOURCE_DATE_EPOCH={v:?}: expected a non-negative number of seconds"
+        )),
+    }
+}
+
+/// The time steps are recorded at: `epoch` when set, else the current time.
+pub(super) fn now(epoch: Option<i64>) -> String {
+    let secs = epoch.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from a day count (400-year eras).
     let z = days + 719_468;

@@ -142,6 +142,8 @@ struct Ctx<'a> {
     mode_noted: std::cell::Cell<bool>,
     /// Digests of source files, remembered across builds.
     file_digests: std::cell::RefCell<filehash::FileDigests>,
+    /// `SOURCE_DATE_EPOCH`, see [`meta::source_date_epoch`].
+    epoch: Option<i64>,
 }
 
 fn sha(parts: &[&str]) -> String {
@@ -160,6 +162,7 @@ pub fn build(
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<Built, BuildFailure> {
     let build_args = with_platform_args(opts)?;
+    let epoch = meta::source_date_epoch(&build_args).map_err(BuildFailure::Other)?;
     let df = crate::parse_with_args(&opts.dockerfile, &opts.dockerfile_name, &build_args)?;
     let target = match &opts.target {
         Some(t) => df
@@ -196,6 +199,7 @@ pub fn build(
         file_digests: std::cell::RefCell::new(filehash::FileDigests::load(&file_digests_path(
             backend,
         ))),
+        epoch,
     };
     let needed = needed_stages(&df, target);
     let mut states: BTreeMap<usize, State> = BTreeMap::new();
@@ -222,7 +226,7 @@ pub fn build(
         .and_then(|h| h.last())
         .and_then(|h| h["created"].as_str())
         .map(String::from)
-        .unwrap_or_else(now);
+        .unwrap_or_else(|| now(epoch));
     st.config["created"] = json!(created);
     st.config["rootfs"] = json!({
         "type": "layers",
@@ -419,6 +423,10 @@ impl Ctx<'_> {
             if self.opts.compression != Compression::Gzip {
                 extra.push_str(&format!("{:?}", self.opts.compression));
             }
+            // So are layers with clamped times, and history recorded at another time.
+            if let Some(e) = self.epoch {
+                extra.push_str(&format!("epoch={e}"));
+            }
             let key = sha(&[&st.key, &format!("{ins:?}"), &args.join("\n"), &extra]);
             if let Some(hit) = self
                 .cache
@@ -519,7 +527,7 @@ impl Ctx<'_> {
                 }
                 other => meta::apply_meta(&mut st.config, other, &r.step.text, cmd_set),
             }
-            let mut h = json!({"created": now(), "created_by": created_by});
+            let mut h = json!({"created": now(self.epoch), "created_by": created_by});
             if layer.is_none() {
                 h["empty_layer"] = json!(true);
             }
@@ -556,6 +564,7 @@ impl Ctx<'_> {
             let mut w =
                 layer::LayerWriter::create_with(&dir.join("layer.tar"), self.opts.compression)
                     .map_err(|e| e.to_string())?;
+            w.clamp_mtimes(self.epoch.map(|e| e as u64));
             fill(&mut w).map_err(|e| format!("cannot write the layer: {e}"))?;
             if w.entries == 0 {
                 return Ok(None);
