@@ -1,6 +1,7 @@
 //! `berth build` compared with Docker's legacy builder (`DOCKER_BUILDKIT=0 docker build` against
 //! Debian's `dockerd`): the same Dockerfiles over the same busybox base must give the same image
-//! configuration and, loosely, the same history.
+//! configuration and, loosely, the same history. Docker's images then go through `docker save`
+//! and `berth load` unchanged.
 
 use serde_json::{json, Map, Value};
 
@@ -295,4 +296,36 @@ fn built_image_configs_match_docker() {
         differences.len(),
         differences.join("\n")
     );
+
+    // Docker's own images, as `docker save` writes them, load into Berth unchanged: same id,
+    // same configuration, and they run.
+    let archive = tempfile::NamedTempFile::new().unwrap();
+    let names = ["localhost/shell-forms", "localhost/json-forms"];
+    let out = d.docker(
+        &[
+            &["save", "-o", archive.path().to_str().unwrap()][..],
+            &names,
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let other = Berth::new();
+    other.ok(&["load", "-i", archive.path().to_str().unwrap()]);
+    for name in names {
+        let theirs: Value =
+            serde_json::from_slice(&d.docker(&["image", "inspect", name]).stdout).unwrap();
+        let ours = other.inspect(name);
+        assert_eq!(ours["Id"], theirs[0]["Id"], "{name}");
+        assert_eq!(config(&ours), config(&theirs[0]), "{name}");
+    }
+    assert_eq!(other.ok(&["run", "--rm", names[0]]), "/root\n");
+    assert_eq!(
+        other.ok(&["run", "--rm", "--entrypoint", "cat", names[0], "/made"]),
+        "made\n"
+    );
+    assert_eq!(other.ok(&["run", "--rm", names[1]]), "second\n");
 }
