@@ -149,11 +149,11 @@ fn cdi_errors_are_one_line_and_name_the_device() {
     one_line(&err);
     assert!(err.contains("invalid cdi device name"), "{err}");
 
-    // Hooks are refused, naming the spec file and the device.
+    // A hook program the host lacks is named with its spec file, before anything starts.
     let hooked = low.join("hooked.yaml");
     std::fs::write(
         &hooked,
-        "cdiVersion: 0.5.0\nkind: example.com/hooked\ndevices:\n  - name: h\n    containerEdits:\n      hooks:\n        - hookName: createContainer\n          path: /usr/bin/true\n",
+        "cdiVersion: 0.5.0\nkind: example.com/hooked\ndevices:\n  - name: h\n    containerEdits:\n      hooks:\n        - hookName: createContainer\n          path: /usr/bin/berth-no-such-hook\n",
     )
     .unwrap();
     let err = b.fails(
@@ -168,9 +168,8 @@ fn cdi_errors_are_one_line_and_name_the_device() {
         125,
     );
     one_line(&err);
-    assert!(err.contains("example.com/hooked=h"), "{err}");
     assert!(err.contains(&hooked.display().to_string()), "{err}");
-    assert!(err.contains("createContainer hook"), "{err}");
+    assert!(err.contains("/usr/bin/berth-no-such-hook"), "{err}");
 
     // A node the host lacks, and a broken spec beside a good one (a warning, not a failure).
     std::fs::write(
@@ -301,4 +300,113 @@ fn gpus_use_nvidias_cdi_spec_within_the_allocation() {
         err.contains("GPU 0 is outside this job's allocation (1 from CUDA_VISIBLE_DEVICES)"),
         "{err}"
     );
+}
+
+/// A CDI spec's hooks run at their points, as NVIDIA's do: `createRuntime` on the host with the
+/// container's state, `createContainer` in the container's namespaces with its root reachable
+/// through the bundle's config.json (where it writes a file the container then sees),
+/// `startContainer` inside the container, `poststop` after it ended. A failing hook stops the
+/// start with one line naming it and leaves no container behind.
+#[test]
+fn cdi_hooks_run_at_their_points() {
+    let (b, low, _) = with_specs();
+    let one_line = |err: &str| assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let dir = b.dir.path().join("hooks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = |name: &str, body: &str| -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        p.display().to_string()
+    };
+    let d = dir.display();
+    let runtime = script(
+        "create-runtime",
+        &format!("cat > {d}/runtime-state.json\necho \"$1 $HOOK_VAR\" > {d}/runtime-args"),
+    );
+    let container = script(
+        "create-container",
+        "bundle=$(jq -r .bundle)\nroot=$(jq -r .root.path \"$bundle/config.json\")\necho made-by-hook > \"$root/etc/hooked\"",
+    );
+    let poststop = script("poststop", &format!("jq -r .status > {d}/poststop"));
+    std::fs::write(
+        low.join("hooks.yaml"),
+        format!(
+            "cdiVersion: 0.5.0
+kind: example.com/hooks
+devices:
+  - name: h
+    containerEdits:
+      hooks:
+        - hookName: createRuntime
+          path: {runtime}
+          args: [create-runtime, first-arg]
+          env: [HOOK_VAR=from-spec, PATH=/usr/bin:/bin]
+        - hookName: createContainer
+          path: {container}
+          env: [PATH=/usr/bin:/bin]
+        - hookName: startContainer
+          path: /bin/sh
+          args: [sh, -c, 'echo inside > /tmp/started']
+        - hookName: poststop
+          path: {poststop}
+          env: [PATH=/usr/bin:/bin]
+"
+        ),
+    )
+    .unwrap();
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "example.com/hooks=h",
+        "localhost/bb",
+        "cat",
+        "/etc/hooked",
+        "/tmp/started",
+    ]);
+    assert_eq!(out, "made-by-hook\ninside\n");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("runtime-state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["status"], "creating", "{state}");
+    assert!(state["pid"].as_i64().unwrap() > 1, "{state}");
+    assert!(!state["id"].as_str().unwrap().is_empty(), "{state}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runtime-args")).unwrap(),
+        "first-arg from-spec\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("poststop")).unwrap(),
+        "stopped\n"
+    );
+
+    // A failing hook: one line naming it and its message; nothing left.
+    let failing = script("failing", "echo 'no driver loaded' >&2\nexit 3");
+    std::fs::write(
+        low.join("failing.yaml"),
+        format!(
+            "cdiVersion: 0.5.0\nkind: example.com/failing\ndevices:\n  - name: f\n    containerEdits:\n      hooks:\n        - hookName: createContainer\n          path: {failing}\n"
+        ),
+    )
+    .unwrap();
+    let err = b.fails(
+        &[
+            "run",
+            "--rm",
+            "--device",
+            "example.com/failing=f",
+            "localhost/bb",
+            "true",
+        ],
+        125,
+    );
+    one_line(&err);
+    assert!(
+        err.contains(&format!(
+            "createContainer hook {failing}: exited with status 3: no driver loaded"
+        )),
+        "{err}"
+    );
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
 }

@@ -593,3 +593,37 @@ fn oci_linux_resources_go_into_a_child_cgroup() {
         assert!(!Path::new(d).exists(), "{d} left behind");
     }
 }
+
+/// The bundle's hooks run at their points with the container's state on standard input:
+/// `createRuntime` and `poststart` on the host, `poststop` once it ended.
+#[test]
+fn oci_run_runs_the_bundles_hooks() {
+    let t = Oci::new();
+    let out_dir = t.dir.path().join("hook-out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let hook = |name: &str| {
+        json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}/{name}.json", out_dir.display())],
+        })
+    };
+    t.config(&["true"], |c| {
+        c["hooks"] = json!({
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        });
+    });
+    t.ok(&["run", "--bundle", t.bundle().to_str().unwrap(), "hooked"]);
+    for (name, status) in [
+        ("createRuntime", "creating"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
+        let text = std::fs::read_to_string(out_dir.join(format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("{name} did not run: {e}"));
+        let state: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(state["status"], status, "{name}: {state}");
+        assert_eq!(state["id"], "hooked", "{name}: {state}");
+    }
+}

@@ -57,6 +57,8 @@ pub enum Step {
     Loopback,
     /// Joining the container's cgroups (`exec`).
     Cgroup,
+    /// Running an OCI hook of the spec.
+    Hook,
 }
 
 impl Step {
@@ -65,7 +67,7 @@ impl Step {
     }
 
     pub(crate) fn from_code(code: u8) -> Step {
-        const ALL: [Step; 24] = [
+        const ALL: [Step; 25] = [
             Step::Sync,
             Step::Stdio,
             Step::JoinNamespace,
@@ -90,6 +92,7 @@ impl Step {
             Step::Init,
             Step::Loopback,
             Step::Cgroup,
+            Step::Hook,
         ];
         ALL.get(usize::from(code)).copied().unwrap_or(Step::Sync)
     }
@@ -122,6 +125,7 @@ impl fmt::Display for Step {
             Step::Init => "start init",
             Step::Loopback => "bring up loopback",
             Step::Cgroup => "join cgroup",
+            Step::Hook => "run hook",
         })
     }
 }
@@ -196,6 +200,9 @@ pub enum RuntimeError {
         /// What is wrong there.
         message: String,
     },
+    /// An OCI hook of the spec failed: the point, the hook, and how (one line).
+    #[error("{0}")]
+    Hook(String),
     /// The spec asks for something the runtime cannot do.
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
@@ -280,6 +287,9 @@ impl Failure {
 
 impl From<Failure> for RuntimeError {
     fn from(f: Failure) -> RuntimeError {
+        if f.step == Step::Hook {
+            return RuntimeError::Hook(f.subject);
+        }
         RuntimeError::Setup {
             step: f.step,
             subject: f.subject,

@@ -19,6 +19,7 @@ mod delegate;
 mod error;
 mod exec;
 pub mod handoff;
+mod hooks;
 mod idmap;
 mod monitor;
 mod namespaces;

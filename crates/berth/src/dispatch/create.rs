@@ -109,6 +109,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     // CDI devices and --gpus (berth-hpc decides, dispatch/devices.rs binds).
     let devices = super::devices::resolve(s, a, &caller.env)?;
     warnings.extend(devices.warnings);
+    let device_hooks = devices.hooks;
     for d in a.device.iter().filter(|d| !super::devices::is_cdi(d)) {
         mounts.push(parse_device(d)?);
     }
@@ -412,6 +413,9 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             linux.set_seccomp(Some(filter));
             built.spec.set_linux(Some(linux));
         }
+    }
+    if device_hooks != Default::default() {
+        built.spec.set_hooks(Some(device_hooks));
     }
     let spec = serde_json::to_value(&built.spec)?;
     let image_cfg = serde_json::to_value(config.config())?;

@@ -24,6 +24,8 @@ pub struct Devices {
     pub mounts: Vec<MountSpec>,
     /// `NAME=value` entries; the user's `-e` still wins over them.
     pub env: Vec<String>,
+    /// OCI hooks the specs ask for, run by the runtime at their points.
+    pub hooks: oci_spec::runtime::Hooks,
     pub warnings: Vec<String>,
 }
 
@@ -64,18 +66,46 @@ pub fn resolve(s: &Settings, a: &RunArgs, caller_env: &[(String, String)]) -> Re
         requests.extend(names);
         edits.extend(gpu);
     }
-    if let Some(h) = edits.hooks.first() {
-        bail!(
-            "cannot add {}: {} asks for a {} hook ({}), and berth does not run OCI hooks yet",
-            requests.join(", "),
-            h.source,
-            h.value.hook_name,
-            h.value.path
-        );
-    }
+    let hooks = oci_hooks(&edits.hooks)?;
     let mut out = apply(edits, &mut warnings)?;
+    out.hooks = hooks;
     out.warnings = warnings;
     Ok(out)
+}
+
+/// The specs' hooks as the runtime spec's, in order, each at its point. A hook program that
+/// is missing is named with the spec file that asked for it, before anything starts.
+fn oci_hooks(list: &[berth_hpc::Sourced<berth_hpc::Hook>]) -> Result<oci_spec::runtime::Hooks> {
+    let mut hooks = oci_spec::runtime::Hooks::default();
+    for h in list {
+        let v = &h.value;
+        // startContainer hooks run inside the container, where their path resolves.
+        if v.hook_name != "startContainer" && !Path::new(&v.path).is_file() {
+            bail!(
+                "{}: {} hook {} does not exist on this host",
+                h.source,
+                v.hook_name,
+                v.path
+            );
+        }
+        let mut hook = oci_spec::runtime::Hook::default();
+        hook.set_path(v.path.clone().into());
+        hook.set_args(Some(v.args.clone()).filter(|a| !a.is_empty()));
+        hook.set_env(Some(v.env.clone()).filter(|e| !e.is_empty()));
+        hook.set_timeout(v.timeout);
+        let slot = match v.hook_name.as_str() {
+            #[allow(deprecated)]
+            "prestart" => hooks.prestart_mut(),
+            "createRuntime" => hooks.create_runtime_mut(),
+            "createContainer" => hooks.create_container_mut(),
+            "startContainer" => hooks.start_container_mut(),
+            "poststart" => hooks.poststart_mut(),
+            "poststop" => hooks.poststop_mut(),
+            other => bail!("{}: unknown hook name {other:?}", h.source),
+        };
+        slot.get_or_insert_with(Vec::new).push(hook);
+    }
+    Ok(hooks)
 }
 
 /// Every spec file of `dirs`, parsed; unreadable and invalid files become warnings.

@@ -10,6 +10,7 @@ use super::command::Command;
 use super::credentials::Credentials;
 use super::message::{FromInit, Receiver, Sender, ToInit};
 use crate::error::{Failure, Step};
+use crate::hooks;
 use crate::namespaces::Namespaces;
 use crate::rootfs::{self, RootfsPlan};
 use crate::stdio::ChildStdio;
@@ -34,6 +35,64 @@ pub(crate) struct InitContext<'a> {
     pub(crate) control: Receiver,
     /// Init → monitor; close-on-exec, so its end of file tells the monitor exec worked.
     pub(crate) report: Sender,
+    /// The spec and state for OCI hooks, when the spec has any.
+    pub(crate) hooks: Option<HookPlan<'a>>,
+}
+
+/// What the init needs for the spec's hooks.
+pub(crate) struct HookPlan<'a> {
+    pub(crate) spec: &'a oci_spec::runtime::Spec,
+    pub(crate) id: String,
+    pub(crate) bundle: &'a Path,
+}
+
+impl HookPlan<'_> {
+    fn state(&self, pid: i32) -> hooks::State<'_> {
+        hooks::State {
+            id: self.id.clone(),
+            pid,
+            bundle: self.bundle,
+            spec: self.spec,
+        }
+    }
+}
+
+/// The stop before `pivot_root`: the monitor runs its hooks, then this process runs the
+/// `createContainer` ones, in the container's namespaces with the root still outside.
+fn before_pivot(
+    plan: Option<&HookPlan<'_>>,
+    control: &mut Receiver,
+    report: &mut Sender,
+    host_pid: &mut i32,
+) -> Result<(), Failure> {
+    let Some(plan) = plan.filter(|p| hooks::any_before_pivot(p.spec)) else {
+        return Ok(());
+    };
+    report
+        .send_from_init(&FromInit::Mounted)
+        .map_err(Failure::at(Step::Sync, "report mounted"))?;
+    match control.recv_to_init() {
+        Ok(Some(ToInit::HooksDone(pid))) => *host_pid = pid,
+        // The monitor's hooks failed and it gave up on us: it reports why.
+        Ok(None) => sys::exit_now(1),
+        Ok(Some(_)) => {
+            return Err(Failure::new(
+                Step::Sync,
+                "unexpected message",
+                std::io::ErrorKind::InvalidData.into(),
+            ))
+        }
+        Err(e) => return Err(Failure::new(Step::Sync, "read", e)),
+    }
+    hooks::run(hooks::Point::CreateContainer, &plan.state(*host_pid)).map_err(hook_failure)
+}
+
+fn hook_failure(message: String) -> Failure {
+    Failure {
+        step: Step::Hook,
+        subject: message,
+        errno: 0,
+    }
 }
 
 /// Runs the init and exits with 1 after a reported failure, or after a failed exec.
@@ -98,8 +157,12 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     if ctx.namespaces.creates(LinuxNamespaceType::Network) {
         sys::net::loopback_up().map_err(|e| Failure::new(Step::Loopback, "lo", e))?;
     }
-    if let Some(plan) = &ctx.rootfs {
-        rootfs::setup(plan)?;
+    let mut host_pid = 0;
+    let hooks = ctx.hooks.as_ref();
+    let mut pre = || before_pivot(hooks, &mut ctx.control, &mut ctx.report, &mut host_pid);
+    match &ctx.rootfs {
+        Some(plan) => rootfs::setup(plan, &mut pre)?,
+        None => pre()?,
     }
     if let Some(name) = ctx.hostname {
         rustix::system::sethostname(name.as_bytes()).map_err(Failure::at(Step::Hostname, name))?;
@@ -117,6 +180,9 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
         .map_err(Failure::at(Step::Sync, "report ready"))?;
     if !expect(&mut ctx.control, ToInit::Start)? {
         return Ok(false);
+    }
+    if let Some(plan) = &ctx.hooks {
+        hooks::run(hooks::Point::StartContainer, &plan.state(host_pid)).map_err(hook_failure)?;
     }
     Ok(true)
 }

@@ -13,6 +13,9 @@ pub(crate) enum ToInit {
     MapsWritten,
     /// Exec now.
     Start,
+    /// The monitor ran its hooks before `pivot_root`; the container's host pid, for the
+    /// state its own hooks are given.
+    HooksDone(i32),
 }
 
 /// Container process → monitor.
@@ -26,6 +29,8 @@ pub(crate) enum FromInit {
     ExecFailed(i32),
     /// The host pid of the process that will exec (used by `exec`, whose helper forks it).
     Pid(i32),
+    /// The mounts are in place and `pivot_root` is next: the process waits for `HooksDone`.
+    Mounted,
 }
 
 const HEADER: usize = 10;
@@ -60,11 +65,12 @@ fn encode(tag: u8, step: u8, num: i32, subject: &str) -> Vec<u8> {
 
 impl Sender {
     pub(crate) fn send_to_init(&mut self, msg: ToInit) -> io::Result<()> {
-        let tag = match msg {
-            ToInit::MapsWritten => 1,
-            ToInit::Start => 2,
+        let (tag, num) = match msg {
+            ToInit::MapsWritten => (1, 0),
+            ToInit::Start => (2, 0),
+            ToInit::HooksDone(pid) => (3, pid),
         };
-        self.0.write_all(&encode(tag, 0, 0, ""))
+        self.0.write_all(&encode(tag, 0, num, ""))
     }
 
     pub(crate) fn send_from_init(&mut self, msg: &FromInit) -> io::Result<()> {
@@ -73,6 +79,7 @@ impl Sender {
             FromInit::Failed(f) => encode(2, f.step.code(), f.errno, &f.subject),
             FromInit::ExecFailed(errno) => encode(3, 0, *errno, ""),
             FromInit::Pid(pid) => encode(4, 0, *pid, ""),
+            FromInit::Mounted => encode(5, 0, 0, ""),
         };
         self.0.write_all(&buf)
     }
@@ -112,6 +119,7 @@ impl Receiver {
             None => None,
             Some((1, ..)) => Some(ToInit::MapsWritten),
             Some((2, ..)) => Some(ToInit::Start),
+            Some((3, _, pid, _)) => Some(ToInit::HooksDone(pid)),
             Some(_) => return Err(io::ErrorKind::InvalidData.into()),
         })
     }
@@ -129,6 +137,7 @@ impl Receiver {
             })),
             Some((3, _, errno, _)) => Some(FromInit::ExecFailed(errno)),
             Some((4, _, pid, _)) => Some(FromInit::Pid(pid)),
+            Some((5, ..)) => Some(FromInit::Mounted),
             Some(_) => return Err(io::ErrorKind::InvalidData.into()),
         })
     }

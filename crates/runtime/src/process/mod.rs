@@ -11,6 +11,10 @@
 //! start(): Start ──────────────────────────▶ execve(args[0])
 //! start() returns on end of file ◀───────── (report pipe closed by exec) or ExecFailed(errno)
 //! ```
+//!
+//! A spec with hooks adds one stop before `pivot_root`: the init sends `Mounted`, the monitor
+//! runs the `prestart` and `createRuntime` hooks and answers `HooksDone(pid)`, and the init runs
+//! the `createContainer` ones (see `hooks`).
 
 mod command;
 mod credentials;
@@ -29,7 +33,7 @@ use crate::namespaces::Namespaces;
 use crate::rootfs::RootfsPlan;
 use crate::seccomp::Filter;
 use crate::sys::{self, Forked};
-use crate::{monitor, stdio, Bundle, Stdio};
+use crate::{hooks, monitor, stdio, Bundle, Stdio};
 
 pub(crate) use command::Command;
 pub(crate) use credentials::Credentials;
@@ -58,6 +62,26 @@ pub struct Container {
     mask_before_start: Option<sys::signal::SigSet>,
     arg0: String,
     state: State,
+    /// The spec's hooks and what they are told, when it has any.
+    hooks: Option<OwnedHooks>,
+}
+
+/// What the monitor keeps to run hooks after `create` returns.
+struct OwnedHooks {
+    spec: oci_spec::runtime::Spec,
+    id: String,
+    bundle: std::path::PathBuf,
+}
+
+impl OwnedHooks {
+    fn state(&self, pid: i32) -> hooks::State<'_> {
+        hooks::State {
+            id: self.id.clone(),
+            pid,
+            bundle: &self.bundle,
+            spec: &self.spec,
+        }
+    }
 }
 
 impl std::fmt::Debug for Container {
@@ -113,6 +137,30 @@ impl Container {
             .hostname()
             .as_deref()
             .filter(|_| namespaces.creates(LinuxNamespaceType::Uts));
+        let has_hooks = spec
+            .hooks()
+            .as_ref()
+            .is_some_and(|h| h != &Default::default());
+        let owned_hooks = has_hooks.then(|| OwnedHooks {
+            spec: spec.clone(),
+            id: bundle
+                .state_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            // Its own directory: the caller may keep a config.json of its own in the state dir.
+            bundle: bundle.state_dir.join("bundle"),
+        });
+        if let Some(h) = &owned_hooks {
+            let root = rootfs
+                .as_ref()
+                .map_or_else(|| std::path::PathBuf::from("/"), |p| p.mount_point.clone());
+            hooks::write_config(&h.bundle, spec, &root).map_err(|source| RuntimeError::Io {
+                what: "write",
+                path: h.bundle.join("config.json"),
+                source,
+            })?;
+        }
         let (child_stdio, tty_socket) = stdio::prepare(stdio)?;
         let (control_rx, control_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
         let (report_rx, report_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
@@ -132,6 +180,11 @@ impl Container {
             init: bundle.init,
             control: control_rx,
             report: report_tx,
+            hooks: owned_hooks.as_ref().map(|h| init::HookPlan {
+                spec: &h.spec,
+                id: h.id.clone(),
+                bundle: &h.bundle,
+            }),
         };
         // The init inherits this flag, and the monitor must be able to open its
         // /proc/PID/uid_map, which belongs to root while the process is non-dumpable. The
@@ -175,6 +228,7 @@ impl Container {
             mask_before_start: None,
             arg0,
             state: State::Created,
+            hooks: owned_hooks,
         };
         container.finish_create(maps.as_ref())?;
         container.master = stdio::receive_master(tty_socket)?;
@@ -193,15 +247,32 @@ impl Container {
             crate::idmap::write(self.pid, maps)?;
             self.send(ToInit::MapsWritten)?;
         }
-        match self.report.recv_from_init() {
-            Ok(Some(FromInit::Ready)) => Ok(()),
-            Ok(Some(FromInit::Failed(f))) => Err(f.into()),
-            Ok(_) => Err(RuntimeError::InitDied),
-            Err(e) => Err(RuntimeError::Sys {
-                call: "read from container init",
-                source: e,
-            }),
+        loop {
+            match self.report.recv_from_init() {
+                Ok(Some(FromInit::Ready)) => return Ok(()),
+                Ok(Some(FromInit::Mounted)) => self.run_runtime_hooks()?,
+                Ok(Some(FromInit::Failed(f))) => return Err(f.into()),
+                Ok(_) => return Err(RuntimeError::InitDied),
+                Err(e) => {
+                    return Err(RuntimeError::Sys {
+                        call: "read from container init",
+                        source: e,
+                    })
+                }
+            }
         }
+    }
+
+    /// `prestart` and `createRuntime`, here in the runtime's namespaces, while the init waits
+    /// before `pivot_root`.
+    fn run_runtime_hooks(&mut self) -> Result<(), RuntimeError> {
+        if let Some(h) = &self.hooks {
+            let state = h.state(self.pid);
+            for point in [hooks::Point::Prestart, hooks::Point::CreateRuntime] {
+                hooks::run(point, &state).map_err(RuntimeError::Hook)?;
+            }
+        }
+        self.send(ToInit::HooksDone(self.pid))
     }
 
     fn send(&mut self, msg: ToInit) -> Result<(), RuntimeError> {
@@ -238,12 +309,22 @@ impl Container {
                 self.state = State::Exited;
                 Err(RuntimeError::from_exec_errno(&self.arg0, errno))
             }
+            Ok(Some(FromInit::Failed(f))) => {
+                let _ = monitor::reap(self.pid);
+                self.state = State::Exited;
+                Err(f.into())
+            }
             Ok(Some(_)) => Err(RuntimeError::InitDied),
             Err(e) => Err(RuntimeError::Sys {
                 call: "read from container init",
                 source: e,
             }),
         }
+        .inspect(|()| {
+            if let Some(h) = &self.hooks {
+                hooks::run_warning(hooks::Point::Poststart, &h.state(self.pid));
+            }
+        })
     }
 
     /// Keeps the forwarded signals blocked after a forwarding [`Container::wait`] returns, for
@@ -276,6 +357,9 @@ impl Container {
         );
         self.restore_mask();
         self.state = State::Exited;
+        if let Some(h) = &self.hooks {
+            hooks::run_warning(hooks::Point::Poststop, &h.state(self.pid));
+        }
         code
     }
 

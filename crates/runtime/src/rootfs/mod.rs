@@ -41,7 +41,12 @@ impl RootfsPlan<'_> {
 }
 
 /// Builds the root and enters it. Runs in the container's init, in its new mount namespace.
-pub(crate) fn setup(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
+/// `before_pivot` runs once every mount is in place, before the root is made read-only and
+/// entered: the point of the spec's hooks that look at the container's files from outside.
+pub(crate) fn setup(
+    plan: &RootfsPlan<'_>,
+    before_pivot: &mut dyn FnMut() -> Result<(), Failure>,
+) -> Result<(), Failure> {
     // Nothing done from here on may propagate back to the host's mount table.
     rustix::mount::mount_change(
         "/",
@@ -87,6 +92,7 @@ pub(crate) fn setup(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
         paths::make_readonly(&root, Path::new(p))?;
     }
     drop(root);
+    before_pivot()?;
     if plan.readonly_root() {
         let flags = options::current_flags(
             resolve::open_root(&plan.mount_point).map_err(Failure::at(Step::Remount, "/"))?,
