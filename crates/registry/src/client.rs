@@ -16,7 +16,7 @@ const MAX_SMALL_BODY: u64 = 1 << 20;
 /// A registry client shared by every thread of a command.
 pub struct Client {
     pub(crate) opts: RegistryOptions,
-    agents: Agents,
+    pub(crate) agents: Agents,
     auth: AuthCache,
     /// Host → the scheme that connected, so fallbacks are paid once.
     schemes: Mutex<HashMap<String, Scheme>>,

@@ -19,6 +19,15 @@ pub enum RegistryError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A plain download (not from a registry) could not connect or broke off.
+    #[error("cannot download {url}: {source}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What the network stack said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The registry refused the credentials, or the repository does not exist for this user.
     #[error("{}", unauthorized_message(registry, repository))]
     Unauthorized {

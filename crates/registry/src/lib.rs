@@ -12,6 +12,7 @@ pub mod auth;
 mod blob;
 mod client;
 pub mod credentials;
+mod download;
 mod error;
 mod manifest;
 pub mod transport;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 
 pub use blob::BlobStream;
 pub use client::Client;
+pub use download::{parse_http_date, Downloaded};
 pub use error::RegistryError;
 pub use manifest::{
     select_platform, Fetched, Resolved, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,

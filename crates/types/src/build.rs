@@ -118,6 +118,14 @@ pub trait BuildBackend {
         layers: &[LayerRef],
         tags: &[String],
     ) -> Result<Digest, BuildError>;
+    /// Streams the body of `url` (`http://` or `https://`; redirects followed, proxies from the
+    /// environment) into `out`, and returns the server's `Last-Modified` time when it sent one.
+    /// A status other than success is an error naming the URL and the status.
+    fn download(
+        &self,
+        url: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<Option<std::time::SystemTime>, BuildError>;
     /// The JSON file that maps step cache keys to their results.
     fn cache_index(&self) -> PathBuf;
     /// One line for the build log saying how `RUN` steps map ids (subordinate ids, or a single

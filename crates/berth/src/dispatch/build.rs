@@ -191,6 +191,14 @@ impl BuildBackend for Engine<'_> {
         Ok(rec.id)
     }
 
+    fn download(
+        &self,
+        url: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<Option<std::time::SystemTime>, BuildError> {
+        Ok(self.client.download(url, out)?.last_modified)
+    }
+
     fn cache_index(&self) -> PathBuf {
         self.store.paths().build_cache_index()
     }

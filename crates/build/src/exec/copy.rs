@@ -26,6 +26,17 @@ pub struct Item {
     archive: bool,
 }
 
+impl Item {
+    /// A file downloaded for `ADD`, placed at `dest` as it is: never unpacked.
+    pub fn downloaded(dest: String, host: PathBuf) -> Item {
+        Item {
+            dest,
+            host,
+            archive: false,
+        }
+    }
+}
+
 /// What shapes a copy besides its sources.
 pub struct Options<'a> {
     /// The bodies of the instruction's heredocs, in order: `(name, host file)`. A source

@@ -12,6 +12,7 @@ mod onbuild;
 mod plan;
 mod platform;
 mod prune;
+mod remote;
 mod script;
 mod stubs;
 
@@ -479,7 +480,8 @@ impl Ctx<'_> {
                     )?;
                 }
                 Instruction::Copy { chown, chmod, .. } | Instruction::Add { chown, chmod, .. } => {
-                    let plan = copy_items.take().expect("planned above");
+                    let mut plan = copy_items.take().expect("planned above");
+                    self.fetch_remote(&mut plan).map_err(fail)?;
                     let (items, dest) = (&plan.items, &plan.dest);
                     let owner = parse_chown(chown.as_deref()).map_err(fail)?;
                     let mode = chmod

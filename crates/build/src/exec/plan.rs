@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{backend_err, copy, BuildFailure, Ctx, Ignore, State};
+use super::{backend_err, copy, remote, BuildFailure, Ctx, Ignore, State};
 use crate::{Dockerfile, Heredoc, Instruction};
 
 /// A directory removed when dropped: heredoc bodies live there until the layer is written.
@@ -26,6 +26,8 @@ pub(super) struct CopyPlan {
     pub(super) dest: String,
     /// What the cache key adds: the digest of the sources and of the stage copied from.
     pub(super) extra: String,
+    /// `ADD`'s URL sources; their files join `items` before the layer is written.
+    pub(super) remote: remote::Remotes,
     _bodies: Option<Scratch>,
 }
 
@@ -74,7 +76,7 @@ impl Ctx<'_> {
         args: &[(String, String)],
         fail: &dyn Fn(String) -> BuildFailure,
     ) -> Result<Option<CopyPlan>, BuildFailure> {
-        let (srcs, dest, from, exclude, heredocs, unpack, parents) = match ins {
+        let (srcs, dest, from, exclude, heredocs, unpack, parents, checksum) = match ins {
             Instruction::Copy {
                 srcs,
                 dest,
@@ -91,19 +93,48 @@ impl Ctx<'_> {
                 heredocs,
                 false,
                 *parents,
+                None,
             ),
             Instruction::Add {
                 srcs,
                 dest,
                 exclude,
                 heredocs,
+                checksum,
                 ..
-            } => (srcs, dest, None, exclude, heredocs, true, false),
+            } => (
+                srcs,
+                dest,
+                None,
+                exclude,
+                heredocs,
+                true,
+                false,
+                checksum.as_deref(),
+            ),
             _ => return Ok(None),
         };
         let workdir = st.config["config"]["WorkingDir"].as_str().unwrap_or("/");
         let dest = absolute_dest(workdir, dest);
         let mut extra = String::new();
+        let remote = if unpack {
+            self.plan_remote(srcs, &dest, checksum, &mut extra)
+                .map_err(fail)?
+        } else {
+            remote::Remotes::default()
+        };
+        // The other sources are copied as if the URLs were not there, except that with
+        // several sources the destination is a directory whatever it ends with.
+        let local: Vec<String> = srcs
+            .iter()
+            .filter(|s| !unpack || !remote::is_url(s))
+            .cloned()
+            .collect();
+        let local_dest = if srcs.len() > 1 && !dest.ends_with('/') {
+            format!("{dest}/")
+        } else {
+            dest.clone()
+        };
         let dirs: Vec<PathBuf>;
         let source = match from {
             None => copy::From::Context(&self.opts.context, &self.ignore),
@@ -132,13 +163,18 @@ impl Ctx<'_> {
             unpack,
             parents,
         };
-        let items = copy::plan(&source, srcs, &dest, &opts).map_err(fail)?;
+        let items = if local.is_empty() {
+            Vec::new()
+        } else {
+            copy::plan(&source, &local, &local_dest, &opts).map_err(fail)?
+        };
         let digest = copy::digest(&items, &mut self.file_digests.borrow_mut());
         extra.push_str(&digest.map_err(|e| fail(e.to_string()))?);
         Ok(Some(CopyPlan {
             items,
             dest,
             extra,
+            remote,
             _bodies: scratch,
         }))
     }
