@@ -8,6 +8,7 @@ mod dockerd;
 mod archive;
 mod auth;
 mod build;
+mod build_add_url;
 mod build_docker_diff;
 mod build_flags;
 mod build_mounts;
