@@ -116,8 +116,13 @@ fn image_files(b: &Berth, image: &str) -> BTreeMap<String, Entry> {
     let dir = tempfile::tempdir().unwrap();
     let tar = dir.path().join("img.tar");
     b.ok(&["save", "-o", tar.to_str().unwrap(), image]);
+    archive_files(&std::fs::read(&tar).unwrap())
+}
+
+/// The same for a `docker save` archive (either engine's), whose layers are plain tars.
+fn archive_files(archive: &[u8]) -> BTreeMap<String, Entry> {
     let mut members: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut ar = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    let mut ar = tar::Archive::new(archive);
     for e in ar.entries().unwrap() {
         let mut e = e.unwrap();
         let name = e.path().unwrap().to_string_lossy().to_string();
@@ -141,7 +146,7 @@ fn image_files(b: &Berth, image: &str) -> BTreeMap<String, Entry> {
             let mut data = Vec::new();
             e.read_to_end(&mut data).unwrap();
             out.insert(
-                format!("/{name}"),
+                format!("/{}", name.trim_start_matches("./")),
                 Entry {
                     mode: h.mode().unwrap(),
                     owner: (h.uid().unwrap(), h.gid().unwrap()),
@@ -224,6 +229,11 @@ fn add_url_failures_are_one_line_and_tag_nothing() {
     b.import_busybox("localhost/bb");
     let url = srv.url("/data/hello.txt");
     let wrong = sha256(b"something else");
+    // A port that was just free, where nothing listens.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/f", l.local_addr().unwrap())
+    };
     let cases: Vec<(String, Vec<String>)> = vec![
         (
             format!("ADD --checksum={wrong} {url} /f"),
@@ -258,6 +268,14 @@ fn add_url_failures_are_one_line_and_tag_nothing() {
         (
             "ADD https://example.invalid/repo.git#main /src".into(),
             vec!["Git sources are not supported".into()],
+        ),
+        (
+            format!("COPY {url} /f"),
+            vec![format!("{url}: COPY cannot download a URL; use ADD")],
+        ),
+        (
+            format!("ADD {closed} /f"),
+            vec![format!("cannot download {closed}")],
         ),
         (
             "ADD git@example.invalid:repo /src".into(),
@@ -329,4 +347,58 @@ fn add_url_cache_follows_checksum_or_content() {
         "changed content was cached:\n{out}"
     );
     assert_eq!(image_files(&b, "plain")["/b.txt"].data, b"second\n");
+}
+
+/// The files Docker's legacy builder downloads for the same `ADD`s (it knows no `--checksum`
+/// and no `--chmod`) carry the same mode, owner, time and content.
+#[test]
+fn add_url_files_match_docker() {
+    let hello = b"hello over http\n";
+    let srv = Server::start(&[("/data/hello.txt", hello)]);
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let Some(d) = crate::dockerd::Dockerd::start() else {
+        return;
+    };
+    d.load_from(&b, "localhost/bb");
+    let url = srv.url("/data/hello.txt");
+    let ctx = tempfile::tempdir().unwrap();
+    let df = format!(
+        "FROM localhost/bb\nADD {url} /hello\nADD {url} /dir/\nADD {url} local.txt /mixed/\n"
+    );
+    std::fs::write(ctx.path().join("Dockerfile"), df).unwrap();
+    std::fs::write(ctx.path().join("local.txt"), "local\n").unwrap();
+    let dir = ctx.path().to_str().unwrap();
+    b.ok(&["build", "-q", "-t", "localhost/urls", dir]);
+    let out = d
+        .cmd()
+        .env("DOCKER_BUILDKIT", "0")
+        .args([
+            "build",
+            "-q",
+            "--network",
+            "none",
+            "-t",
+            "localhost/urls",
+            dir,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = d.docker(&["save", "localhost/urls"]);
+    assert!(saved.status.success(), "docker save");
+    let theirs = archive_files(&saved.stdout);
+    let ours = image_files(&b, "localhost/urls");
+    for path in ["/hello", "/dir/hello.txt", "/mixed/hello.txt"] {
+        let (o, t) = (&ours[path], &theirs[path]);
+        assert_eq!(
+            (o.mode & 0o7777, o.owner, o.mtime, &o.data),
+            (t.mode & 0o7777, t.owner, t.mtime, &t.data),
+            "{path}: berth {o:?}, docker {t:?}"
+        );
+    }
 }

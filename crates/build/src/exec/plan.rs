@@ -120,6 +120,8 @@ impl Ctx<'_> {
         let remote = if unpack {
             self.plan_remote(srcs, &dest, checksum, &mut extra)
                 .map_err(fail)?
+        } else if let Some(u) = srcs.iter().find(|s| remote::is_url(s)) {
+            return Err(fail(format!("{u}: COPY cannot download a URL; use ADD")));
         } else {
             remote::Remotes::default()
         };

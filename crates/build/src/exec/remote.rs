@@ -268,25 +268,28 @@ impl Ctx<'_> {
     /// Downloads the sources that planning left for later (those with `--checksum`), checks
     /// them, and adds every download to the plan's items.
     pub(super) fn fetch_remote(&self, plan: &mut CopyPlan) -> Result<(), String> {
-        let r = &mut plan.remote;
-        for i in 0..r.list.len() {
-            let file = match r.list[i].file.clone() {
-                Some(f) => f,
-                None => {
-                    let sum = r.checksum.clone().expect("only checked downloads wait");
-                    let url = r.list[i].url.clone();
-                    let got = self.download(&mut r.dir, &url, sum.algo)?;
+        let Remotes {
+            list,
+            checksum,
+            dir,
+        } = &mut plan.remote;
+        for rem in list.iter() {
+            let file = match (&rem.file, &checksum) {
+                (Some(f), _) => f.clone(),
+                (None, Some(sum)) => {
+                    let got = self.download(dir, &rem.url, sum.algo)?;
                     if got.digest != sum.to_string() {
                         return Err(format!(
-                            "checksum mismatch for {url}: expected {sum}, got {}",
-                            got.digest
+                            "checksum mismatch for {}: expected {sum}, got {}",
+                            rem.url, got.digest
                         ));
                     }
                     got.file
                 }
+                (None, None) => unreachable!("only downloads with a checksum wait"),
             };
             plan.items
-                .push(copy::Item::downloaded(r.list[i].dest.clone(), file));
+                .push(copy::Item::downloaded(rem.dest.clone(), file));
         }
         Ok(())
     }
