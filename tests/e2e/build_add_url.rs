@@ -402,3 +402,34 @@ fn add_url_files_match_docker() {
         );
     }
 }
+
+/// Without root and without subordinate ids, a 0600 download is still readable by `RUN` and
+/// by the container, which are the caller in both cases.
+#[test]
+fn add_url_rootless_single_id() {
+    use crate::rootless::AsUser;
+    let hello = b"hello over http\n";
+    let srv = Server::start(&[("/data/hello.txt", hello)]);
+    let u = AsUser::new(berth_testkit::unprivileged_user_without_subids());
+    u.ok(&["import", u.tar.to_str().unwrap(), "localhost/bb"]);
+    let ctx = u.home.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let df = format!(
+        "FROM localhost/bb\nADD --checksum={} {} /f\nRUN cat /f > /copy && stat -c %a /f > /mode\n",
+        sha256(hello),
+        srv.url("/data/hello.txt")
+    );
+    std::fs::write(ctx.join("Dockerfile"), df).unwrap();
+    let owner = format!("{}:{}", u.user.uid, u.user.gid);
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &owner])
+        .arg(&ctx)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    u.ok(&["build", "-t", "urls", ctx.to_str().unwrap()]);
+    let cat = |p: &str| u.ok(&["run", "--rm", "urls", "cat", p]);
+    assert_eq!(cat("/f").as_bytes(), hello);
+    assert_eq!(cat("/copy").as_bytes(), hello);
+    assert_eq!(cat("/mode").trim(), "600");
+}

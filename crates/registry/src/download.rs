@@ -51,11 +51,8 @@ impl Client {
         let length: Option<u64> = resp.header("content-length").and_then(|l| l.parse().ok());
         let size = std::io::copy(&mut resp.into_reader(), out)
             .map_err(|e| RegistryError::io(format!("cannot download {url}"), e))?;
-        if length.is_some_and(|l| l != size) {
-            return Err(invalid(format!(
-                "body ended after {size} of {} bytes",
-                length.unwrap_or_default()
-            )));
+        if let Some(l) = length.filter(|l| *l != size) {
+            return Err(invalid(format!("body ended after {size} of {l} bytes")));
         }
         Ok(Downloaded {
             size,
