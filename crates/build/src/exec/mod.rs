@@ -483,7 +483,7 @@ impl Ctx<'_> {
                     let mut plan = copy_items.take().expect("planned above");
                     self.fetch_remote(&mut plan).map_err(fail)?;
                     let (items, dest) = (&plan.items, &plan.dest);
-                    let owner = parse_chown(chown.as_deref()).map_err(fail)?;
+                    let owner = plan::parse_chown(chown.as_deref()).map_err(fail)?;
                     let mode = chmod
                         .as_deref()
                         .map(|m| {
@@ -694,15 +694,5 @@ impl Ctx<'_> {
         })();
         let _ = fs::remove_dir_all(&dir);
         res
-    }
-}
-
-/// `--chown=UID[:GID]`, numeric only: names need the image's passwd file.
-fn parse_chown(c: Option<&str>) -> Result<Option<(u32, u32)>, String> {
-    let Some(c) = c else { return Ok(None) };
-    let (u, g) = c.split_once(':').unwrap_or((c, c));
-    match (u.parse(), g.parse()) {
-        (Ok(u), Ok(g)) => Ok(Some((u, g))),
-        _ => Err(format!("--chown={c}: only numeric ids are supported")),
     }
 }

@@ -231,6 +231,16 @@ fn write_bodies(
     Ok(out)
 }
 
+/// `--chown=UID[:GID]`, numeric only: names need the image's passwd file.
+pub(super) fn parse_chown(c: Option<&str>) -> Result<Option<(u32, u32)>, String> {
+    let Some(c) = c else { return Ok(None) };
+    let (u, g) = c.split_once(':').unwrap_or((c, c));
+    match (u.parse(), g.parse()) {
+        (Ok(u), Ok(g)) => Ok(Some((u, g))),
+        _ => Err(format!("--chown={c}: only numeric ids are supported")),
+    }
+}
+
 /// A COPY or ADD destination made absolute against `workdir` and cleaned of `.` and `..`. As in
 /// BuildKit, `.`, `DIR/.` and `DIR/` all name a directory to copy into, which the trailing `/` of
 /// the result keeps saying. (Docker's legacy builder copies to a file `DIR` for `DIR/.`.)
