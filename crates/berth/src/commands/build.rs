@@ -140,7 +140,12 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
     let push = a.push || matches!(output, Some(Output::Registry));
     // Checked before building: a build is too long to waste on a missing name.
     if push && a.tag.is_empty() {
-        anyhow::bail!("--push: no name to push to; give one with -t NAME[:TAG]");
+        let flag = if a.push {
+            "--push"
+        } else {
+            "--output type=registry"
+        };
+        anyhow::bail!("{flag}: no name to push to; give one with -t NAME[:TAG]");
     }
     let push_to = a
         .tag
