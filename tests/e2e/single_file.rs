@@ -1,6 +1,7 @@
 //! Single-file images: `berth convert` to squashfs, `berth run FILE.sqsh` and `berth run DIR`.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 use berth_testkit::{run_as, unprivileged_user};
@@ -253,6 +254,35 @@ fn many_containers_from_one_file_at_once() {
     );
     assert_eq!(text.lines().filter(|l| l.starts_with("ok")).count(), 100);
     assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+
+    // As root, containers started while another one runs share its loop device (and the file
+    // system's page cache); the device goes with the last of them.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    if root {
+        let canonical = std::fs::canonicalize(&file).unwrap();
+        let bound = || {
+            std::fs::read_dir("/sys/block")
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("loop/backing_file"))
+                        .is_ok_and(|p| Path::new(p.trim_end()) == canonical)
+                })
+                .count()
+        };
+        b.ok(&["run", "-d", "--name", "holder", f, "sleep", "60"]);
+        assert_eq!(bound(), 1);
+        for _ in 0..3 {
+            assert_eq!(b.ok(&["run", "--rm", f, "echo", "shared"]), "shared\n");
+            assert_eq!(bound(), 1);
+        }
+        b.ok(&["rm", "-f", "holder"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while bound() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(bound(), 0, "loop device left bound");
+    }
     let tmp: Vec<_> = std::fs::read_dir(b.root().join("tmp"))
         .unwrap()
         .flatten()

@@ -2,7 +2,8 @@
 //!
 //! As root the kernel mounts it from a loop device, in a mount namespace private to the
 //! calling process (the container's monitor): when the monitor and the container are gone, so
-//! are the mount and the loop device, whatever killed them. Without root, `squashfuse_ll`
+//! are the mount and the loop device, whatever killed them. Containers started from the same
+//! file while one runs share its loop device, and with it the file system's page cache. Without root, `squashfuse_ll`
 //! serves it through FUSE, which needs access to `/dev/fuse`; that mount is in the caller's
 //! namespace and [`SquashfsMount::release`] takes it down.
 
@@ -15,7 +16,7 @@ use rustix::mount::{
 };
 
 use crate::error::RuntimeError;
-use crate::sys::process_ns::{attach_read_only, unshare_mount_namespace};
+use crate::sys::process_ns::{attach_read_only, find_attached, unshare_mount_namespace};
 
 /// How a squashfs image was mounted, so it can be released the matching way.
 #[derive(Debug)]
@@ -67,8 +68,13 @@ pub fn mount_squashfs(file: &Path, target: &Path) -> Result<SquashfsMount, Runti
             MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
         )
         .map_err(|e| fail(file, format!("making / private: {e}")))?;
-        let (dev, path) =
-            attach_read_only(&image).map_err(|e| fail(file, format!("loop device: {e}")))?;
+        let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        let (dev, path) = match find_attached(&image, &canonical) {
+            Some(found) => found,
+            None => {
+                attach_read_only(&image).map_err(|e| fail(file, format!("loop device: {e}")))?
+            }
+        };
         mount(
             &path,
             target,

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 // From <linux/loop.h>; the libc crate does not carry them.
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
 const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
 
@@ -31,12 +32,83 @@ struct LoopInfo64 {
     lo_init: [u64; 2],
 }
 
+impl LoopInfo64 {
+    fn empty() -> LoopInfo64 {
+        LoopInfo64 {
+            lo_device: 0,
+            lo_inode: 0,
+            lo_rdevice: 0,
+            lo_offset: 0,
+            lo_sizelimit: 0,
+            lo_number: 0,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: 0,
+            lo_file_name: [0; 64],
+            lo_crypt_name: [0; 64],
+            lo_encrypt_key: [0; 32],
+            lo_init: [0; 2],
+        }
+    }
+}
+
 #[repr(C)]
 struct LoopConfig {
     fd: u32,
     block_size: u32,
     info: LoopInfo64,
     reserved: [u64; 8],
+}
+
+/// A loop device already bound read-only to `file` (the same device and inode, whole file),
+/// opened: while the handle or a mount from it lives, autoclear cannot unbind it. Mounting it
+/// again gives the same squashfs superblock, so every container started from one image file
+/// shares one page cache instead of inflating the same blocks again. `path` is the file's
+/// canonical path, to skip devices bound to other files without opening them.
+pub(crate) fn find_attached(file: &File, path: &std::path::Path) -> Option<(File, PathBuf)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let want = path.as_os_str().as_encoded_bytes();
+    for e in std::fs::read_dir("/sys/block").ok()?.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str().filter(|n| n.starts_with("loop")) else {
+            continue;
+        };
+        // Only a bound device has a backing file; the kernel writes its path with a newline.
+        match std::fs::read(e.path().join("loop/backing_file")) {
+            Ok(b) if b.strip_suffix(b"\n").unwrap_or(&b) == want => {}
+            _ => continue,
+        }
+        let dev_path = PathBuf::from(format!("/dev/{name}"));
+        let Ok(dev) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&dev_path)
+        else {
+            continue;
+        };
+        // Checked after the open that pins the binding: it may have changed in between.
+        let mut info = LoopInfo64::empty();
+        // SAFETY: LOOP_GET_STATUS64 writes one struct loop_info64, which `info` is (repr(C),
+        // laid out as in <linux/loop.h>), alive for the duration of the call.
+        let r = unsafe {
+            libc::ioctl(
+                dev.as_raw_fd(),
+                LOOP_GET_STATUS64,
+                &mut info as *mut LoopInfo64,
+            )
+        };
+        if r == 0
+            && info.lo_inode == meta.ino()
+            && info.lo_device == meta.dev()
+            && info.lo_flags & LO_FLAGS_READ_ONLY != 0
+            && info.lo_offset == 0
+            && info.lo_sizelimit == 0
+        {
+            return Some((dev, dev_path));
+        }
+    }
+    None
 }
 
 /// Binds `file` to a free loop device, read-only and cleared automatically once the last user
@@ -63,19 +135,8 @@ pub(crate) fn attach_read_only(file: &File) -> io::Result<(File, PathBuf)> {
             fd: file.as_raw_fd() as u32,
             block_size: 0,
             info: LoopInfo64 {
-                lo_device: 0,
-                lo_inode: 0,
-                lo_rdevice: 0,
-                lo_offset: 0,
-                lo_sizelimit: 0,
-                lo_number: 0,
-                lo_encrypt_type: 0,
-                lo_encrypt_key_size: 0,
                 lo_flags: LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR,
-                lo_file_name: [0; 64],
-                lo_crypt_name: [0; 64],
-                lo_encrypt_key: [0; 32],
-                lo_init: [0; 2],
+                ..LoopInfo64::empty()
             },
             reserved: [0; 8],
         };
