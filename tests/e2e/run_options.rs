@@ -1,6 +1,6 @@
 //! More of `run`'s options and what the lifecycle commands show about them: `--mount`,
 //! `--stop-timeout`, `ps --format`, `inspect` (`Mounts`, `State.ExitCode`, `Config`), the
-//! window size of `-t`, and the image's `USER` and `STOPSIGNAL`.
+//! window size of `-t`, the image's `USER` and `STOPSIGNAL`, and `create`/`start`/`restart`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -369,4 +369,57 @@ fn tty_window_size() {
     assert!(out.status.success(), "{text}");
     // (script(1) may echo a stray ^@ when its own stdin ends.)
     assert!(text.contains("33 97\r\n"), "{text:?}");
+}
+
+/// `create`, `start [-a]` and `restart` as Docker has them: a created container runs only when
+/// started, keeps its writable layer from one start to the next, and `start -a` returns its
+/// exit code.
+#[test]
+fn create_start_and_restart() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let id = b.ok(&[
+        "create",
+        "--name",
+        "c1",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo run $(cat /count 2>/dev/null); echo x >> /count; exit 3",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert_eq!(
+        b.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]),
+        "c1 Created\n"
+    );
+    let out = b.cmd().args(["start", "-a", "c1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "run\n");
+    // Detached, then attached again: the file the first run wrote is still there.
+    assert_eq!(b.ok(&["start", "c1"]), "c1\n");
+    assert_eq!(b.ok(&["wait", "c1"]), "3\n");
+    assert_eq!(b.ok(&["logs", "c1"]), "run x\n");
+    let out = b.cmd().args(["start", "-a", "c1"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "run x x\n");
+
+    b.ok(&["create", "--name", "c2", "localhost/bb", "sleep", "100"]);
+    b.ok(&["start", "c2"]);
+    let pid = |b: &Berth| inspect(b, "c2")["State"]["Pid"].as_i64().unwrap();
+    let first = pid(&b);
+    // Starting a running container changes nothing.
+    assert_eq!(b.ok(&["start", "c2"]), "c2\n");
+    assert_eq!(pid(&b), first);
+    assert_eq!(b.ok(&["restart", "-t", "1", "c2"]), "c2\n");
+    let second = pid(&b);
+    assert_ne!(second, first);
+    assert_eq!(
+        b.ok(&["ps", "--format", "{{.Names}} {{.Status}}"])
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["c2", "Up"]
+    );
+    let err = b.fails(&["start", "-a", "c1", "c2"], 125);
+    assert!(err.contains("multiple containers"), "{err}");
+    b.ok(&["rm", "-f", "c1", "c2"]);
 }

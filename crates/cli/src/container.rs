@@ -238,6 +238,20 @@ pub struct LogsArgs {
     pub timestamps: bool,
 }
 
+/// `berth start`
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Attach standard output and error, forward signals, and exit with the container's code.
+    #[arg(long, short = 'a')]
+    pub attach: bool,
+    /// Attach the container's standard input.
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+}
+
 /// Commands that take a list of containers and nothing else.
 #[derive(Debug, Args)]
 pub struct ContainersArgs {
@@ -287,6 +301,12 @@ pub enum ContainerCommand {
     Ls(PsArgs),
     /// Run a command in a new container.
     Run(Box<RunArgs>),
+    /// Create a new container without starting it.
+    Create(Box<RunArgs>),
+    /// Start one or more created or stopped containers.
+    Start(StartArgs),
+    /// Stop, then start again, one or more containers.
+    Restart(StopArgs),
     /// Display detailed information on containers.
     Inspect(ContainerInspectArgs),
     /// Remove stopped containers.

@@ -98,6 +98,12 @@ pub enum Command {
     Builder(BuilderCommand),
     /// Run a command in a new container.
     Run(Box<RunArgs>),
+    /// Create a new container without starting it.
+    Create(Box<RunArgs>),
+    /// Start one or more created or stopped containers.
+    Start(StartArgs),
+    /// Stop, then start again, one or more containers.
+    Restart(StopArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
     /// List containers.

@@ -87,6 +87,17 @@ pub fn stop(s: &Settings, a: &StopArgs) -> Result<u8> {
     })
 }
 
+/// `berth restart`: stopped as `stop` does (when running), then started with a new monitor.
+pub fn restart(s: &Settings, a: &StopArgs) -> Result<u8> {
+    let p = Printer::new(false);
+    each(s, &a.containers, |store, rec| {
+        stop_one(store, rec, a.timeout)?;
+        crate::dispatch::start::spawn_monitor(store.paths().root(), &rec.id)?;
+        p.out(&rec.name);
+        Ok(())
+    })
+}
+
 pub fn kill(s: &Settings, a: &KillArgs) -> Result<u8> {
     let p = Printer::new(false);
     let sig = signal(&a.signal)?;

@@ -53,6 +53,13 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Logout(a) => login::logout(&s, &a),
         Command::System(SystemCommand::Df(a)) => df::run(&s, &a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&s, &a),
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
+            run::create_only(&s, &a)
+        }
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => run::start(&s, &a),
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            container::restart(&s, &a)
+        }
         Command::Monitor(a) => run::monitor(&s, &a),
         Command::Unpack(a) => {
             let store = s.open_store()?;

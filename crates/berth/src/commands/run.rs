@@ -1,12 +1,13 @@
 use std::io::Write;
 
 use anyhow::{bail, Result};
-use berth_cli::{MonitorArgs, RunArgs};
+use berth_cli::{MonitorArgs, RunArgs, StartArgs};
 use berth_registry::Client;
-use berth_store::{Store, StoreError};
+use berth_store::{ContainerRecord, Store, StoreError};
 use berth_types::{ImageRef, Platform};
 
 use crate::dispatch::create::{self, ImageInput};
+use crate::dispatch::host::effective_status;
 use crate::dispatch::start::{self, Io};
 use crate::dispatch::{local_image, pull};
 use crate::printer::Printer;
@@ -49,14 +50,15 @@ fn image(s: &Settings, store: &Store, a: &RunArgs, p: &Printer) -> Result<ImageI
     ImageInput::from_store(store, &store.lookup(&r.to_string())?)
 }
 
-pub fn run(s: &Settings, a: &RunArgs) -> Result<u8> {
-    let store = s.open_store()?;
-    let quiet_printer = Printer::new(a.quiet || a.detach);
+/// The image resolved (pulled when needed) and the container recorded, not started; its
+/// warnings printed and its id written to `--cidfile`.
+fn new_container(s: &Settings, store: &Store, a: &RunArgs, quiet: bool) -> Result<ContainerRecord> {
+    let quiet_printer = Printer::new(a.quiet || quiet);
     let img = match local_image::local_path(&a.image) {
-        Some(path) => local_image::open(&store, &path)?,
-        None => image(s, &store, a, &quiet_printer)?,
+        Some(path) => local_image::open(store, &path)?,
+        None => image(s, store, a, &quiet_printer)?,
     };
-    let created = match create::create(s, &store, &img, a) {
+    let created = match create::create(s, store, &img, a) {
         Ok(c) => c,
         Err(e) => {
             local_image::release_input(&img);
@@ -71,6 +73,64 @@ pub fn run(s: &Settings, a: &RunArgs) -> Result<u8> {
     if let Some(f) = &a.cidfile {
         std::fs::write(f, &rec.id)?;
     }
+    Ok(rec)
+}
+
+/// `berth create`: as `run`, up to the point of starting; prints the new container's id.
+pub fn create_only(s: &Settings, a: &RunArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let rec = new_container(s, &store, a, false)?;
+    Printer::new(false).out(&rec.id);
+    Ok(0)
+}
+
+/// `berth start`: each container gets a detached monitor, as after `run -d`; with `-a` the one
+/// container runs in the foreground instead, as after `run`, and its exit code is returned.
+pub fn start(s: &Settings, a: &StartArgs) -> Result<u8> {
+    if a.attach && a.containers.len() > 1 {
+        bail!("you cannot start and attach multiple containers at once");
+    }
+    let store = s.open_store()?;
+    let p = Printer::new(false);
+    let mut status = 0;
+    for name in &a.containers {
+        let r = (|| -> Result<Option<i32>> {
+            let rec = store.lookup_container(name)?;
+            let st = store.container_state(&rec.id)?;
+            // Already running: nothing to do, as with Docker.
+            if matches!(effective_status(&st).as_str(), "running" | "paused") {
+                if a.attach {
+                    bail!("container {name} is already running; use berth exec or berth logs -f");
+                }
+                return Ok(None);
+            }
+            if !a.attach {
+                start::spawn_monitor(&s.root, &rec.id)?;
+                return Ok(None);
+            }
+            let io = Io::Foreground {
+                tty: rec.spec["process"]["terminal"].as_bool().unwrap_or(false),
+                interactive: a.interactive,
+            };
+            Ok(Some(start::run(&store, &rec, io, true, &p, None)?))
+        })();
+        match r {
+            Ok(Some(code)) => return Ok(code.clamp(0, 255) as u8),
+            Ok(None) => p.out(name),
+            Err(e) if a.attach => return Err(e),
+            Err(e) => {
+                crate::printer::error(&e, false);
+                status = 1;
+            }
+        }
+    }
+    Ok(status)
+}
+
+pub fn run(s: &Settings, a: &RunArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let rec = new_container(s, &store, a, a.detach)?;
+    let p = Printer::new(false);
     if a.detach {
         if a.tty {
             p.warn("-t with -d: the detached container gets no terminal; its output goes to berth logs");
