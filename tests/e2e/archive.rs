@@ -1,4 +1,4 @@
-//! `save`/`load`/`import` round trips, and interop with podman and skopeo both ways.
+//! `save`/`load`/`import` round trips, interop with podman and skopeo both ways, and `commit`.
 
 use std::process::{Command, Stdio};
 
@@ -233,4 +233,95 @@ fn skopeo_pushes_and_berth_pulls_and_back() {
         "skopeo copy back: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `commit`: the container's changes (new files, a deletion) become one layer over its image,
+/// without the mount points the runtime made; its command becomes the image's, `--change`
+/// and `--message` apply, and a container that changed nothing adds an empty history entry.
+#[test]
+fn commit_a_containers_changes() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    b.ok(&[
+        "run",
+        "--name",
+        "w",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo data > /made; rm /bin/vi; mkdir -p /opt/x && echo y > /opt/x/y",
+    ]);
+    let id = b.ok(&[
+        "commit",
+        "-m",
+        "my change",
+        "-c",
+        "ENV FOO=bar",
+        "w",
+        "localhost/committed",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "localhost/committed",
+            "sh",
+            "-c",
+            "cat /made /opt/x/y; echo $FOO; test -e /bin/vi || echo no-vi"
+        ]),
+        "data\ny\nbar\nno-vi\n"
+    );
+    let img = b.inspect("localhost/committed");
+    assert_eq!(
+        img["Config"]["Cmd"],
+        serde_json::json!([
+            "sh",
+            "-c",
+            "echo data > /made; rm /bin/vi; mkdir -p /opt/x && echo y > /opt/x/y"
+        ])
+    );
+    assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+    // Only the changes: no /dev, /proc, /sys or /etc/hostname placeholders.
+    let archive = b.dir.path().join("committed.tar");
+    b.ok(&[
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "localhost/committed",
+    ]);
+    let mut outer = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let mut names = Vec::new();
+    for e in outer.entries().unwrap() {
+        let e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().to_string();
+        if !path.ends_with("layer.tar") && !path.starts_with("blobs/") {
+            continue;
+        }
+        let mut inner = tar::Archive::new(e);
+        let list: Vec<String> = inner
+            .entries()
+            .unwrap()
+            .map(|x| x.unwrap().path().unwrap().to_string_lossy().to_string())
+            .collect();
+        if list.iter().any(|n| n == "made") {
+            names = list;
+        }
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        ["bin/", "bin/.wh.vi", "made", "opt/", "opt/x/", "opt/x/y"],
+        "{names:?}"
+    );
+    let history = b.ok(&["history", "localhost/committed"]);
+    assert!(history.contains("my change"), "{history}");
+
+    // Nothing changed: the same layers, one more history entry.
+    b.ok(&["run", "--name", "idle", "localhost/bb", "true"]);
+    b.ok(&["commit", "idle", "localhost/same"]);
+    let same = b.inspect("localhost/same");
+    assert_eq!(same["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    let err = b.fails(&["commit", "no-such-container"], 1);
+    assert!(err.contains("no-such-container"), "{err}");
 }

@@ -18,6 +18,11 @@ pub(crate) fn apply(lines: &[String]) -> Result<Option<Config>, ArchiveError> {
     Ok(Some(config))
 }
 
+/// Applies `lines` in order to `config`, as `docker commit --change` does.
+pub fn apply_to(config: &mut Config, lines: &[String]) -> Result<(), ArchiveError> {
+    lines.iter().try_for_each(|l| apply_one(config, l))
+}
+
 fn apply_one(config: &mut Config, line: &str) -> Result<(), ArchiveError> {
     let err = |reason: &str| ArchiveError::Change {
         line: line.to_string(),

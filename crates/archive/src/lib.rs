@@ -23,6 +23,7 @@ mod oci;
 mod sqsh;
 mod stream;
 
+pub use changes::apply_to as apply_changes;
 pub use error::{ArchiveError, SinkError};
 pub use flatten::{flatten, root_mode, Flattened};
 pub use import::import_rootfs;

@@ -238,6 +238,28 @@ pub struct LogsArgs {
     pub timestamps: bool,
 }
 
+/// `berth commit`
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// The container whose changes become the new image's top layer.
+    pub container: String,
+    /// Name for the new image.
+    pub reference: Option<String>,
+    /// Commit message, recorded in the image history.
+    #[arg(long, short = 'm')]
+    pub message: Option<String>,
+    /// Author, recorded in the image.
+    #[arg(long, short = 'a')]
+    pub author: Option<String>,
+    /// Apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL,
+    /// EXPOSE).
+    #[arg(long, short = 'c')]
+    pub change: Vec<String>,
+    /// Pause a running container while its files are read.
+    #[arg(long, short = 'p', default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub pause: bool,
+}
+
 /// `berth start`
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -303,6 +325,8 @@ pub enum ContainerCommand {
     Run(Box<RunArgs>),
     /// Create a new container without starting it.
     Create(Box<RunArgs>),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
     /// Start one or more created or stopped containers.
     Start(StartArgs),
     /// Stop, then start again, one or more containers.

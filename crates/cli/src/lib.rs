@@ -100,6 +100,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Create a new container without starting it.
     Create(Box<RunArgs>),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
     /// Start one or more created or stopped containers.
     Start(StartArgs),
     /// Stop, then start again, one or more containers.

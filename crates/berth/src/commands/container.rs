@@ -197,7 +197,7 @@ fn descendants(root: i32) -> Vec<i32> {
     out
 }
 
-fn set_paused(store: &Store, rec: &ContainerRecord, paused: bool) -> Result<()> {
+pub(super) fn set_paused(store: &Store, rec: &ContainerRecord, paused: bool) -> Result<()> {
     let mut st = running(store, rec)?;
     // The freezer of the container's cgroup when it has one; otherwise the whole process
     // tree is stopped with SIGSTOP (and continued with SIGCONT).

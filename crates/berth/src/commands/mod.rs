@@ -2,6 +2,7 @@
 
 mod archive;
 mod build;
+mod commit;
 mod completion;
 mod container;
 mod convert;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             run::create_only(&s, &a)
         }
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => run::start(&s, &a),
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => commit::run(&s, &a),
         Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
             container::restart(&s, &a)
         }

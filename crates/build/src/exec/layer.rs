@@ -346,10 +346,29 @@ impl LayerWriter {
     /// is overlayfs's deletion mark and becomes `.wh.NAME`; an opaque directory (its lower
     /// contents hidden) gets a `.wh..wh..opq` entry.
     pub fn add_upper(&mut self, upper: &Path, ids: &IdMaps) -> io::Result<()> {
-        self.walk_upper(upper, "", ids)
+        self.walk_upper(upper, "", ids, &|_| false)
     }
 
-    fn walk_upper(&mut self, dir: &Path, rel: &str, ids: &IdMaps) -> io::Result<()> {
+    /// As [`LayerWriter::add_upper`], leaving out the paths (relative, no leading `/`) for
+    /// which `skip` is true, with everything below them: a container's mount points, whose
+    /// placeholders the runtime made and under which nothing written reaches the upper
+    /// directory.
+    pub fn add_upper_except(
+        &mut self,
+        upper: &Path,
+        ids: &IdMaps,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> io::Result<()> {
+        self.walk_upper(upper, "", ids, skip)
+    }
+
+    fn walk_upper(
+        &mut self,
+        dir: &Path,
+        rel: &str,
+        ids: &IdMaps,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> io::Result<()> {
         let mut names: Vec<_> = fs::read_dir(dir)?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()?;
@@ -362,6 +381,9 @@ impl LayerWriter {
             } else {
                 format!("{rel}/{name}")
             };
+            if skip(&path) {
+                continue;
+            }
             let meta = fs::symlink_metadata(&host)?;
             let ft = meta.file_type();
             if ft.is_char_device() && meta.rdev() == 0 {
@@ -381,7 +403,7 @@ impl LayerWriter {
                 if is_opaque(&host) {
                     self.add_marker(&format!("{path}/.wh..wh..opq"))?;
                 }
-                self.walk_upper(&host, &path, ids)?;
+                self.walk_upper(&host, &path, ids, skip)?;
             }
         }
         Ok(())
@@ -405,6 +427,7 @@ impl LayerWriter {
 
 /// Whether overlayfs marked the directory opaque: `trusted.` as root, `user.` in a user
 /// namespace (the `userxattr` mount option).
+/// Whether `dir`, in an overlay upper directory, hides what the lower layers have below it.
 pub fn is_opaque(dir: &Path) -> bool {
     ["user.overlay.opaque", "trusted.overlay.opaque"]
         .iter()

@@ -27,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use archive::{is_archive, unpack_context};
 pub use files::Ignore;
-pub use layer::{Compression, IdMaps};
+pub use layer::{is_opaque, Compression, IdMaps, LayerFile, LayerWriter};
 use meta::now;
 use platform::{foreign_platform, with_platform_args};
 use prune::file_digests_path;
