@@ -1,4 +1,4 @@
-//! `save`/`load`/`import` round trips, interop with podman and skopeo both ways, and `commit`.
+//! `save`/`load`/`import` round trips, interop with podman and skopeo both ways, `commit` and `export`.
 
 use std::process::{Command, Stdio};
 
@@ -316,6 +316,28 @@ fn commit_a_containers_changes() {
     );
     let history = b.ok(&["history", "localhost/committed"]);
     assert!(history.contains("my change"), "{history}");
+
+    // export: the image's files with the container's changes, as one tar.
+    let exported = b.dir.path().join("w.tar");
+    b.ok(&["export", "-o", exported.to_str().unwrap(), "w"]);
+    let mut listed: Vec<String> = tar::Archive::new(std::fs::File::open(&exported).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().to_string())
+        .collect();
+    listed.sort();
+    for want in ["made", "opt/x/y", "bin/sh", "etc/passwd"] {
+        assert!(listed.iter().any(|n| n == want), "{want} missing");
+    }
+    for gone in ["bin/vi", "bin/.wh.vi", "etc/hostname", "proc/"] {
+        assert!(!listed.iter().any(|n| n == gone), "{gone} exported");
+    }
+    let piped = b.cmd().args(["export", "w"]).output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(
+        piped.stdout.len() as u64,
+        std::fs::metadata(&exported).unwrap().len()
+    );
 
     // Nothing changed: the same layers, one more history entry.
     b.ok(&["run", "--name", "idle", "localhost/bb", "true"]);

@@ -260,6 +260,16 @@ pub struct CommitArgs {
     pub pause: bool,
 }
 
+/// `berth export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The container whose file system is written.
+    pub container: String,
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<std::path::PathBuf>,
+}
+
 /// `berth start`
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -327,6 +337,8 @@ pub enum ContainerCommand {
     Create(Box<RunArgs>),
     /// Create a new image from a container's changes.
     Commit(CommitArgs),
+    /// Export a container's file system as a tar archive.
+    Export(ExportArgs),
     /// Start one or more created or stopped containers.
     Start(StartArgs),
     /// Stop, then start again, one or more containers.

@@ -102,6 +102,8 @@ pub enum Command {
     Create(Box<RunArgs>),
     /// Create a new image from a container's changes.
     Commit(CommitArgs),
+    /// Export a container's file system as a tar archive.
+    Export(ExportArgs),
     /// Start one or more created or stopped containers.
     Start(StartArgs),
     /// Stop, then start again, one or more containers.

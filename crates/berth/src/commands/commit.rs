@@ -1,14 +1,16 @@
-//! `berth commit`: a new image from a container's writable layer, over the image it runs.
+//! `berth commit` and `berth export`: a container's writable layer as a new image over the
+//! image it runs, or merged with that image into one tar.
 
 use anyhow::{Context, Result};
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use berth_archive::BlobSource;
 use berth_build::exec::{is_opaque, Compression, IdMaps, LayerWriter};
-use berth_cli::CommitArgs;
+use berth_cli::{CommitArgs, ExportArgs};
 use berth_registry::Client;
 use berth_store::{ContainerRecord, Store};
-use berth_types::BuildBackend;
+use berth_types::{BuildBackend, Digest};
 use serde_json::{json, Value};
 
 use crate::dispatch::build::Engine;
@@ -155,6 +157,28 @@ pub fn run(s: &Settings, a: &CommitArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The container's changes as a layer file in `dir`; `None` when it changed nothing.
+fn layer_file(
+    store: &Store,
+    rec: &ContainerRecord,
+    dir: &Path,
+) -> Result<Option<berth_build::exec::LayerFile>> {
+    let mut w = LayerWriter::create_with(&dir.join("layer.tar"), Compression::Gzip)?;
+    let ids = IdMaps {
+        uids: ranges(&rec.spec, "uidMappings"),
+        gids: ranges(&rec.spec, "gidMappings"),
+    };
+    let upper = store.paths().container_upper(&rec.id);
+    let skipped = placeholders(&upper, &mount_points(rec));
+    let skip = |path: &str| skipped.contains(path);
+    w.add_upper_except(&upper, &ids, &skip)
+        .with_context(|| format!("reading the changes of {}", rec.name))?;
+    if w.entries == 0 {
+        return Ok(None);
+    }
+    Ok(Some(w.finish()?))
+}
+
 /// The container's changes as a stored layer; `None` when it changed nothing.
 fn write_layer(
     store: &Store,
@@ -162,26 +186,92 @@ fn write_layer(
     engine: &Engine<'_>,
 ) -> Result<Option<berth_types::LayerRef>> {
     let dir = engine.scratch_dir().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let result = (|| {
-        let mut w = LayerWriter::create_with(&dir.join("layer.tar"), Compression::Gzip)?;
-        let ids = IdMaps {
-            uids: ranges(&rec.spec, "uidMappings"),
-            gids: ranges(&rec.spec, "gidMappings"),
-        };
-        let upper = store.paths().container_upper(&rec.id);
-        let skipped = placeholders(&upper, &mount_points(rec));
-        let skip = |path: &str| skipped.contains(path);
-        w.add_upper_except(&upper, &ids, &skip)
-            .with_context(|| format!("reading the changes of {}", rec.name))?;
-        if w.entries == 0 {
-            return Ok(None);
-        }
-        let f = w.finish()?;
-        let layer = engine
-            .add_layer(&f.path, &f.blob, &f.diff_id, Compression::Gzip.media_type())
-            .map_err(|e| anyhow::anyhow!("cannot store the layer: {e}"))?;
-        Ok(Some(layer))
-    })();
+    let result = layer_file(store, rec, &dir).and_then(|f| {
+        f.map(|f| {
+            engine
+                .add_layer(&f.path, &f.blob, &f.diff_id, Compression::Gzip.media_type())
+                .map_err(|e| anyhow::anyhow!("cannot store the layer: {e}"))
+        })
+        .transpose()
+    });
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// The store's blobs, and one more from a file: the container's layer, never stored.
+struct WithLayer<'a> {
+    store: &'a Store,
+    extra: Option<(Digest, PathBuf)>,
+}
+
+impl BlobSource for WithLayer<'_> {
+    fn open(&self, d: &Digest) -> std::io::Result<Box<dyn std::io::Read>> {
+        match &self.extra {
+            Some((x, path)) if x == d => Ok(Box::new(std::fs::File::open(path)?)),
+            _ => Ok(Box::new(
+                self.store.open_blob(d).map_err(std::io::Error::other)?,
+            )),
+        }
+    }
+    fn size(&self, d: &Digest) -> std::io::Result<u64> {
+        match &self.extra {
+            Some((x, path)) if x == d => Ok(std::fs::metadata(path)?.len()),
+            _ => self.store.blob_size(d).map_err(std::io::Error::other),
+        }
+    }
+}
+
+/// `berth export`: the container's file system (its image with its changes) as one tar, to
+/// `-o FILE` or standard output.
+pub fn export(s: &Settings, a: &ExportArgs) -> Result<u8> {
+    use std::io::IsTerminal;
+    let store = s.open_store()?;
+    let rec = match store.lookup_container(&a.container) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::printer::error(&e.into(), false);
+            return Ok(1);
+        }
+    };
+    if a.output.is_none() && std::io::stdout().is_terminal() {
+        anyhow::bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
+    }
+    let img = store.lookup(&rec.image.to_string())?;
+    let manifest = store.manifest(&img)?;
+    let mut layers: Vec<Digest> = manifest
+        .layers()
+        .iter()
+        .map(|l| l.digest().to_string().parse())
+        .collect::<Result<_, _>>()?;
+    let dir = store.paths().temp("export");
+    std::fs::create_dir_all(&dir)?;
+    let result = (|| -> Result<()> {
+        let extra = layer_file(&store, &rec, &dir)?.map(|f| (f.blob, f.path));
+        if let Some((d, _)) = &extra {
+            layers.push(d.clone());
+        }
+        let src = WithLayer {
+            store: &store,
+            extra,
+        };
+        match &a.output {
+            Some(path) => {
+                // Written beside the destination and renamed: never half an archive under its name.
+                let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+                let mut tmp = tempfile::NamedTempFile::new_in(parent.unwrap_or(Path::new(".")))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                berth_archive::flatten(&src, &layers, &mut tmp, &mut |_| {})?;
+                tmp.persist(path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            None => {
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                berth_archive::flatten(&src, &layers, &mut out, &mut |_| {})?;
+                std::io::Write::flush(&mut out)?;
+            }
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map(|()| 0)
 }

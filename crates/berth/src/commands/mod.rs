@@ -59,6 +59,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => run::start(&s, &a),
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => commit::run(&s, &a),
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
+            commit::export(&s, &a)
+        }
         Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
             container::restart(&s, &a)
         }
