@@ -231,6 +231,36 @@ fn docker_profile_matches_docker() {
         differences.push(format!("inspect:\n  docker {theirs}\n  berth  {ours}"));
     }
     d.docker(&["rm", "-f", "insp"]);
+
+    // `diff` of a container that added, changed and deleted files.
+    let script = "echo data > /made; rm /bin/vi; mkdir -p /opt/x && echo y > /opt/x/y; \
+                  echo z >> /etc/passwd; mkdir /empty";
+    let args = [
+        "run",
+        "--name",
+        "changed",
+        "localhost/bb:latest",
+        "sh",
+        "-c",
+        script,
+    ];
+    d.docker(&args);
+    b.run(&args);
+    // Docker lists in its directory walk's order, which depends on the file system; Berth sorts.
+    let sorted = |out: Vec<u8>| {
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out)
+            .lines()
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let theirs = sorted(d.docker(&["diff", "changed"]).stdout);
+    let ours = sorted(b.run(&["diff", "changed"]).stdout);
+    if theirs != ours {
+        differences.push(format!("diff:\n  docker {theirs:?}\n  berth  {ours:?}"));
+    }
+    d.docker(&["rm", "-f", "changed"]);
     assert!(
         differences.is_empty(),
         "{} cases differ:\n{}",

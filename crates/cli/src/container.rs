@@ -339,6 +339,8 @@ pub enum ContainerCommand {
     Commit(CommitArgs),
     /// Export a container's file system as a tar archive.
     Export(ExportArgs),
+    /// List the changes to files in a container's file system.
+    Diff(ContainersArgs),
     /// Start one or more created or stopped containers.
     Start(StartArgs),
     /// Stop, then start again, one or more containers.

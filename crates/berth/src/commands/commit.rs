@@ -1,5 +1,5 @@
-//! `berth commit` and `berth export`: a container's writable layer as a new image over the
-//! image it runs, or merged with that image into one tar.
+//! `berth commit`, `berth export` and `berth diff`: a container's writable layer as a new image
+//! over the image it runs, merged with that image into one tar, or listed as changes.
 
 use anyhow::{Context, Result};
 use std::collections::HashSet;
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use berth_archive::BlobSource;
 use berth_build::exec::{is_opaque, Compression, IdMaps, LayerWriter};
-use berth_cli::{CommitArgs, ExportArgs};
+use berth_cli::{CommitArgs, ContainersArgs, ExportArgs};
 use berth_registry::Client;
 use berth_store::{ContainerRecord, Store};
 use berth_types::{BuildBackend, Digest};
@@ -274,4 +274,67 @@ pub fn export(s: &Settings, a: &ExportArgs) -> Result<u8> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result.map(|()| 0)
+}
+
+/// `berth diff`: what the container changed in its image, as Docker lists it: `A` added, `C`
+/// changed (a directory counts when something below it changed), `D` deleted, sorted by path.
+pub fn diff(s: &Settings, a: &ContainersArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let rec = match a.containers.as_slice() {
+        [one] => store.lookup_container(one),
+        _ => anyhow::bail!("diff takes exactly one container"),
+    };
+    let rec = match rec {
+        Ok(r) => r,
+        Err(e) => {
+            crate::printer::error(&e.into(), false);
+            return Ok(1);
+        }
+    };
+    let upper = store.paths().container_upper(&rec.id);
+    let skipped = placeholders(&upper, &mount_points(&rec));
+    let in_image = |rel: &str| {
+        rec.lower_dirs
+            .iter()
+            .any(|l| std::fs::symlink_metadata(l.join(rel)).is_ok())
+    };
+    let mut changes = Vec::new();
+    let mut stack = vec![(upper.clone(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            if skipped.contains(&path) {
+                continue;
+            }
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            let kind = if meta.file_type().is_char_device() && meta.rdev() == 0 {
+                'D'
+            } else if in_image(&path) {
+                'C'
+            } else {
+                'A'
+            };
+            if meta.is_dir() {
+                stack.push((e.path(), path.clone()));
+            }
+            changes.push((path, kind));
+        }
+    }
+    changes.sort();
+    let p = Printer::new(false);
+    for (path, kind) in changes {
+        p.out(format!("{kind} /{path}"));
+    }
+    Ok(0)
 }

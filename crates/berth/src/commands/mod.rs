@@ -62,6 +62,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
             commit::export(&s, &a)
         }
+        Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => commit::diff(&s, &a),
         Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
             container::restart(&s, &a)
         }
