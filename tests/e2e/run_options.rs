@@ -1,6 +1,6 @@
 //! More of `run`'s options and what the lifecycle commands show about them: `--mount`,
 //! `--stop-timeout`, `ps --format`, `inspect` (`Mounts`, `State.ExitCode`, `Config`), the
-//! window size of `-t`, the image's `USER` and `STOPSIGNAL`, and `create`/`start`/`restart`.
+//! window size of `-t`, the image's `USER` and `STOPSIGNAL`, and `create`/`start`/`restart`/`rename`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -421,5 +421,19 @@ fn create_start_and_restart() {
     );
     let err = b.fails(&["start", "-a", "c1", "c2"], 125);
     assert!(err.contains("multiple containers"), "{err}");
-    b.ok(&["rm", "-f", "c1", "c2"]);
+
+    // rename: a taken or invalid name is refused; the running container keeps going under its
+    // new name, and the old one is free again.
+    let err = b.fails(&["rename", "c2", "c1"], 125);
+    assert!(err.contains("already in use"), "{err}");
+    let err = b.fails(&["rename", "c2", "bad name"], 125);
+    assert!(err.contains("invalid container name"), "{err}");
+    b.ok(&["rename", "c2", "renamed"]);
+    assert_eq!(b.ok(&["exec", "renamed", "echo", "ok"]), "ok\n");
+    assert_eq!(
+        inspect(&b, "renamed")["State"]["Pid"].as_i64().unwrap(),
+        second
+    );
+    b.ok(&["create", "--name", "c2", "localhost/bb", "true"]);
+    b.ok(&["rm", "-f", "c1", "c2", "renamed"]);
 }

@@ -270,6 +270,15 @@ pub struct ExportArgs {
     pub output: Option<std::path::PathBuf>,
 }
 
+/// `berth rename`
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The container, by name or id.
+    pub container: String,
+    /// Its new name.
+    pub new_name: String,
+}
+
 /// `berth start`
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -341,6 +350,8 @@ pub enum ContainerCommand {
     Export(ExportArgs),
     /// List the changes to files in a container's file system.
     Diff(ContainersArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
     /// Start one or more created or stopped containers.
     Start(StartArgs),
     /// Stop, then start again, one or more containers.

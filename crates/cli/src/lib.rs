@@ -106,6 +106,8 @@ pub enum Command {
     Export(ExportArgs),
     /// List the changes to files in a container's file system.
     Diff(ContainersArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
     /// Start one or more created or stopped containers.
     Start(StartArgs),
     /// Stop, then start again, one or more containers.

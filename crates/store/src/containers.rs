@@ -77,9 +77,49 @@ impl Store {
     /// The name is claimed by creating `containers/names/<name>` exclusively, so concurrent
     /// starts never wait on a store-wide lock; a claim whose container is gone is taken over.
     pub fn create_container(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        self.claim_name(&rec.name, &rec.id)?;
+        let dir = self.paths.container_dir(&rec.id);
+        for d in [
+            self.paths.container_upper(&rec.id),
+            self.paths.container_work(&rec.id),
+        ] {
+            fs::create_dir_all(&d).at(&d)?;
+        }
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Corrupt {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        write_replace(&self.paths, &self.paths.container_config(&rec.id), &bytes)
+    }
+
+    /// Gives the container `id` the new name `name`: the new name is claimed first, so a
+    /// failure (the name is taken) leaves the old one in place.
+    pub fn rename_container(&self, rec: &ContainerRecord, name: &str) -> Result<(), StoreError> {
+        self.claim_name(name, &rec.id)?;
+        let mut renamed = rec.clone();
+        renamed.name = name.to_string();
+        let path = self.paths.container_config(&rec.id);
+        let bytes = serde_json::to_vec_pretty(&renamed).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Err(e) = write_replace(&self.paths, &path, &bytes) {
+            let _ = fs::remove_file(self.paths.container_names_dir().join(name));
+            return Err(e);
+        }
+        let old = self.paths.container_names_dir().join(&rec.name);
+        if fs::read_to_string(&old).is_ok_and(|h| h.trim() == rec.id) {
+            let _ = fs::remove_file(&old);
+        }
+        Ok(())
+    }
+
+    /// Claims `name` for `id` by creating `container-names/<name>` exclusively; a claim whose
+    /// container is gone is taken over.
+    fn claim_name(&self, name: &str, id: &str) -> Result<(), StoreError> {
         let names = self.paths.container_names_dir();
         fs::create_dir_all(&names).at(&names)?;
-        let claim = names.join(&rec.name);
+        let claim = names.join(name);
         loop {
             match fs::OpenOptions::new()
                 .write(true)
@@ -88,8 +128,8 @@ impl Store {
             {
                 Ok(mut f) => {
                     use std::io::Write;
-                    f.write_all(rec.id.as_bytes()).at(&claim)?;
-                    break;
+                    f.write_all(id.as_bytes()).at(&claim)?;
+                    return Ok(());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder = fs::read_to_string(&claim).unwrap_or_default();
@@ -104,7 +144,7 @@ impl Store {
                     }
                     if alive {
                         return Err(StoreError::NameInUse {
-                            name: rec.name.clone(),
+                            name: name.to_string(),
                             id: holder.trim().to_string(),
                         });
                     }
@@ -113,18 +153,6 @@ impl Store {
                 Err(e) => return Err(StoreError::io(&claim, e)),
             }
         }
-        let dir = self.paths.container_dir(&rec.id);
-        for d in [
-            self.paths.container_upper(&rec.id),
-            self.paths.container_work(&rec.id),
-        ] {
-            fs::create_dir_all(&d).at(&d)?;
-        }
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Corrupt {
-            path: dir.clone(),
-            reason: e.to_string(),
-        })?;
-        write_replace(&self.paths, &self.paths.container_config(&rec.id), &bytes)
     }
 
     /// Every container with a readable record; half-created ones are skipped.

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use berth_cli::{
-    ContainerInspectArgs, ContainersArgs, KillArgs, PruneArgs, PsArgs, RmArgs, StopArgs,
+    ContainerInspectArgs, ContainersArgs, KillArgs, PruneArgs, PsArgs, RenameArgs, RmArgs, StopArgs,
 };
 use berth_store::{ContainerRecord, ContainerState, Store};
 use serde_json::{json, Value};
@@ -85,6 +85,31 @@ pub fn stop(s: &Settings, a: &StopArgs) -> Result<u8> {
         p.out(&rec.name);
         Ok(())
     })
+}
+
+/// `berth rename`: Docker's rules for the new name; a running container keeps running.
+pub fn rename(s: &Settings, a: &RenameArgs) -> Result<u8> {
+    let valid = a.new_name.len() > 1
+        && a.new_name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && a.new_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !valid {
+        bail!(
+            "invalid container name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+            a.new_name
+        );
+    }
+    let store = s.open_store()?;
+    let rec = store.lookup_container(&a.container)?;
+    if rec.name == a.new_name {
+        bail!(
+            "renaming container {}: the new name is the same as the old",
+            rec.name
+        );
+    }
+    store.rename_container(&rec, &a.new_name)?;
+    Ok(0)
 }
 
 /// `berth restart`: stopped as `stop` does (when running), then started with a new monitor.

@@ -63,6 +63,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             commit::export(&s, &a)
         }
         Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => commit::diff(&s, &a),
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            container::rename(&s, &a)
+        }
         Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
             container::restart(&s, &a)
         }
