@@ -79,15 +79,19 @@ fn mount_points(rec: &ContainerRecord) -> Vec<String> {
         .collect()
 }
 
+/// The container named `name`, or `None` after saying it does not exist: the user's mistake,
+/// which Docker reports with exit code 1.
+fn container(store: &Store, name: &str) -> Option<ContainerRecord> {
+    store
+        .lookup_container(name)
+        .map_err(|e| crate::printer::error(&e.into(), false))
+        .ok()
+}
+
 pub fn run(s: &Settings, a: &CommitArgs) -> Result<u8> {
     let store = s.open_store()?;
-    // A missing container is the user's mistake, which Docker reports with exit code 1.
-    let rec = match store.lookup_container(&a.container) {
-        Ok(r) => r,
-        Err(e) => {
-            crate::printer::error(&e.into(), false);
-            return Ok(1);
-        }
+    let Some(rec) = container(&store, &a.container) else {
+        return Ok(1);
     };
     let p = Printer::new(true);
     let engine = Engine {
@@ -226,12 +230,8 @@ impl BlobSource for WithLayer<'_> {
 pub fn export(s: &Settings, a: &ExportArgs) -> Result<u8> {
     use std::io::IsTerminal;
     let store = s.open_store()?;
-    let rec = match store.lookup_container(&a.container) {
-        Ok(r) => r,
-        Err(e) => {
-            crate::printer::error(&e.into(), false);
-            return Ok(1);
-        }
+    let Some(rec) = container(&store, &a.container) else {
+        return Ok(1);
     };
     if a.output.is_none() && std::io::stdout().is_terminal() {
         anyhow::bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
@@ -280,16 +280,11 @@ pub fn export(s: &Settings, a: &ExportArgs) -> Result<u8> {
 /// changed (a directory counts when something below it changed), `D` deleted, sorted by path.
 pub fn diff(s: &Settings, a: &ContainersArgs) -> Result<u8> {
     let store = s.open_store()?;
-    let rec = match a.containers.as_slice() {
-        [one] => store.lookup_container(one),
-        _ => anyhow::bail!("diff takes exactly one container"),
+    let [name] = a.containers.as_slice() else {
+        anyhow::bail!("diff takes exactly one container");
     };
-    let rec = match rec {
-        Ok(r) => r,
-        Err(e) => {
-            crate::printer::error(&e.into(), false);
-            return Ok(1);
-        }
+    let Some(rec) = container(&store, name) else {
+        return Ok(1);
     };
     let upper = store.paths().container_upper(&rec.id);
     let skipped = placeholders(&upper, &mount_points(&rec));
