@@ -147,12 +147,10 @@ pub enum MpiError {
     #[error("--mpi=host: no MPI library on this host ({0})")]
     NoHostMpi(String),
     /// The image has no MPI library to replace.
-    #[error("--mpi=host: the image has no MPI library (no libmpi.so.N in {searched}) to replace with the host's ({host})")]
+    #[error("--mpi=host: the image has no MPI library (no libmpi.so.N in its library directories) to replace with the host's ({host})")]
     NoImageMpi {
         /// The host's library.
         host: MpiLibrary,
-        /// The image directories searched.
-        searched: String,
     },
     /// The image's library has another ABI than the host's.
     #[error("--mpi=host: the image's MPI ({image}) does not match the host's ({host})")]
@@ -261,11 +259,7 @@ pub fn image_mpi(found: &[(String, String, Option<ElfDynamic>)]) -> Option<MpiLi
 /// Refuses a host library the image's programs were not built for.
 pub fn check_abi(host: &MpiLibrary, image: Option<&MpiLibrary>) -> Result<(), MpiError> {
     let Some(image) = image else {
-        let dirs: Vec<String> = IMAGE_LIB_DIRS.iter().map(|d| format!("/{d}")).collect();
-        return Err(MpiError::NoImageMpi {
-            host: host.clone(),
-            searched: dirs.join(", "),
-        });
+        return Err(MpiError::NoImageMpi { host: host.clone() });
     };
     let known = |f: MpiFlavour| f != MpiFlavour::Unknown;
     if image.soname != host.soname
