@@ -2,8 +2,9 @@
 //! `srun --mpi=pmix` and by the host's `mpirun`, with the image's Open MPI or, with
 //! `--mpi=host`, the host's; an image whose MPI does not match the host's is refused.
 //!
-//! The image is built once per test process (`berth build` on the Debian fixture, Open MPI from
-//! the package mirror, `scripts/mpi/pingpong.c` compiled inside) into a store the tests share.
+//! The image is built once per test process (`berth build` of `scripts/mpi/Dockerfile` on the
+//! Debian fixture: Open MPI from the package mirror, `scripts/mpi/pingpong.c` compiled inside)
+//! into a store the tests share.
 //! Each rank is its own `berth run --hpc`, so every run also checks that ranks in separate
 //! containers exchange a large message (`pingpong` without arguments sends 4 MiB both ways).
 
@@ -19,19 +20,7 @@ const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 const IMAGE: &str = "localhost/mpi-pingpong";
 const PINGPONG_C: &str = include_str!("../../scripts/mpi/pingpong.c");
 
-/// Open MPI's runtime and gcc from the mirror. The headers come from the dev package's archive
-/// alone: installing `libopenmpi-dev` would pull in gfortran and the autotools, doubling the
-/// build for a C program that needs neither.
-const DOCKERFILE: &str = r#"FROM localhost/deb
-RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
-    apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libopenmpi3 \
-    && apt-get download libopenmpi-dev && dpkg-deb -x libopenmpi-dev_*.deb /tmp/dev \
-    && cp -r /tmp/dev/usr/lib/*/openmpi/include /usr/local/include/openmpi \
-    && rm -rf /tmp/dev libopenmpi-dev_*.deb /var/lib/apt/lists/*
-COPY pingpong.c /src/
-RUN gcc -O2 -I/usr/local/include/openmpi -o /usr/local/bin/pingpong /src/pingpong.c \
-    /usr/lib/$(gcc -print-multiarch)/libmpi.so.40
-"#;
+const DOCKERFILE: &str = include_str!("../../scripts/mpi/Dockerfile");
 
 /// The store holding [`IMAGE`], built on first use; `None` when the Debian fixture or the
 /// mirror is unavailable.
