@@ -188,11 +188,8 @@ fn mpi_host_loads_the_host_library() {
         "{ldd}"
     );
     // The C library stays the image's.
-    assert!(
-        ldd.contains("libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6")
-            || ldd.contains("libc.so.6 => /usr/lib/"),
-        "{ldd}"
-    );
+    let libc = ldd.lines().find(|l| l.contains("libc.so.6 =>"));
+    assert!(libc.is_some_and(|l| !l.contains("/host-mpi/")), "{ldd}");
     assert_two_ranks(
         "mpirun --mpi=host",
         &mpirun(b, &["--mpi=host"], &["pingpong"]),
