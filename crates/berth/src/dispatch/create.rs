@@ -147,6 +147,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         .unwrap_or_default();
     let mpi = super::mpi::resolve(
         a.mpi.as_deref(),
+        a.userns.as_deref() != Some("host"),
         s.config.mpi_library_dir.as_deref(),
         &lower_dirs,
         &image_env,

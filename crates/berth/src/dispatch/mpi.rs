@@ -22,9 +22,11 @@ pub struct Mpi {
 }
 
 /// `--mpi` as given (`host`, or `none` for nothing), with the image's layers (top-most first),
-/// its `ENV`, the `-e` entries so far and the caller's environment.
+/// its `ENV`, the `-e` entries so far and the caller's environment. `own_userns` is false for
+/// `--userns=host`, where ranks share the host's user namespace and single-copy works.
 pub fn resolve(
     flag: Option<&str>,
+    own_userns: bool,
     library_dir: Option<&Path>,
     lower_dirs: &[PathBuf],
     image_env: &[String],
@@ -39,7 +41,9 @@ pub fn resolve(
             out.mounts.push(bind(src, dst, *ro));
         }
     }
-    out.extra_env = launcher.env_pairs();
+    if own_userns {
+        out.extra_env = launcher.env_pairs();
+    }
     match flag {
         None | Some("none") => return Ok(out),
         Some("host") => {}
@@ -202,5 +206,58 @@ impl HostFiles for RealFiles {
 
     fn is_file(&mut self, path: &str) -> bool {
         Path::new(path).is_file()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// Two layers: the top one links `libmpi.so.12` absolutely to a file of the lower one,
+    /// which must be found in the image, not at that path on the host.
+    #[test]
+    fn image_library_links_resolve_inside_the_layers() {
+        let top = tempfile::tempdir().unwrap();
+        let lower = tempfile::tempdir().unwrap();
+        let lib = top.path().join("usr/lib");
+        fs::create_dir_all(&lib).unwrap();
+        symlink("/opt/mpich/lib/libmpi.so.12.1.0", lib.join("libmpi.so.12")).unwrap();
+        let opt = lower.path().join("opt/mpich/lib");
+        fs::create_dir_all(&opt).unwrap();
+        fs::write(opt.join("libmpi.so.12.1.0"), b"not elf").unwrap();
+        let layers = [top.path().to_path_buf(), lower.path().to_path_buf()];
+        assert_eq!(
+            image_file(&layers, "usr/lib/libmpi.so.12"),
+            Some(opt.join("libmpi.so.12.1.0"))
+        );
+        let found = image_mpi(&layers).unwrap();
+        assert_eq!(found.to_string(), "libmpi.so.12, MPICH ABI");
+        assert_eq!(found.path, "/usr/lib/libmpi.so.12");
+        assert!(image_mpi(&layers[1..]).is_none());
+    }
+
+    #[test]
+    fn launcher_variables_without_mpi_host() {
+        let env = [("PMIX_RANK".to_string(), "0".to_string())];
+        let m = resolve(None, true, None, &[], &[], &[], &env).unwrap();
+        assert_eq!(
+            m.extra_env,
+            [(
+                "OMPI_MCA_btl_vader_single_copy_mechanism".to_string(),
+                "none".to_string()
+            )]
+        );
+        assert!(m.mounts.is_empty() && m.env.is_empty());
+        let shared = resolve(Some("none"), false, None, &[], &[], &[], &env).unwrap();
+        assert!(shared.extra_env.is_empty());
+        let err = resolve(Some("hots"), true, None, &[], &[], &[], &env)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "invalid --mpi \"hots\": expected host or none"
+        );
     }
 }
