@@ -102,8 +102,16 @@ fn work(b: &Berth) -> PathBuf {
 /// `mpirun -n 2` of `berth run` (root may launch only with `--allow-run-as-root`).
 fn mpirun(b: &Berth, extra: &[&str], args: &[&str]) -> Output {
     let mut c = with_store(Command::new("mpirun"), b);
-    c.args(["--allow-run-as-root", "--oversubscribe", "-n", "2"])
-        .args(rank(extra, args));
+    // --timeout: a rank that waits forever for its peer fails the test instead of hanging it.
+    c.args([
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "--timeout",
+        "120",
+        "-n",
+        "2",
+    ])
+    .args(rank(extra, args));
     c.output().expect("run mpirun")
 }
 
@@ -144,18 +152,63 @@ fn srun_pmix_runs_ranks_in_containers() {
     let Some(cluster) = SlurmCluster::shared() else {
         return;
     };
-    let list = cluster.command("srun").arg("--mpi=list").output().unwrap();
-    let plugins = String::from_utf8_lossy(&list.stdout) + String::from_utf8_lossy(&list.stderr);
-    if !plugins.contains("pmix") {
-        eprintln!("skipped: this Slurm has no mpi/pmix plugin: {plugins}");
+    if !has_pmix(cluster) {
         return;
     }
     let Some(b) = image_store() else { return };
     let mut srun = with_store(cluster.command("srun"), b);
-    srun.args(["-N1", "-n2", "--mpi=pmix", "--chdir"])
+    srun.args(["-N1", "-n2", "--mpi=pmix", "--time=2", "--chdir"])
         .arg(work(b))
         .args(rank(&[], &["pingpong"]));
     assert_two_ranks("srun --mpi=pmix", &srun.output().unwrap());
+}
+
+/// Under the SPANK plugin the ranks join one container per node, so they share its user
+/// namespace and Open MPI's single-copy transfers stay on.
+#[test]
+fn srun_container_image_ranks_join_one_container() {
+    // Built without libslurm-dev's header, the plugin names no Slurm version.
+    if berth_spank::plugin_version == 0 {
+        eprintln!("skipped: the plugin was built without libslurm-dev (scripts/install-deps)");
+        return;
+    }
+    let Some(cluster) = SlurmCluster::with_plugstack(crate::spank::NODES, crate::spank::plugstack)
+    else {
+        return;
+    };
+    if !has_pmix(cluster) {
+        return;
+    }
+    let Some(b) = image_store() else { return };
+    let image = format!("--container-image={IMAGE}");
+    let srun = |args: &[&str]| {
+        let mut c = with_store(cluster.command("srun"), b);
+        c.args(["-N1", "-n2", "--mpi=pmix", "--time=2", &image, "--chdir"])
+            .arg(work(b))
+            .args(args);
+        c.output().unwrap()
+    };
+    assert_two_ranks("srun --container-image", &srun(&["pingpong"]));
+    let out = srun(&[
+        "sh",
+        "-c",
+        "echo ${OMPI_MCA_btl_vader_single_copy_mechanism:-default} $(readlink /proc/self/ns/user)",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.dedup();
+    assert_eq!(lines.len(), 1, "one user namespace: {text}");
+    assert!(lines[0].starts_with("default user:["), "{text}");
+}
+
+/// Whether this Slurm has the mpi/pmix plugin (Debian's Open MPI has no PMI-2 client).
+fn has_pmix(cluster: &SlurmCluster) -> bool {
+    let list = cluster.command("srun").arg("--mpi=list").output().unwrap();
+    let plugins = String::from_utf8_lossy(&list.stdout) + String::from_utf8_lossy(&list.stderr);
+    if !plugins.contains("pmix") {
+        eprintln!("skipped: this Slurm has no mpi/pmix plugin: {plugins}");
+    }
+    plugins.contains("pmix")
 }
 
 /// The host's `libmpi.so.N` is in the ldconfig cache (`--mpi=host` finds it there).
