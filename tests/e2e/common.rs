@@ -11,10 +11,16 @@ pub struct Berth {
 
 impl Berth {
     pub fn new() -> Berth {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-e2e-")
-            .tempdir()
-            .unwrap();
+        Berth::in_dir(
+            tempfile::Builder::new()
+                .prefix("berth-e2e-")
+                .tempdir()
+                .unwrap(),
+        )
+    }
+
+    /// A Berth whose store, home and config live in `dir`.
+    pub fn in_dir(dir: TempDir) -> Berth {
         std::fs::create_dir_all(dir.path().join("home/.config")).unwrap();
         Berth { dir }
     }

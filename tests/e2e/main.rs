@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `berth` binary against real registries, real archives and real
-//! peer tools (skopeo, podman, umoci), each test with its own store, config and registry.
+//! peer tools (skopeo, podman, umoci, Slurm, Open MPI), each test with its own store, config
+//! and registry.
 
 mod common;
 mod docker_diff;
@@ -17,6 +18,7 @@ mod cdi;
 mod cli;
 mod exec;
 mod hostile;
+mod mpi;
 mod oci_runtime;
 mod pull_config;
 mod pull_push;

@@ -18,7 +18,7 @@ use crate::common::Berth;
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 const IMAGE: &str = "localhost/spank-test";
 /// Nodes of the test cluster, each in its own network namespace; single-node steps ask -N1.
-const NODES: u32 = 2;
+pub(crate) const NODES: u32 = 2;
 
 /// The plugin next to the binary under test: `deps/libberth_spank*.so`, the newest if several.
 fn plugin() -> PathBuf {
@@ -43,7 +43,7 @@ struct Setup {
 
 /// The plug stack: the plugin and the binary linked (or copied) into the cluster's state
 /// directory, which every user can read, unlike a target directory under a private home.
-fn plugstack(state: &Path) -> String {
+pub(crate) fn plugstack(state: &Path) -> String {
     let dir = state.join("spank");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -34,6 +34,9 @@ pub struct ConfigFile {
     /// Directories searched for CDI device specs, lowest priority first; replaces the default
     /// `/etc/cdi`, `/var/run/cdi`.
     pub cdi_spec_dirs: Option<Vec<PathBuf>>,
+    /// Directory of the host's `libmpi.so.N` for `--mpi=host`, where the ldconfig cache does
+    /// not list it (an MPI in `/opt`, loaded by environment modules).
+    pub mpi_library_dir: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -50,6 +53,9 @@ impl ConfigFile {
         self.shared_stores.extend(other.shared_stores);
         if other.cdi_spec_dirs.is_some() {
             self.cdi_spec_dirs = other.cdi_spec_dirs;
+        }
+        if other.mpi_library_dir.is_some() {
+            self.mpi_library_dir = other.mpi_library_dir;
         }
     }
 }

@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// NVIDIA GPUs from the job's allocation: `all`, a count, or `device=ID[,ID]`.
     #[arg(long)]
     pub gpus: Option<String>,
+    /// MPI: `host` binds the host's MPI library, its dependencies and plug-ins in place of the
+    /// image's, after checking that both have the same ABI.
+    #[arg(long, value_name = "host|none")]
+    pub mpi: Option<String>,
     /// Give the container every capability and no masked paths.
     #[arg(long)]
     pub privileged: bool,

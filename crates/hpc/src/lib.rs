@@ -25,6 +25,10 @@
 //! [`allocation`], [`select_gpus`] and [`nvidia_driver`] pick `--gpus` from the job's
 //! allocation and describe the driver files the container needs.
 //!
+//! MPI too: [`host_mpi`] and [`check_abi`] decide what `--mpi=host` binds and whether the
+//! image's MPI can take the host's in its place; [`launcher`] adds what a rank started by
+//! `srun` or `mpirun` needs in any container.
+//!
 //! The lists of variables and prefixes this crate acts on are constants ([`SLURM_PREFIXES`],
 //! [`SLURM_NAMES`]) so that what Berth passes through is written down in one place.
 #![deny(missing_docs)]
@@ -33,6 +37,7 @@ mod cdi;
 mod cpulist;
 mod cpus;
 mod gpus;
+mod mpi;
 mod slurm;
 
 pub use cdi::{
@@ -43,6 +48,12 @@ pub use gpus::{
     allocation, devices_list_gpus, devices_list_path, driver_libraries, gpu_env, nvidia_driver,
     parse_gpus, select_gpus, Allocation, DriverFacts, GpuRequest, NVIDIA_BINARIES,
     NVIDIA_CONTROL_NODES, NVIDIA_GPU_KIND, NVIDIA_LIBRARIES,
+};
+
+pub use mpi::{
+    check_abi, classify, host_libmpi, host_mpi, image_mpi, is_libmpi_soname, launcher,
+    ldconfig_entries, parse_elf, prepend_library_path, ElfDynamic, HostFiles, HostMpi, MpiError,
+    MpiFlavour, MpiLibrary, HOST_MPI_DIR, IMAGE_LIB_DIRS, IMAGE_PROVIDED,
 };
 
 pub use cpulist::{format_cpu_list, parse_cpu_list};

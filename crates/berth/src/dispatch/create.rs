@@ -140,6 +140,24 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             }
         }
     }
+    // --mpi=host and what an MPI launcher left for its rank (berth-hpc decides, mpi.rs binds).
+    let image_env = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.env().clone())
+        .unwrap_or_default();
+    let mpi = super::mpi::resolve(
+        a.mpi.as_deref(),
+        a.userns.as_deref() != Some("host"),
+        s.config.mpi_library_dir.as_deref(),
+        &lower_dirs,
+        &image_env,
+        &env,
+        &caller.env,
+    )?;
+    warnings.extend(mpi.warnings);
+    mounts.extend(mpi.mounts);
+    env.extend(mpi.env);
     let profile = profile(s, a)?;
     let network = match a.network.as_deref() {
         None => None,
@@ -243,6 +261,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         .iter()
         .chain(slurm.env.iter())
         .map(|e| e.value.clone())
+        .chain(mpi.extra_env)
         .collect();
     warnings.extend(visibility.warnings.iter().cloned());
     let affinity = visibility.cpus.as_ref().map(|c| c.value.clone());

@@ -9,6 +9,7 @@ pub mod delegate;
 pub mod devices;
 pub mod host;
 pub mod local_image;
+pub mod mpi;
 pub mod pull;
 pub mod push;
 pub mod start;
