@@ -1,5 +1,5 @@
 //! Hostile input end to end: a blob tampered with in the registry's storage, crafted layers
-//! imported as images, truncated archives. Each is refused or contained, and the store stays
+//! imported as images, truncated archives, a full disk. Each is refused or contained, and the store stays
 //! consistent.
 
 use std::os::unix::fs::MetadataExt;
@@ -191,4 +191,61 @@ fn truncated_gzip_import_stores_nothing() {
     assert!(b.ok(&["images", "-q"]).trim().is_empty());
     assert!(files_under(&b.root().join("blobs")).is_empty());
     assert!(files_under(&b.root().join("layers")).is_empty());
+}
+
+/// Unmounts (lazily) when dropped, so a failed assertion does not leave a mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A full disk, while the blob is written or while the layer is unpacked: one line naming the
+/// cause, a non-zero exit, no image, nothing half-written left in the store, and the same import
+/// succeeds once there is room. Needs root, for the small tmpfs under the store.
+#[test]
+fn full_disk_leaves_the_store_consistent() {
+    if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) != 0 {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let tar = berth_testkit::busybox_rootfs_tar();
+    // 600 KiB: the compressed blob (about 1 MB) does not fit; 1300 KiB: it does, its unpacked
+    // layer does not.
+    for size in ["600k", "1300k"] {
+        let b = Berth::new();
+        std::fs::create_dir_all(b.root()).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(b.root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs");
+        let _mounted = Mounted(b.root());
+        let out = b.run(&["import", tar.to_str().unwrap(), "localhost/full"]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "{size}: import succeeded");
+        assert_eq!(err.trim().lines().count(), 1, "{size}: {err}");
+        assert!(err.contains("No space left on device"), "{size}: {err}");
+        assert!(b.ok(&["images", "-q"]).trim().is_empty(), "{size}");
+        assert!(files_under(&b.root().join("layers")).is_empty(), "{size}");
+        assert!(files_under(&b.root().join("tmp")).is_empty(), "{size}");
+        // Room again: the same import works and the image runs.
+        let status = std::process::Command::new("mount")
+            .args(["-o", "remount,size=64m"])
+            .arg(b.root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount");
+        b.ok(&["import", tar.to_str().unwrap(), "localhost/full"]);
+        assert_eq!(
+            b.ok(&["run", "--rm", "localhost/full", "echo", "room"]),
+            "room\n"
+        );
+    }
 }
