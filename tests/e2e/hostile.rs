@@ -1,6 +1,6 @@
 //! Hostile input end to end: a blob tampered with in the registry's storage, crafted layers
-//! imported as images, truncated archives, a full disk. Each is refused or contained, and the store stays
-//! consistent.
+//! imported as images, truncated archives, a full disk. Each is refused or contained, and the
+//! store stays consistent.
 
 use std::os::unix::fs::MetadataExt;
 
