@@ -241,3 +241,37 @@ fn exec_joins_the_containers_cgroup_and_cpus() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An MPI launcher's variables reach a rank started with `berth exec` in an hpc-profile
+/// container (one container per node, ranks joining it); other variables do not, and a
+/// docker-profile container gets none of them, as with `docker exec`.
+#[test]
+fn exec_passes_launcher_variables_in_the_hpc_profile() {
+    let show = "echo ${PMIX_RANK:-none} ${OMPI_COMM_WORLD_SIZE:-none} ${NOT_PASSED:-none}";
+    for (flags, want) in [
+        (&["--hpc"][..], "3 2 none\n"),
+        (&[][..], "none none none\n"),
+    ] {
+        let b = running(flags);
+        let out = b
+            .cmd()
+            .args(["exec", "c", "sh", "-c", show])
+            .env("PMIX_RANK", "3")
+            .env("OMPI_COMM_WORLD_SIZE", "2")
+            .env("NOT_PASSED", "x")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{flags:?}");
+        // -e wins over the launcher's value.
+        if !flags.is_empty() {
+            let out = b
+                .cmd()
+                .args(["exec", "-e", "PMIX_RANK=9", "c", "sh", "-c", show])
+                .env("PMIX_RANK", "3")
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "9 none none\n");
+        }
+        b.ok(&["rm", "-f", "c"]);
+    }
+}

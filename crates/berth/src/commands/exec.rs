@@ -10,6 +10,23 @@ use crate::dispatch::start::StartFailed;
 use crate::printer::Printer;
 use crate::settings::Settings;
 
+/// The variables MPI launchers give each rank (Open MPI and PRRTE, PMIx and PMI, MPICH's Hydra,
+/// Intel MPI).
+fn is_launcher_variable(name: &str) -> bool {
+    [
+        "OMPI_",
+        "OPAL_",
+        "PRTE_",
+        "PMIX_",
+        "PMI_",
+        "HYDRA_",
+        "MPI_LOCAL",
+        "I_MPI_",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
 pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
     let store = s.open_store()?;
     let rec = store.lookup_container(&a.container)?;
@@ -31,6 +48,15 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
         .context("container spec has no process")?;
     process.set_args(Some(a.command.clone()));
     let mut env = process.env().clone().unwrap_or_default();
+    // In the hpc profile an MPI launcher may start ranks as `berth exec` into one container per
+    // node (keeping single-copy transfers, which need one user namespace): its variables pass,
+    // as they would to the bare program. `-e` still wins.
+    if rec.host_config["Profile"].as_str() == Some("hpc") {
+        for (k, v) in std::env::vars().filter(|(k, _)| is_launcher_variable(k)) {
+            env.retain(|x| x.split('=').next() != Some(k.as_str()));
+            env.push(format!("{k}={v}"));
+        }
+    }
     for e in &a.env {
         let kv = match e.split_once('=') {
             Some(_) => e.clone(),
