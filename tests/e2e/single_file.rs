@@ -100,6 +100,18 @@ fn convert_then_run_in_place() {
     b.ok(&["run", "-d", "--name", "sq", f, "sleep 30"]);
     assert_eq!(b.ok(&["exec", "sq", "cat", "/opt/k"]), "two\n");
     b.ok(&["rm", "-f", "sq"]);
+    // Started again after it ended: the file is mounted again, the writable layer kept.
+    b.ok(&[
+        "run",
+        "--name",
+        "again",
+        f,
+        "echo run $(cat /n 2>/dev/null); echo x >> /n",
+    ]);
+    assert_eq!(b.ok(&["start", "-a", "again"]), "run x\n");
+    let err = b.fails(&["commit", "again"], 125);
+    assert!(err.contains("not an image of the store"), "{err}");
+    b.ok(&["rm", "again"]);
     let tmp = b.root().join("tmp");
     for _ in 0..50 {
         let left: Vec<_> = std::fs::read_dir(&tmp)

@@ -101,6 +101,15 @@ pub fn run(s: &Settings, a: &CommitArgs) -> Result<u8> {
         pull: false,
         pulled: Default::default(),
     };
+    if let Some(file) = rec.host_config["Squashfs"]
+        .as_str()
+        .or(rec.host_config["RootfsDir"].as_str())
+    {
+        anyhow::bail!(
+            "cannot commit container {}: it runs {file}, not an image of the store",
+            rec.name
+        );
+    }
     let base = engine
         .base_image(&rec.image.to_string(), None)
         .map_err(|e| anyhow::anyhow!("the image of container {}: {e}", rec.name))?;
@@ -235,6 +244,15 @@ pub fn export(s: &Settings, a: &ExportArgs) -> Result<u8> {
     };
     if a.output.is_none() && std::io::stdout().is_terminal() {
         anyhow::bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
+    }
+    if let Some(file) = rec.host_config["Squashfs"]
+        .as_str()
+        .or(rec.host_config["RootfsDir"].as_str())
+    {
+        anyhow::bail!(
+            "cannot export container {}: it runs {file}, not an image of the store",
+            rec.name
+        );
     }
     let img = store.lookup(&rec.image.to_string())?;
     let manifest = store.manifest(&img)?;

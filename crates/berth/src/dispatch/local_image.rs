@@ -90,6 +90,29 @@ pub fn open(store: &Store, path: &Path) -> Result<ImageInput> {
     })
 }
 
+/// Mounts a container's single-file image again where it was, for a container that is started
+/// again after [`release`] took the mount down; nothing when it is still there (the `run` that
+/// mounted it is starting it) or the image is not a file. Call before any thread is started.
+pub fn reopen(host_config: &Value) -> Result<()> {
+    let (Some(file), Some(target)) = (
+        host_config["Squashfs"].as_str(),
+        host_config["SquashfsMount"].as_str(),
+    ) else {
+        return Ok(());
+    };
+    let target = Path::new(target);
+    if target.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(target)
+        .with_context(|| format!("cannot create {}", target.display()))?;
+    if let Err(e) = berth_runtime::mount_squashfs(Path::new(file), target) {
+        let _ = std::fs::remove_dir(target);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 /// Takes down what [`open`] mounted for a container (its record's `HostConfig`), once it has
 /// ended.
 pub fn release(host_config: &Value) {

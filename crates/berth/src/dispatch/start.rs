@@ -96,6 +96,8 @@ pub fn run(
     p: &Printer,
     ready: Option<&mut dyn Write>,
 ) -> Result<i32> {
+    // A container from a single-file image that ran before: its file was let go when it ended.
+    super::local_image::reopen(&rec.host_config)?;
     let bundle = bundle(store, rec)?;
     // In a Slurm job a foreground container ends with the job step, whatever the tracking
     // plugin sees: see Container::end_with_parent.
