@@ -243,6 +243,34 @@ fn mpi_host_loads_the_host_library() {
     // The C library stays the image's.
     let libc = ldd.lines().find(|l| l.contains("libc.so.6 =>"));
     assert!(libc.is_some_and(|l| !l.contains("/host-mpi/")), "{ldd}");
+    // The host's MPI is worked out once and kept; a cache that no longer matches the host is
+    // worked out again, with the same result.
+    let cache = b.root().join("cache/host-mpi.json");
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    std::fs::write(
+        &cache,
+        serde_json::to_vec(&serde_json::json!(["another host", kept[1]])).unwrap(),
+    )
+    .unwrap();
+    let again = b.ok(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "--mpi=host",
+        IMAGE,
+        "ldd",
+        "/usr/local/bin/pingpong",
+    ]);
+    // Load addresses differ from run to run.
+    let paths = |out: &str| -> Vec<String> {
+        out.lines()
+            .map(|l| l.split(" (0x").next().unwrap_or(l).trim().to_string())
+            .collect()
+    };
+    assert_eq!(paths(&again), paths(&ldd));
+    let rewritten: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(rewritten[0], kept[0]);
     assert_two_ranks(
         "mpirun --mpi=host",
         &mpirun(b, &["--mpi=host"], &["pingpong"]),

@@ -61,7 +61,7 @@ pub use cpus::{cpu_visibility, CPUINFO_PATH, CPU_ONLINE_PATH};
 pub use slurm::{slurm, SLURM_NAMES, SLURM_PREFIXES};
 
 /// A value together with the fact it was derived from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sourced<T> {
     /// The value itself.
     pub value: T,
@@ -81,7 +81,7 @@ impl<T> Sourced<T> {
 }
 
 /// A file the runtime places (bind-mounts) into the container, with generated contents.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GeneratedFile {
     /// Absolute path inside the container, e.g. `/proc/cpuinfo`.
     pub container_path: String,
@@ -90,7 +90,7 @@ pub struct GeneratedFile {
 }
 
 /// What one integration adds to a container: data only, applied by `berth-oci` and the runtime.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Contribution {
     /// Variables to set in the container, `(name, value)`. They fill gaps: a variable the user
     /// or the image already set wins over a contribution.

@@ -92,7 +92,7 @@ const STACK_PREFIXES: &[&str] = &[
 ];
 
 /// Which MPI ABI a `libmpi` implements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MpiFlavour {
     /// Open MPI (its `libmpi` needs `libopen-pal`).
     OpenMpi,
@@ -113,7 +113,7 @@ impl fmt::Display for MpiFlavour {
 }
 
 /// One MPI library: its soname, its flavour and where it was found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MpiLibrary {
     /// `libmpi.so.40`.
     pub soname: String,
@@ -274,7 +274,7 @@ pub fn check_abi(host: &MpiLibrary, image: Option<&MpiLibrary>) -> Result<(), Mp
 }
 
 /// The host's MPI, ready to bind.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostMpi {
     /// The host's `libmpi`.
     pub library: MpiLibrary,

@@ -150,6 +150,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         a.mpi.as_deref(),
         a.userns.as_deref() != Some("host"),
         s.config.mpi_library_dir.as_deref(),
+        &store.paths().root().join("cache"),
         &lower_dirs,
         &image_env,
         &env,

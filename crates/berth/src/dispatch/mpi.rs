@@ -24,10 +24,12 @@ pub struct Mpi {
 /// `--mpi` as given (`host`, or `none` for nothing), with the image's layers (top-most first),
 /// its `ENV`, the `-e` entries so far and the caller's environment. `own_userns` is false for
 /// `--userns=host`, where ranks share the host's user namespace and single-copy works.
+#[allow(clippy::too_many_arguments)]
 pub fn resolve(
     flag: Option<&str>,
     own_userns: bool,
     library_dir: Option<&Path>,
+    cache_dir: &Path,
     lower_dirs: &[PathBuf],
     image_env: &[String],
     user_env: &[String],
@@ -49,10 +51,7 @@ pub fn resolve(
         Some("host") => {}
         Some(other) => bail!("invalid --mpi {other:?}: expected host or none"),
     }
-    let cache = berth_hpc::ldconfig_entries(&ldconfig());
-    let libmpi = host_libmpi(library_dir, &cache)?;
-    let mut files = RealFiles::default();
-    let host = berth_hpc::host_mpi(&libmpi, &cache, &mut files)?;
+    let host = cached_host_mpi(library_dir, cache_dir)?;
     berth_hpc::check_abi(&host.library, image_mpi(lower_dirs).as_ref())?;
     for m in &host.contribution.mounts {
         let (src, dst, ro) = &m.value;
@@ -71,6 +70,87 @@ pub fn resolve(
     }
     out.warnings.extend(host.contribution.warnings);
     Ok(out)
+}
+
+/// The host MPI, from `cache_dir/host-mpi.json` when nothing it was worked out from has
+/// changed: reading some 150 ELF files and the linker cache costs a rank's start about 20 ms,
+/// every time, for the same answer.
+fn cached_host_mpi(library_dir: Option<&Path>, cache_dir: &Path) -> Result<berth_hpc::HostMpi> {
+    let key = host_mpi_key(library_dir);
+    let file = cache_dir.join("host-mpi.json");
+    if let Some(k) = &key {
+        let stored = fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<(String, berth_hpc::HostMpi)>(&b).ok());
+        if let Some((stored_key, host)) = stored {
+            // A file gone since (an uninstalled plug-in) means working it out again.
+            let present = host
+                .contribution
+                .mounts
+                .iter()
+                .all(|m| Path::new(&m.value.0).exists());
+            if &stored_key == k && present {
+                return Ok(host);
+            }
+        }
+    }
+    let cache = berth_hpc::ldconfig_entries(&ldconfig());
+    let libmpi = host_libmpi(library_dir, &cache)?;
+    let mut files = RealFiles::default();
+    let host = berth_hpc::host_mpi(&libmpi, &cache, &mut files)?;
+    if let Some(k) = key {
+        // Best effort: a start must not fail for want of a cache.
+        let _ = fs::create_dir_all(cache_dir).and_then(|()| {
+            let tmp = tempfile::NamedTempFile::new_in(cache_dir)?;
+            serde_json::to_writer(&tmp, &(k, &host))?;
+            tmp.persist(&file)?;
+            Ok(())
+        });
+    }
+    Ok(host)
+}
+
+/// What the host MPI is worked out from, as a string that changes when any of it does: this
+/// binary's version, the linker cache (package updates rewrite it) and, with
+/// `mpi_library_dir`, that directory and the libraries in it. `None` when one of them cannot be
+/// read, which disables the cache.
+fn host_mpi_key(library_dir: Option<&Path>) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = |p: &Path| {
+        fs::metadata(p).ok().map(|m| {
+            format!(
+                "{}:{}:{}:{}.{}",
+                m.dev(),
+                m.ino(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec()
+            )
+        })
+    };
+    let mut key = format!(
+        "{} {}",
+        env!("CARGO_PKG_VERSION"),
+        stamp(Path::new("/etc/ld.so.cache"))?
+    );
+    if let Some(dir) = library_dir {
+        key.push_str(&format!(" {} {}", dir.display(), stamp(dir)?));
+        let mut libs: Vec<PathBuf> = fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.contains(".so"))
+            })
+            .collect();
+        libs.sort();
+        for l in libs {
+            key.push_str(&format!(" {}", stamp(&l)?));
+        }
+    }
+    Some(key)
 }
 
 fn bind(src: &str, dst: &str, readonly: bool) -> MountSpec {
@@ -241,7 +321,8 @@ mod tests {
     #[test]
     fn launcher_variables_without_mpi_host() {
         let env = [("PMIX_RANK".to_string(), "0".to_string())];
-        let m = resolve(None, true, None, &[], &[], &[], &env).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let m = resolve(None, true, None, cache.path(), &[], &[], &[], &env).unwrap();
         assert_eq!(
             m.extra_env,
             [(
@@ -250,9 +331,9 @@ mod tests {
             )]
         );
         assert!(m.mounts.is_empty() && m.env.is_empty());
-        let shared = resolve(Some("none"), false, None, &[], &[], &[], &env).unwrap();
+        let shared = resolve(Some("none"), false, None, cache.path(), &[], &[], &[], &env).unwrap();
         assert!(shared.extra_env.is_empty());
-        let err = resolve(Some("hots"), true, None, &[], &[], &[], &env)
+        let err = resolve(Some("hots"), true, None, cache.path(), &[], &[], &[], &env)
             .err()
             .unwrap();
         assert_eq!(
