@@ -494,3 +494,32 @@ fn rootless_build_mounts_cache_bind_and_secret() {
     );
     assert_eq!(u.ok(&["run", "--rm", "m", "cat", "/seen"]), "run\nrun\n");
 }
+
+/// `info` says how this caller's containers map ids: subordinate ranges, a single id, or root.
+#[test]
+fn info_reports_the_id_mapping() {
+    let b = crate::common::Berth::new();
+    let root: serde_json::Value =
+        serde_json::from_str(&b.ok(&["info", "--format", "json"])).unwrap();
+    if root["User"]["Uid"] == 0 {
+        assert_eq!(root["IdMapping"], "root");
+        assert_eq!(root["Rootless"], false);
+    }
+    assert_eq!(root["Images"], 0);
+    assert!(root["NCPU"].as_u64().unwrap() >= 1);
+    let text = b.ok(&["info"]);
+    assert!(text.contains("StoreRoot: "), "{text}");
+    for (user, want) in [
+        (unprivileged_user(), "subordinate ids (newuidmap/newgidmap)"),
+        (
+            unprivileged_user_without_subids(),
+            "single id (no /etc/subuid and /etc/subgid range)",
+        ),
+    ] {
+        let u = AsUser::new(user);
+        assert_eq!(
+            u.ok(&["info", "--format", "{{.IdMapping}} {{.Rootless}}"]),
+            format!("{want} true\n")
+        );
+    }
+}

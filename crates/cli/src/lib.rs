@@ -158,6 +158,8 @@ pub enum Command {
     /// Manage Berth itself.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Display what Berth sees on this node: store, id mapping, cgroups, FUSE, CDI, Slurm.
+    Info(InfoArgs),
     /// Show the Berth version information.
     Version(VersionArgs),
     /// Print a shell completion script.
@@ -192,6 +194,16 @@ pub struct RmTreeArgs {
 pub enum SystemCommand {
     /// Show disk usage of the image store.
     Df(DfArgs),
+    /// Display what Berth sees on this node.
+    Info(InfoArgs),
+}
+
+/// `berth info` / `berth system info`
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// Output format: `json` or a Go-style template such as '{{.IdMapping}}'.
+    #[arg(long, short = 'f')]
+    pub format: Option<String>,
 }
 
 /// `berth system df`

@@ -10,6 +10,7 @@ mod df;
 mod exec;
 mod history;
 mod images;
+mod info;
 mod inspect;
 mod login;
 mod oci;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Login(a) => login::login(&s, &a),
         Command::Logout(a) => login::logout(&s, &a),
         Command::System(SystemCommand::Df(a)) => df::run(&s, &a),
+        Command::Info(a) | Command::System(SystemCommand::Info(a)) => info::run(&s, &a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&s, &a),
         Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
             run::create_only(&s, &a)
