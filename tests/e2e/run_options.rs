@@ -1,6 +1,6 @@
 //! More of `run`'s options and what the lifecycle commands show about them: `--mount`,
 //! `--stop-timeout`, `ps --format`, `inspect` (`Mounts`, `State.ExitCode`, `Config`), the
-//! window size of `-t`, the image's `USER` and `STOPSIGNAL`, and `create`/`start`/`restart`/`rename`.
+//! window size of `-t`, the image's `USER` and `STOPSIGNAL`, and `create`/`start`/`restart`/`rename` and `system prune`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -436,4 +436,29 @@ fn create_start_and_restart() {
     );
     b.ok(&["create", "--name", "c2", "localhost/bb", "true"]);
     b.ok(&["rm", "-f", "c1", "c2", "renamed"]);
+}
+
+/// `system prune`: stopped containers go and running ones stay; with `-a`, every image no
+/// container uses and all build cache go too.
+#[test]
+fn system_prune_removes_what_nothing_uses() {
+    let b = with_busybox();
+    b.ok(&["tag", "localhost/bb", "localhost/spare"]);
+    b.ok(&["run", "--name", "stopped", "localhost/bb", "true"]);
+    b.ok(&["run", "-d", "--name", "up", "localhost/bb", "sleep", "60"]);
+    let c = tempfile::tempdir().unwrap();
+    std::fs::write(
+        c.path().join("Dockerfile"),
+        "FROM localhost/bb\nRUN echo x > /x\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "built", c.path().to_str().unwrap()]);
+    b.ok(&["rmi", "built"]);
+    b.ok(&["system", "prune", "-f"]);
+    assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\n");
+    b.ok(&["rm", "-f", "up"]);
+    let out = b.ok(&["system", "prune", "-a", "-f"]);
+    assert!(out.contains("Deleted build cache entries"), "{out}");
+    assert_eq!(b.ok(&["images", "-q"]).trim(), "");
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
 }

@@ -196,6 +196,8 @@ pub enum SystemCommand {
     Df(DfArgs),
     /// Display what Berth sees on this node.
     Info(InfoArgs),
+    /// Remove stopped containers, unused images and build cache.
+    Prune(PruneArgs),
 }
 
 /// `berth info` / `berth system info`

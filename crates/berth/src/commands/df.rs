@@ -28,3 +28,36 @@ pub fn run(s: &Settings, a: &DfArgs) -> Result<u8> {
     )?;
     Ok(0)
 }
+
+/// `berth system prune`: stopped containers, then the images they held (dangling ones, or with
+/// `-a` every image no container uses), then the build cache, after one confirmation.
+pub fn prune(s: &Settings, a: &berth_cli::PruneArgs) -> Result<u8> {
+    if !a.force {
+        let images = if a.all {
+            "all images without at least one container associated to them"
+        } else {
+            "all dangling images"
+        };
+        let cache = if a.all {
+            "all build cache"
+        } else {
+            "the build cache no image uses"
+        };
+        if !super::rmi::confirm(&format!(
+            "WARNING! This will remove:\n  - all stopped containers\n  - {images}\n  - {cache}\n\
+             Are you sure you want to continue? [y/N] "
+        )) {
+            return Ok(0);
+        }
+    }
+    let forced = |all| berth_cli::PruneArgs { all, force: true };
+    super::container::prune(s, &forced(false))?;
+    super::rmi::prune(s, &forced(a.all))?;
+    super::build::prune(
+        s,
+        &berth_cli::BuilderPruneArgs {
+            all: a.all,
+            force: true,
+        },
+    )
+}

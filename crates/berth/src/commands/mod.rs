@@ -55,6 +55,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Logout(a) => login::logout(&s, &a),
         Command::System(SystemCommand::Df(a)) => df::run(&s, &a),
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => info::run(&s, &a),
+        Command::System(SystemCommand::Prune(a)) => df::prune(&s, &a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&s, &a),
         Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
             run::create_only(&s, &a)
