@@ -1,6 +1,7 @@
 //! More of `run`'s options and what the lifecycle commands show about them: `--mount`,
 //! `--stop-timeout`, `ps --format`, `inspect` (`Mounts`, `State.ExitCode`, `Config`), the
-//! window size of `-t`, the image's `USER` and `STOPSIGNAL`, and `create`/`start`/`restart`/`rename` and `system prune`.
+//! window size of `-t`, the image's `USER` and `STOPSIGNAL`; `create`, `start`, `restart`,
+//! `rename` and `system prune`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
