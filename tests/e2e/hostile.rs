@@ -1,6 +1,6 @@
 //! Hostile input end to end: a blob tampered with in the registry's storage, crafted layers
-//! imported as images, truncated archives, a full disk. Each is refused or contained, and the
-//! store stays consistent.
+//! imported as images, truncated archives, a full disk, a killed build. Each is refused or
+//! contained, and the store stays consistent.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -248,4 +248,60 @@ fn full_disk_leaves_the_store_consistent() {
             "room\n"
         );
     }
+}
+
+/// A build killed with SIGKILL in the middle of a RUN step: the step's process goes with it,
+/// no image or container is recorded, and the same build then runs to the end.
+#[test]
+fn killed_build_leaves_nothing_running_or_recorded() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let ctx = b.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/bb\nRUN echo a > /a && sleep 3141 && echo done\nRUN echo b > /b\n",
+    )
+    .unwrap();
+    let mut child = b
+        .cmd()
+        .args(["build", "-q", "-t", "killed", ctx.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .any(|c| String::from_utf8_lossy(&c).contains("sleep\u{0}3141"))
+    };
+    // Once the RUN step runs, kill the build outright.
+    let wait_until = |want: bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while sleeping() != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        sleeping() == want
+    };
+    assert!(wait_until(true), "the RUN step never started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until(false);
+    assert!(!sleeping(), "the RUN step outlived its build");
+    let images = b.ok(&["images", "--format", "{{.Repository}}"]);
+    assert_eq!(images, "localhost/bb\n");
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+    // The same Dockerfile without the long sleep builds and runs.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/bb\nRUN echo a > /a\nRUN echo b > /b\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "killed", ctx.to_str().unwrap()]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "killed", "cat", "/a", "/b"]),
+        "a\nb\n"
+    );
 }
