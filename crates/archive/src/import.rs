@@ -1,9 +1,8 @@
 //! `docker import`: one root filesystem tar becomes a one-layer OCI image.
 
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use berth_types::{Digest, DigestWriter, Platform};
+use berth_types::{rfc3339, Digest, DigestWriter, Platform};
 use flate2::write::GzEncoder;
 use oci_spec::image::{
     Arch, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageManifestBuilder, MediaType,
@@ -204,33 +203,6 @@ fn check_tar_header(head: &[u8]) -> Result<(), ArchiveError> {
     }
 }
 
-/// Seconds since the epoch as RFC 3339 UTC.
-pub(crate) fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (era arithmetic: 400-year cycles).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// The image's creation time: as given, else `SOURCE_DATE_EPOCH`, else now.
 fn created_time(opts: &ImportOptions) -> Result<String, ArchiveError> {
     if let Some(c) = &opts.created {
@@ -247,10 +219,7 @@ fn created_time(opts: &ImportOptions) -> Result<String, ArchiveError> {
         })?;
         return Ok(rfc3339(secs));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    Ok(rfc3339(now))
+    Ok(rfc3339(berth_types::unix_now()))
 }
 
 #[cfg(test)]

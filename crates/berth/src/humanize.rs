@@ -75,26 +75,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
-/// RFC 3339 (UTC, seconds) of a unix time.
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use berth_types::rfc3339;
 
 /// RFC 3339 with nanoseconds of the current time, as Docker's log lines carry.
 pub fn now_nanos() -> String {
@@ -105,12 +86,7 @@ pub fn now_nanos() -> String {
     format!("{}.{:09}Z", base.trim_end_matches('Z'), d.subsec_nanos())
 }
 
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use berth_types::unix_now as now;
 
 /// `2 weeks ago`, `About an hour ago` (Docker's `HumanDuration` + " ago").
 pub fn since(created: &str) -> String {

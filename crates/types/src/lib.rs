@@ -10,11 +10,13 @@ pub mod build;
 mod digest;
 mod platform;
 mod reference;
+mod time;
 
 pub use build::{BaseImage, BuildBackend, BuildError, LayerRef, RunOutcome, RunStep, StepMount};
 pub use digest::{Digest, DigestError, DigestWriter};
 pub use platform::{Platform, PlatformError};
 pub use reference::{ImageRef, RefError, DEFAULT_REGISTRY, DEFAULT_TAG};
+pub use time::{rfc3339, unix_now};
 
 /// Exit status of Berth itself failing, as Docker's CLI uses it.
 pub const EXIT_BERTH_FAILED: i32 = 125;
