@@ -233,3 +233,14 @@ pub unsafe fn opt_string(p: *const c_char) -> Option<String> {
     // SAFETY: non-NULL and NUL-terminated, by the caller's promise.
     Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
 }
+
+/// The plugin's arguments from plugstack.conf.
+///
+/// # Safety
+/// `av` must hold `ac` valid C strings.
+pub unsafe fn plugin_args(ac: c_int, av: *mut *mut c_char) -> Vec<String> {
+    (0..ac.max(0) as usize)
+        // SAFETY: `i < ac` and each entry is a valid C string, by the caller's promise.
+        .filter_map(|i| unsafe { opt_string(*av.add(i)) })
+        .collect()
+}

@@ -15,14 +15,14 @@
 //! The plugin takes one argument in `plugstack.conf`, `berth=PATH` (default: `berth` found on
 //! the job's `PATH`).
 
-use std::ffi::{c_char, c_int, CString};
-use std::os::unix::process::CommandExt;
+use std::ffi::{c_char, c_int};
 use std::process::{Command, Stdio};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 mod ffi;
 pub mod limits;
 pub mod options;
+mod sys;
 
 use ffi::{Context, RawHandle, Spank};
 use options::{ContainerOptions, OPTIONS};
@@ -98,17 +98,6 @@ fn state() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The plugin's arguments from plugstack.conf.
-///
-/// # Safety
-/// `av` must hold `ac` valid C strings.
-unsafe fn plugin_args(ac: c_int, av: *mut *mut c_char) -> Vec<String> {
-    (0..ac.max(0) as usize)
-        // SAFETY: `i < ac` and each entry is a valid C string, by the caller's promise.
-        .filter_map(|i| unsafe { ffi::opt_string(*av.add(i)) })
-        .collect()
-}
-
 extern "C" fn option_callback(val: c_int, optarg: *const c_char, _remote: c_int) -> c_int {
     // SAFETY: Slurm passes NULL or the option's NUL-terminated argument.
     let arg = unsafe { ffi::opt_string(optarg) };
@@ -132,7 +121,7 @@ pub unsafe extern "C" fn slurm_spank_init(
     av: *mut *mut c_char,
 ) -> c_int {
     // SAFETY: forwarded from Slurm's own arguments.
-    let args = unsafe { plugin_args(ac, av) };
+    let args = unsafe { ffi::plugin_args(ac, av) };
     for a in &args {
         match a.split_once('=') {
             Some(("berth", path)) if !path.is_empty() => state().berth = path.to_string(),
@@ -218,9 +207,8 @@ fn start_container(sp: &Spank) -> Result<(), String> {
     env.retain(|kv| !kv.starts_with(limits::PREFIX));
     let berth = resolve(&st.berth, &env)
         .ok_or_else(|| format!("berth-spank: cannot find the berth binary {:?}", st.berth))?;
-    // SAFETY: plain getters without arguments.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let groups = current_groups();
+    let (uid, gid) = sys::effective_ids();
+    let groups = sys::current_groups();
     st.ids = Some((uid, gid, groups.clone()));
     st.berth_path = Some(berth.clone());
 
@@ -302,16 +290,14 @@ pub unsafe extern "C" fn slurm_spank_task_init(
     let sp = Spank::new(sp);
     let st = state();
     if st.failed {
-        // SAFETY: ends this task's process (a fork of slurmstepd about to exec) at once, as
-        // a failed exec would.
-        unsafe { libc::_exit(125) }
+        sys::exit_now(125)
     }
     let (Some(name), Some(berth)) = (st.container.clone(), st.berth_path.clone()) else {
         return 0;
     };
     let argv = sp.argv().unwrap_or_default();
     let mut env = sp.env().unwrap_or_default();
-    apply_limits(&env);
+    sys::apply_limits(&env);
     if sp.local_task_id() == Some(0) {
         default_tmpdir(&mut env);
     }
@@ -320,7 +306,7 @@ pub unsafe extern "C" fn slurm_spank_task_init(
     let mut args = vec![berth.clone()];
     args.extend(st.opts.exec_args(&name, &argv, &env, &st.start_env));
     drop(st);
-    let err = exec(&berth, &args, &env);
+    let err = sys::exec(&berth, &args, &env);
     ffi::error(&format!("berth-spank: cannot execute {berth}: {err}"));
     -1
 }
@@ -343,29 +329,6 @@ fn default_tmpdir(env: &mut Vec<String>) {
             env[i] = "TMPDIR=/tmp".into();
         }
         Some(_) => {}
-    }
-}
-
-/// Sets the limits srun propagates, which slurmstepd would set after `task_init`.
-fn apply_limits(env: &[String]) {
-    for l in limits::requested(env) {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `r` is a live, writable rlimit.
-        if unsafe { libc::getrlimit(l.resource, &mut r) } != 0 {
-            continue;
-        }
-        r.rlim_cur = limits::clamp(l.soft, r.rlim_max);
-        // SAFETY: `r` is a valid rlimit whose soft value is within its hard one.
-        if unsafe { libc::setrlimit(l.resource, &r) } != 0 {
-            ffi::debug(&format!(
-                "berth-spank: cannot set limit {}: {}",
-                l.resource,
-                std::io::Error::last_os_error()
-            ));
-        }
     }
 }
 
@@ -421,50 +384,8 @@ fn berth_command(
     c.env_clear()
         .envs(env.iter().filter_map(|kv| kv.split_once('=')))
         .stdin(Stdio::null());
-    let groups = groups.to_vec();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system
-    // calls on data prepared before the fork.
-    unsafe {
-        c.pre_exec(move || {
-            if libc::geteuid() == 0
-                && uid != 0
-                && libc::setgroups(groups.len(), groups.as_ptr()) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::setresgid(gid, gid, gid) != 0 || libc::setresuid(uid, uid, uid) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    sys::as_user(&mut c, uid, gid, groups);
     c
-}
-
-fn current_groups() -> Vec<libc::gid_t> {
-    // SAFETY: a zero-length query returns the count and writes nothing.
-    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
-    let mut groups = vec![0 as libc::gid_t; n.max(0) as usize];
-    // SAFETY: the buffer holds `n` entries.
-    let got = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
-    groups.truncate(got.max(0) as usize);
-    groups
-}
-
-/// execve(2); returns only on failure.
-fn exec(path: &str, args: &[String], env: &[String]) -> std::io::Error {
-    // The strings come from Slurm's C arrays, so they hold no NUL.
-    let cstr = |s: &str| CString::new(s).unwrap_or_default();
-    let path = cstr(path);
-    let args: Vec<CString> = args.iter().map(|a| cstr(a)).collect();
-    let env: Vec<CString> = env.iter().map(|e| cstr(e)).collect();
-    let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const c_char> = env.iter().map(|a| a.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: NUL-terminated strings in NULL-terminated arrays, all alive across the call.
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    std::io::Error::last_os_error()
 }
 
 /// `name` as an absolute path: as it is when it has a slash, else looked up in `PATH` from
