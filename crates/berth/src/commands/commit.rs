@@ -88,6 +88,21 @@ fn container(store: &Store, name: &str) -> Option<ContainerRecord> {
         .ok()
 }
 
+/// Refuses to `verb` a container that runs a single-file image or a directory: its files are
+/// not layers of the store.
+fn from_store(rec: &ContainerRecord, verb: &str) -> Result<()> {
+    match rec.host_config["Squashfs"]
+        .as_str()
+        .or(rec.host_config["RootfsDir"].as_str())
+    {
+        Some(file) => anyhow::bail!(
+            "cannot {verb} container {}: it runs {file}, not an image of the store",
+            rec.name
+        ),
+        None => Ok(()),
+    }
+}
+
 pub fn run(s: &Settings, a: &CommitArgs) -> Result<u8> {
     let store = s.open_store()?;
     let Some(rec) = container(&store, &a.container) else {
@@ -101,15 +116,7 @@ pub fn run(s: &Settings, a: &CommitArgs) -> Result<u8> {
         pull: false,
         pulled: Default::default(),
     };
-    if let Some(file) = rec.host_config["Squashfs"]
-        .as_str()
-        .or(rec.host_config["RootfsDir"].as_str())
-    {
-        anyhow::bail!(
-            "cannot commit container {}: it runs {file}, not an image of the store",
-            rec.name
-        );
-    }
+    from_store(&rec, "commit")?;
     let base = engine
         .base_image(&rec.image.to_string(), None)
         .map_err(|e| anyhow::anyhow!("the image of container {}: {e}", rec.name))?;
@@ -245,15 +252,7 @@ pub fn export(s: &Settings, a: &ExportArgs) -> Result<u8> {
     if a.output.is_none() && std::io::stdout().is_terminal() {
         anyhow::bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
     }
-    if let Some(file) = rec.host_config["Squashfs"]
-        .as_str()
-        .or(rec.host_config["RootfsDir"].as_str())
-    {
-        anyhow::bail!(
-            "cannot export container {}: it runs {file}, not an image of the store",
-            rec.name
-        );
-    }
+    from_store(&rec, "export")?;
     let img = store.lookup(&rec.image.to_string())?;
     let manifest = store.manifest(&img)?;
     let mut layers: Vec<Digest> = manifest
