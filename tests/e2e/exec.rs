@@ -275,3 +275,37 @@ fn exec_passes_launcher_variables_in_the_hpc_profile() {
         b.ok(&["rm", "-f", "c"]);
     }
 }
+
+/// As for `run`: SIGTERMs that reach `berth exec` after its process has exited (a scheduler
+/// sends several) leave the process's exit code as the command's.
+#[test]
+fn exec_keeps_the_exit_code_under_repeated_sigterm() {
+    let b = running(&["--hpc"]);
+    let mut child = b
+        .cmd()
+        .args([
+            "exec",
+            "c",
+            "sh",
+            "-c",
+            "trap 'exit 143' TERM; echo ready; while :; do sleep 0.01; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let pid = child.id().to_string();
+    let status = loop {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stderr(Stdio::null())
+            .status();
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+    };
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    b.ok(&["rm", "-f", "c"]);
+}

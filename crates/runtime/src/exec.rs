@@ -113,7 +113,26 @@ pub fn exec_confined(
     stdio: Stdio,
     opts: &ExecOptions<'_>,
 ) -> Result<i32, RuntimeError> {
-    let joined = spawn(pid, process, stdio, opts)?;
+    // From its first instruction the process may make someone signal us (a launcher that
+    // reads its "ready"): hold the signals from before it runs until wait forwards them, as
+    // Container::start does. The process itself starts with none blocked (prepare_exec).
+    let before = if opts.forward_signals {
+        Some(
+            crate::sys::signal::block(&monitor::forwarded())
+                .map_err(RuntimeError::sys("block signals"))?,
+        )
+    } else {
+        None
+    };
+    let joined = match spawn(pid, process, stdio, opts) {
+        Ok(j) => j,
+        Err(e) => {
+            if let Some(mask) = before {
+                let _ = crate::sys::signal::set_mask(&mask);
+            }
+            return Err(e);
+        }
+    };
     monitor::wait(
         joined.pid,
         &joined.pidfd,

@@ -89,6 +89,11 @@ const SHED_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Waits for `pid`, forwarding signals when `forward` and relaying `master` when given. When
 /// the process behind `lifeline` (a pidfd) ends first, `pid` is killed with SIGKILL.
+///
+/// With `forward`, the forwarded signals stay blocked after the process has ended: the caller
+/// is a monitor about to clean up and exit with the process's status, and a late copy of a
+/// signal (schedulers send SIGTERM more than once) must neither cut that short nor replace the
+/// status with the monitor's own death. Blocked signals are discarded when the caller exits.
 pub(crate) fn wait(
     pid: i32,
     pidfd: &OwnedFd,
@@ -107,7 +112,8 @@ pub(crate) fn wait(
     if master.is_some() {
         set.add(libc::SIGWINCH);
     }
-    let _mask = MaskGuard(signal::block(&set).map_err(RuntimeError::sys("block signals"))?);
+    let before = signal::block(&set).map_err(RuntimeError::sys("block signals"))?;
+    let _mask = (!forward).then(|| MaskGuard(before));
     let sigfd = signal::signalfd(&set).map_err(RuntimeError::sys("signalfd"))?;
     let stdin = rustix::stdio::stdin();
     let _raw = master.and_then(|_| tty::RawMode::enter(stdin));

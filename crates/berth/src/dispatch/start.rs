@@ -190,9 +190,6 @@ pub fn run(
     if end_with_parent {
         c.end_with_parent();
     }
-    if sig_proxy {
-        c.hold_signals_after_wait();
-    }
     let code = c.wait(sig_proxy)?;
     for l in logs {
         let _ = l.join();

@@ -78,7 +78,6 @@ fn start_and_wait(root: &Path, mut cr: Created, rec: &mut Record) -> Result<i32>
 }
 
 fn finish(root: &Path, mut cr: Created, rec: &mut Record) -> i32 {
-    cr.c.hold_signals_after_wait();
     let code = cr.c.wait(true).unwrap_or(125);
     stopped(root, rec, code, &mut cr);
     code

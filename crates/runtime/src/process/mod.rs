@@ -327,20 +327,12 @@ impl Container {
         })
     }
 
-    /// Keeps the forwarded signals blocked after a forwarding [`Container::wait`] returns, for
-    /// a monitor with work left once the container has ended (recording its state, removing
-    /// it). A scheduler sends SIGTERM more than once; the copy that arrives after the container
-    /// exited must neither end the monitor halfway through that work nor turn the container's
-    /// exit code into the monitor's death by signal. Held signals are discarded when the
-    /// process exits. Call after [`Container::start`].
-    pub fn hold_signals_after_wait(&mut self) {
-        self.mask_before_start = None;
-    }
-
     /// Waits for the process to end and returns Docker's exit code: its exit status, or
     /// 128+N when signal N killed it. With `forward_signals`, every catchable signal this
     /// process receives meanwhile is sent on to the container (except SIGCHLD, and SIGWINCH
-    /// with a tty, which resizes the pty); a tty is relayed to this process's stdio.
+    /// with a tty, which resizes the pty), and those signals stay blocked once it has ended, so
+    /// a late one cannot end the monitor during its clean-up; a tty is relayed to this
+    /// process's stdio.
     pub fn wait(&mut self, forward_signals: bool) -> Result<i32, RuntimeError> {
         if self.state != State::Running {
             return Err(RuntimeError::State("wait"));
@@ -355,7 +347,8 @@ impl Container {
             self.master.as_ref(),
             self.lifeline.as_ref(),
         );
-        self.restore_mask();
+        // Forwarded signals stay blocked from here on: see monitor::wait.
+        self.mask_before_start = None;
         self.state = State::Exited;
         if let Some(h) = &self.hooks {
             hooks::run_warning(hooks::Point::Poststop, &h.state(self.pid));
