@@ -2,12 +2,13 @@
 
 mod entry;
 mod fsutil;
+mod pipe;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 
-use berth_types::{Digest, DigestWriter};
+use berth_types::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{sync_dir, write_atomic};
@@ -48,20 +49,6 @@ pub struct UnpackReport {
 struct LayerRecord {
     size: u64,
     blob: Digest,
-}
-
-/// Hashes everything read through it: the diff_id covers the whole uncompressed stream.
-struct Hashing<R> {
-    inner: R,
-    hasher: DigestWriter,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -163,27 +150,25 @@ impl Store {
         };
         let mut reader = BufReader::with_capacity(256 * 1024, file);
         let magic = reader.fill_buf().map_err(corrupt)?.to_vec();
-        let decoded: Box<dyn Read> = if magic.starts_with(GZIP_MAGIC) {
+        let decoded: Box<dyn Read + Send> = if magic.starts_with(GZIP_MAGIC) {
             Box::new(flate2::read::MultiGzDecoder::new(reader))
         } else if magic.starts_with(ZSTD_MAGIC) {
             Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(corrupt)?)
         } else {
             Box::new(reader)
         };
-        let hashing = Hashing {
-            inner: decoded,
-            hasher: diff_id.writer(),
-        };
-        let mut archive = tar::Archive::new(hashing);
         let mut unpacker = Unpacker::new(tmp.to_path_buf(), blob.clone(), opts.rootless);
-        for entry in archive.entries().map_err(corrupt)? {
-            let mut entry = entry.map_err(corrupt)?;
-            unpacker.entry(&mut entry)?;
-        }
-        let mut hashing = archive.into_inner();
-        // Zero blocks after the end-of-archive marker are part of the diff_id too.
-        io::copy(&mut hashing, &mut io::sink()).map_err(corrupt)?;
-        let actual = hashing.hasher.finish();
+        let actual = std::thread::scope(|s| {
+            let (decoded, hashed) = pipe::decode_in_background(s, decoded, diff_id.writer());
+            let mut archive = tar::Archive::new(decoded);
+            for entry in archive.entries().map_err(corrupt)? {
+                let mut entry = entry.map_err(corrupt)?;
+                unpacker.entry(&mut entry)?;
+            }
+            // Zero blocks after the end-of-archive marker are part of the diff_id too.
+            io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
+            Ok::<_, StoreError>(hashed.join().expect("the decoding thread does not panic"))
+        })?;
         if &actual != diff_id {
             return Err(StoreError::DiffIdMismatch {
                 blob: blob.clone(),
