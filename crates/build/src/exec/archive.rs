@@ -139,6 +139,21 @@ pub fn for_each_entry(
     })
 }
 
+/// For each path in the archive at `path`: the position (among entries with a usable name) of
+/// its last entry, and whether that entry is a directory. A tar may name a path twice, and
+/// extracting it keeps the last; a layer must name each path once (containers/storage refuses
+/// duplicates), so `ADD` writes only what extraction would leave.
+pub fn last_entries(path: &Path) -> io::Result<std::collections::HashMap<String, (usize, bool)>> {
+    let mut last = std::collections::HashMap::new();
+    let mut i = 0;
+    for_each_entry(path, &mut |e, name| {
+        last.insert(name, (i, e.header().entry_type().is_dir()));
+        i += 1;
+        Ok(())
+    })?;
+    Ok(last)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -320,8 +320,22 @@ pub fn write(
         let path = it.dest.trim_start_matches('/').trim_end_matches('/');
         if it.archive {
             dirs.dir(w, path)?;
+            let last = archive::last_entries(&it.host)?;
+            let mut i = 0;
             archive::for_each_entry(&it.host, &mut |e, name| {
+                i += 1;
                 let full = join(path, &name);
+                let (last_i, last_is_dir) = last.get(&name).copied().unwrap_or((i - 1, false));
+                // A directory named again keeps its first place (its children follow it); any
+                // other path is written where it last appears, with what extraction would keep.
+                let keep = if e.header().entry_type().is_dir() && last_is_dir {
+                    !dirs.made.contains(&full)
+                } else {
+                    last_i == i - 1
+                };
+                if !keep {
+                    return Ok(());
+                }
                 dirs.parents(w, &full)?;
                 let link = match e.header().entry_type() {
                     tar::EntryType::Link => e
@@ -347,4 +361,70 @@ pub fn write(
         dirs.made.insert(path.to_string());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::super::layer::Compression;
+    use super::*;
+
+    /// A tar that names `d/` and `d/f` twice, as appending to an archive does.
+    fn archive_with_duplicates(path: &Path) {
+        let mut b = tar::Builder::new(fs::File::create(path).unwrap());
+        let mut add = |name: &str, body: &[u8], dir: bool| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(if dir {
+                tar::EntryType::Directory
+            } else {
+                tar::EntryType::Regular
+            });
+            h.set_mode(if dir { 0o755 } else { 0o644 });
+            h.set_size(body.len() as u64);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_700_000_000);
+            b.append_data(&mut h, name, body).unwrap();
+        };
+        add("d/", b"", true);
+        add("d/f", b"old", false);
+        add("d/g", b"g", false);
+        add("d/", b"", true);
+        add("d/f", b"new", false);
+        b.finish().unwrap();
+    }
+
+    #[test]
+    fn an_archive_naming_a_path_twice_gives_a_layer_naming_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar_path = dir.path().join("a.tar");
+        archive_with_duplicates(&tar_path);
+        let layer = dir.path().join("layer.tar.gz");
+        let mut w = LayerWriter::create_with(&layer, Compression::Gzip).unwrap();
+        let item = Item {
+            dest: "/opt".into(),
+            host: tar_path,
+            archive: true,
+        };
+        write(&mut w, &[item], None, None, &|p| p.is_empty()).unwrap();
+        w.finish().unwrap();
+
+        let gz = flate2::read::GzDecoder::new(fs::File::open(&layer).unwrap());
+        let mut ar = tar::Archive::new(gz);
+        let mut seen = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
+            let mut body = String::new();
+            e.read_to_string(&mut body).unwrap();
+            seen.push(format!("{name}={body}"));
+        }
+        assert_eq!(seen, ["opt=", "opt/d=", "opt/d/g=g", "opt/d/f=new"]);
+    }
 }
