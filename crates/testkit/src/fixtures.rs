@@ -50,9 +50,9 @@ pub fn busybox_rootfs_tar() -> PathBuf {
 /// A Debian `bookworm` minbase root file system as an uncompressed tar (about 200 MB), built
 /// once with `debootstrap --variant=minbase` and cached.
 ///
-/// The mirror is `$BERTH_DEBIAN_MIRROR`, else the one apt is configured with, else
-/// `http://deb.debian.org/debian`. As in the official image, `/dev` is empty and apt's lists,
-/// package caches and the bootstrap log are removed.
+/// The mirror is `$BERTH_DEBIAN_MIRROR`, else the one apt is configured with. As in the
+/// official image, `/dev` is empty and apt's lists, package caches and the bootstrap log are
+/// removed.
 ///
 /// Returns `None`, after printing why on stderr, when not running as root, when `debootstrap`
 /// is missing, or when it fails (for example without network access to the mirror); tests
@@ -242,11 +242,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The Debian mirror to bootstrap from.
-fn debian_mirror() -> String {
+/// The Debian mirror to bootstrap from: `$BERTH_DEBIAN_MIRROR`, else the one apt uses.
+fn debian_mirror() -> Result<String, String> {
     if let Ok(m) = std::env::var("BERTH_DEBIAN_MIRROR") {
         if !m.is_empty() {
-            return m;
+            return Ok(m);
         }
     }
     // apt knows which mirror (possibly a local proxy or snapshot) this machine can reach.
@@ -266,14 +266,16 @@ fn debian_mirror() -> String {
                 .find(|l| !l.is_empty() && !l.contains("-security"))
                 .map(str::to_string)
         });
-    configured.unwrap_or_else(|| "http://deb.debian.org/debian".to_string())
+    configured.ok_or_else(|| {
+        "apt names no Debian mirror; set BERTH_DEBIAN_MIRROR to one this machine reaches".into()
+    })
 }
 
 fn bootstrap_debian(debootstrap: &Path, out: &Path) -> Result<(), String> {
     let staging = out.with_extension("rootfs");
     remove_any(&staging);
     let log = out.with_extension("log");
-    let mirror = debian_mirror();
+    let mirror = debian_mirror()?;
     eprintln!(
         "notice: bootstrapping Debian {DEBIAN_SUITE} minbase from {mirror} (a few minutes, once)"
     );

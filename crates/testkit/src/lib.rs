@@ -18,6 +18,7 @@ mod fixtures;
 mod net;
 mod registry;
 mod slurm;
+mod synthetic;
 mod user;
 
 pub use cache::cache_dir;
@@ -25,4 +26,5 @@ pub use fixtures::{busybox_rootfs_tar, debian_rootfs_tar, oci_layout_from_tar};
 pub use net::{free_port, http_get_status};
 pub use registry::{Auth, Registry};
 pub use slurm::{sigtrap, slurm_installed, JobEnd, SlurmCluster};
+pub use synthetic::big_image_layers;
 pub use user::{as_user, run_as, unprivileged_user, unprivileged_user_without_subids, TestUser};

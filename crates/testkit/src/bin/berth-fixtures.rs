@@ -18,9 +18,10 @@ fn main() -> ExitCode {
             Some(p) => println!("{}", p.display()),
             None => return ExitCode::FAILURE,
         },
+        "big" => println!("{}", berth_testkit::big_image_layers().display()),
         "port" => println!("{}", berth_testkit::free_port()),
         _ => {
-            eprintln!("usage: berth-fixtures busybox|debian|port");
+            eprintln!("usage: berth-fixtures busybox|debian|big|port");
             return ExitCode::from(2);
         }
     }
