@@ -56,6 +56,20 @@ fn convert_then_run_in_place() {
         assert!(!list.contains("squashfs-root/opt/d"), "{list}");
         assert!(!list.contains("squashfs-root/bin/vi"), "{list}");
         assert!(!list.contains(".wh."), "{list}");
+        // zstd at zstd's own default level unless told otherwise.
+        if comp == "zstd" {
+            let sb = Command::new("unsquashfs").args(["-s", f]).output().unwrap();
+            let sb = String::from_utf8_lossy(&sb.stdout);
+            assert!(sb.contains("compression-level 3"), "{sb}");
+            let f19 = work.path().join("layered-zstd19.sqsh");
+            let f19 = f19.to_str().unwrap();
+            b.ok(&["convert", "-q", "--compression-level", "19", "layered", f19]);
+            let sb = Command::new("unsquashfs")
+                .args(["-s", f19])
+                .output()
+                .unwrap();
+            assert!(String::from_utf8_lossy(&sb.stdout).contains("compression-level 19"));
+        }
 
         // ENTRYPOINT, CMD, ENV and WORKDIR come from the file.
         assert_eq!(b.ok(&["run", "--rm", f]), "hello from /opt\n");
@@ -150,6 +164,24 @@ fn convert_errors_are_one_line() {
         125,
     );
     assert!(err.contains("--compression \"brotli\""), "{err}");
+    for (args, says) in [
+        (
+            &["--compression-level", "23"][..],
+            "invalid --compression-level 23: zstd takes 1 to 22",
+        ),
+        (
+            &["--compression", "lz4", "--compression-level", "3"][..],
+            "lz4 takes no level",
+        ),
+    ] {
+        let mut argv = vec!["convert"];
+        argv.extend_from_slice(args);
+        argv.extend(["localhost/bb", "/tmp/x.sqsh"]);
+        let err = b.fails(&argv, 125);
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert!(!Path::new("/tmp/x.sqsh").exists());
     let err = b.fails(&["convert", "localhost/bb", "/nonexistent/dir/x.sqsh"], 125);
     assert!(err.contains("/nonexistent/dir"), "{err}");
     // Not a squashfs file: the mount fails and says which file.

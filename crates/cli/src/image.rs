@@ -229,6 +229,10 @@ pub struct ConvertArgs {
     /// Compression of the squashfs file system: zstd, lz4, gzip or xz.
     #[arg(long, default_value = "zstd")]
     pub compression: String,
+    /// Compression level: zstd 1-22 (default 3; higher is much slower to write, a little
+    /// smaller, as fast to read), gzip 1-9 (default 9). lz4 and xz take none.
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<u32>,
     /// Suppress progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -21,8 +21,54 @@ use super::archive::StoreBlobs;
 use super::pull::FetchedBlobs;
 use crate::printer::Printer;
 
-/// Compressors `mksquashfs` knows, by the names `--compression` takes.
-const COMPRESSORS: &[&str] = &["zstd", "lz4", "gzip", "xz"];
+/// The levels a compressor takes: lowest, highest and default.
+type Levels = Option<(u32, u32, u32)>;
+
+/// Compressors `mksquashfs` knows, by the names `--compression` takes, with the levels each
+/// accepts and the one used when none is given. zstd's is zstd's own default, not the 15 that
+/// `mksquashfs` picks: on the Debian minbase tree level 15 takes 13 times as long (9.6 s
+/// against 0.73 s on two cores) for a file 11% smaller, and reading is as fast at either.
+const COMPRESSORS: &[(&str, Levels)] = &[
+    ("zstd", Some((1, 22, 3))),
+    ("lz4", None),
+    ("gzip", Some((1, 9, 9))),
+    ("xz", None),
+];
+
+/// How the file system is compressed: `--compression` and `--compression-level`.
+#[derive(Debug, Clone)]
+pub struct Squash {
+    args: Vec<String>,
+    /// For messages: `zstd level 3`, `lz4`.
+    pub label: String,
+}
+
+impl Squash {
+    /// Checks the compressor and level against what `mksquashfs` accepts.
+    pub fn new(compression: &str, level: Option<u32>) -> Result<Squash> {
+        let Some((_, levels)) = COMPRESSORS.iter().find(|(c, _)| *c == compression) else {
+            let names: Vec<&str> = COMPRESSORS.iter().map(|(c, _)| *c).collect();
+            bail!(
+                "invalid --compression {compression:?}: expected one of {}",
+                names.join(", ")
+            );
+        };
+        let mut args = vec!["-comp".to_string(), compression.to_string()];
+        let label = match (levels, level) {
+            (None, None) => compression.to_string(),
+            (None, Some(_)) => bail!("--compression-level: {compression} takes no level"),
+            (Some((lo, hi, _)), Some(l)) if l < *lo || l > *hi => {
+                bail!("invalid --compression-level {l}: {compression} takes {lo} to {hi}")
+            }
+            (Some((_, _, default)), l) => {
+                let l = l.unwrap_or(*default);
+                args.extend(["-Xcompression-level".to_string(), l.to_string()]);
+                format!("{compression} level {l}")
+            }
+        };
+        Ok(Squash { args, label })
+    }
+}
 
 /// What a conversion produced.
 pub struct Converted {
@@ -36,10 +82,9 @@ pub fn convert(
     store: &Store,
     img: &ImageRecord,
     output: &Path,
-    compression: &str,
+    squash: &Squash,
     p: &Printer,
 ) -> Result<Converted> {
-    check_compression(compression)?;
     let manifest = store.manifest(img)?;
     let layers: Vec<_> = manifest
         .layers()
@@ -49,8 +94,8 @@ pub fn convert(
     let config = store.read_blob(&img.id)?;
     let dir = single_unpacked_layer(store, img);
     write_output(output, &config, |tmp| match dir {
-        Some((dir, entries)) => squashfs_of_dir(&dir, entries, tmp, compression, p),
-        None => write_squashfs(store, &layers, tmp, compression, p),
+        Some((dir, entries)) => squashfs_of_dir(&dir, entries, tmp, squash, p),
+        None => write_squashfs(store, &layers, tmp, squash, p),
     })
 }
 
@@ -59,23 +104,12 @@ pub fn convert_fetched(
     store: &Store,
     fetched: &FetchedBlobs,
     output: &Path,
-    compression: &str,
+    squash: &Squash,
     p: &Printer,
 ) -> Result<Converted> {
-    check_compression(compression)?;
     write_output(output, &fetched.config, |tmp| {
-        write_squashfs(store, &fetched.layers, tmp, compression, p)
+        write_squashfs(store, &fetched.layers, tmp, squash, p)
     })
-}
-
-fn check_compression(compression: &str) -> Result<()> {
-    if !COMPRESSORS.contains(&compression) {
-        bail!(
-            "invalid --compression {compression:?}: expected one of {}",
-            COMPRESSORS.join(", ")
-        );
-    }
-    Ok(())
 }
 
 /// Builds the file system under a temporary name beside `output` with `build`, appends the
@@ -142,7 +176,7 @@ fn squashfs_of_dir(
     dir: &Path,
     entries: u64,
     tmp: &Path,
-    compression: &str,
+    squash: &Squash,
     p: &Printer,
 ) -> Result<Flattened> {
     let bar = p.bar("convert", None);
@@ -150,7 +184,8 @@ fn squashfs_of_dir(
     let out = Command::new("mksquashfs")
         .arg(dir)
         .arg(tmp)
-        .args(["-noappend", "-quiet", "-no-progress", "-comp", compression])
+        .args(["-noappend", "-quiet", "-no-progress"])
+        .args(&squash.args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -196,7 +231,7 @@ fn write_squashfs(
     store: &Store,
     layers: &[(Digest, u64)],
     tmp: &Path,
-    compression: &str,
+    squash: &Squash,
     p: &Printer,
 ) -> Result<Flattened> {
     let total = layers.iter().map(|(_, size)| size).sum();
@@ -207,14 +242,8 @@ fn write_squashfs(
     let mut child = Command::new("mksquashfs")
         .arg("-")
         .arg(tmp)
-        .args([
-            "-tar",
-            "-noappend",
-            "-quiet",
-            "-no-progress",
-            "-comp",
-            compression,
-        ])
+        .args(["-tar", "-noappend", "-quiet", "-no-progress"])
+        .args(&squash.args)
         .arg("-root-mode")
         .arg(format!("{root_mode:o}"))
         .stdin(Stdio::piped())
