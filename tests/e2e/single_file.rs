@@ -222,6 +222,45 @@ fn run_a_root_file_system_directory() {
 }
 
 #[test]
+fn root_mounts_through_fuse_when_the_site_says_so() {
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    if !have("mksquashfs") || !have("squashfuse_ll") || !root {
+        eprintln!("skipping: needs root, mksquashfs and squashfuse_ll");
+        return;
+    }
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("bb.sqsh");
+    let f = file.to_str().unwrap();
+    b.ok(&["convert", "-q", "localhost/bb", f]);
+    let conf = b.home().join(".config/berth");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("config.toml"), "squashfs_mount = \"fuse\"\n").unwrap();
+    let id = b.ok(&["run", "-d", f, "sleep", "30"]);
+    let root = b.root().display().to_string();
+    let ours = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root) && l.contains(" - fuse"))
+            .count()
+    };
+    assert_eq!(ours(), 1, "no FUSE mount of the image under {root}");
+    assert_eq!(
+        b.ok(&["exec", id.trim(), "cat", "/etc/passwd"])
+            .lines()
+            .next(),
+        Some("root:x:0:0:root:/root:/bin/sh")
+    );
+    b.ok(&["rm", "-f", id.trim()]);
+    assert_eq!(ours(), 0, "the FUSE mount outlived its container");
+    std::fs::write(conf.join("config.toml"), "squashfs_mount = \"nfs\"\n").unwrap();
+    let err = b.fails(&["run", "--rm", f, "true"], 125);
+    assert!(err.contains("config.toml:1: unknown variant `nfs`"), "{err}");
+}
+
+#[test]
 fn unprivileged_run_uses_fuse_or_says_why() {
     if !have("mksquashfs") {
         eprintln!("skipping: mksquashfs (squashfs-tools) not installed");

@@ -37,6 +37,20 @@ pub struct ConfigFile {
     /// Directory of the host's `libmpi.so.N` for `--mpi=host`, where the ldconfig cache does
     /// not list it (an MPI in `/opt`, loaded by environment modules).
     pub mpi_library_dir: Option<PathBuf>,
+    /// How root mounts single-file images: `kernel` (default: a loop device, fastest) or
+    /// `fuse` (`squashfuse_ll`, as for everyone else), for sites that keep the kernel from
+    /// parsing file systems that users bring.
+    pub squashfs_mount: Option<SquashfsMountMode>,
+}
+
+/// The `squashfs_mount` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SquashfsMountMode {
+    /// The kernel's squashfs, from a loop device (root only).
+    Kernel,
+    /// `squashfuse_ll`, whoever the caller is.
+    Fuse,
 }
 
 impl ConfigFile {
@@ -56,6 +70,9 @@ impl ConfigFile {
         }
         if other.mpi_library_dir.is_some() {
             self.mpi_library_dir = other.mpi_library_dir;
+        }
+        if other.squashfs_mount.is_some() {
+            self.squashfs_mount = other.squashfs_mount;
         }
     }
 }

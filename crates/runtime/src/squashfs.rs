@@ -57,9 +57,13 @@ fn fail(file: &Path, message: impl Into<String>) -> RuntimeError {
 /// Mounts the squashfs image `file` read-only on the existing directory `target`.
 ///
 /// As root this first moves the calling process into a mount namespace of its own; call it
-/// before any other thread is started.
-pub fn mount_squashfs(file: &Path, target: &Path) -> Result<SquashfsMount, RuntimeError> {
-    if rustix::process::geteuid().is_root() {
+/// before any other thread is started. With `fuse`, root too mounts it through FUSE.
+pub fn mount_squashfs(
+    file: &Path,
+    target: &Path,
+    fuse: bool,
+) -> Result<SquashfsMount, RuntimeError> {
+    if !fuse && rustix::process::geteuid().is_root() {
         let image = File::open(file).map_err(|e| fail(file, e.to_string()))?;
         unshare_mount_namespace().map_err(|e| fail(file, format!("unshare: {e}")))?;
         // Nothing mounted from here on may reach the host's namespace.

@@ -12,6 +12,7 @@ use crate::dispatch::start::{self, Io};
 use crate::dispatch::{local_image, pull};
 use crate::printer::Printer;
 use crate::settings::Settings;
+use crate::settings::SquashfsMountMode;
 
 /// The image to run: from the caller's store, else from the first shared store that has it,
 /// else pulled (unless `--pull never`); `--pull always` pulls first.
@@ -55,7 +56,10 @@ fn image(s: &Settings, store: &Store, a: &RunArgs, p: &Printer) -> Result<ImageI
 fn new_container(s: &Settings, store: &Store, a: &RunArgs, quiet: bool) -> Result<ContainerRecord> {
     let quiet_printer = Printer::new(a.quiet || quiet);
     let img = match local_image::local_path(&a.image) {
-        Some(path) => local_image::open(store, &path)?,
+        Some(path) => {
+            let fuse = s.config.squashfs_mount == Some(SquashfsMountMode::Fuse);
+            local_image::open(store, &path, fuse)?
+        }
         None => image(s, store, a, &quiet_printer)?,
     };
     let created = match create::create(s, store, &img, a) {

@@ -29,8 +29,8 @@ pub fn local_path(arg: &str) -> Option<PathBuf> {
 }
 
 /// Opens a local image: mounts a single-file image (on a fresh directory of the store's
-/// temporary area) or takes a directory as it is.
-pub fn open(store: &Store, path: &Path) -> Result<ImageInput> {
+/// temporary area; through FUSE when `fuse` or when not root) or takes a directory as it is.
+pub fn open(store: &Store, path: &Path, fuse: bool) -> Result<ImageInput> {
     let path = path
         .canonicalize()
         .with_context(|| format!("cannot open image {}", path.display()))?;
@@ -65,7 +65,7 @@ pub fn open(store: &Store, path: &Path) -> Result<ImageInput> {
     let target = store.paths().temp("sqsh");
     std::fs::create_dir_all(&target)
         .with_context(|| format!("cannot create {}", target.display()))?;
-    let mounted = match berth_runtime::mount_squashfs(&path, &target) {
+    let mounted = match berth_runtime::mount_squashfs(&path, &target, fuse) {
         Ok(m) => m,
         Err(e) => {
             let _ = std::fs::remove_dir(&target);
@@ -106,7 +106,8 @@ pub fn reopen(host_config: &Value) -> Result<()> {
     }
     std::fs::create_dir_all(target)
         .with_context(|| format!("cannot create {}", target.display()))?;
-    if let Err(e) = berth_runtime::mount_squashfs(Path::new(file), target) {
+    let fuse = host_config["SquashfsFuse"].as_bool() == Some(true);
+    if let Err(e) = berth_runtime::mount_squashfs(Path::new(file), target, fuse) {
         let _ = std::fs::remove_dir(target);
         return Err(e.into());
     }
