@@ -155,6 +155,10 @@ pub enum Command {
     /// Remove a tree as root of a user namespace with the caller's subordinate ids (internal).
     #[command(name = "__rmtree", hide = true)]
     RmTree(RmTreeArgs),
+    /// Keep a single-file image's file system alive for a while, through standard input
+    /// (internal).
+    #[command(name = "__linger", hide = true)]
+    Linger(LingerArgs),
     /// Manage Berth itself.
     #[command(subcommand)]
     System(SystemCommand),
@@ -187,6 +191,15 @@ pub struct UnpackArgs {
 pub struct RmTreeArgs {
     /// The tree to remove.
     pub path: PathBuf,
+}
+
+/// `berth __linger MILLISECONDS FILE` (internal).
+#[derive(Debug, clap::Args)]
+pub struct LingerArgs {
+    /// How long to hold the file system, in milliseconds.
+    pub millis: u64,
+    /// The image file, for `ps` to show.
+    pub file: PathBuf,
 }
 
 /// `berth system …`

@@ -47,6 +47,26 @@ impl SquashfsMount {
     }
 }
 
+impl SquashfsMount {
+    /// A descriptor of a kernel mount's root: whoever holds it keeps the file system (and its
+    /// page cache and loop device) alive after [`SquashfsMount::release`], and a new mount of
+    /// the same device gets the same superblock. `None` for FUSE, whose daemon goes with the
+    /// mount anyway.
+    pub fn hold(&self) -> Option<std::os::fd::OwnedFd> {
+        match self {
+            SquashfsMount::Kernel(target) => rustix::fs::open(
+                target,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok(),
+            SquashfsMount::Fuse(_) => None,
+        }
+    }
+}
+
 fn fail(file: &Path, message: impl Into<String>) -> RuntimeError {
     RuntimeError::Squashfs {
         file: file.to_path_buf(),

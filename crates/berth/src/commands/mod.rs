@@ -82,6 +82,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             crate::dispatch::delegate::serve_rmtree(&a.path)?;
             Ok(0)
         }
+        Command::Linger(a) => {
+            // Standard input holds the file system; it goes when this process does.
+            std::thread::sleep(std::time::Duration::from_millis(a.millis));
+            Ok(0)
+        }
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::exec(&s, &a),
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => exec::logs(&s, &a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container::ps(&s, &a),

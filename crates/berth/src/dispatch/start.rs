@@ -209,7 +209,7 @@ fn cleanup(store: &Store, rec: &ContainerRecord, cg: Option<&mut Box<dyn CgroupM
     if let Some(cg) = cg {
         let _ = cg.destroy();
     }
-    super::local_image::release(&rec.host_config);
+    super::local_image::release_lingering(&rec.host_config);
     if auto_remove(rec) {
         let _ = store.remove_container_record(rec);
     }
