@@ -53,6 +53,9 @@ fn tampered_blob_is_refused_with_both_digests() {
         .join("blobs/sha256")
         .join(&expected[7..])
         .exists());
+    // The layer is unpacked while it downloads; none is published from a refused blob.
+    let layers = std::fs::read_dir(fresh.root().join("layers")).map_or(0, |d| d.count());
+    assert_eq!(layers, 0, "a layer of the refused blob was kept");
 }
 
 /// A tar with raw (unvalidated) entry names, as an attacker would write it.

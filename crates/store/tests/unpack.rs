@@ -447,3 +447,82 @@ fn concurrent_unpacks_of_one_layer() {
     assert!(env.store.layer_path(&diff_id).join("a").is_file());
     env.assert_contained();
 }
+
+#[test]
+fn a_streamed_layer_is_published_only_when_its_source_says_so() {
+    let env = env();
+    let t = tar(&[E::File("a", b"streamed", 0o644)]);
+    let gz = gzip(&t);
+    let blob = Digest::sha256_of(&gz);
+    let diff_id = Digest::sha256_of(&t);
+    // The download failed after every byte arrived: verified content, but nothing published.
+    let mut started = 0;
+    let err = env
+        .store
+        .unpack_layer_from(
+            &mut &gz[..],
+            &blob,
+            &diff_id,
+            &native(),
+            &mut || started += 1,
+            &mut || {
+                Err(StoreError::CorruptLayer {
+                    blob: blob.clone(),
+                    reason: "the download failed".into(),
+                })
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("the download failed"), "{err}");
+    assert_eq!(started, 1);
+    assert!(!env.store.has_layer(&diff_id));
+
+    // A stream cut short is refused without asking the source.
+    let mut asked = false;
+    let cut = &gz[..gz.len() / 2];
+    assert!(env
+        .store
+        .unpack_layer_from(
+            &mut &cut[..],
+            &blob,
+            &diff_id,
+            &native(),
+            &mut || {},
+            &mut || {
+                asked = true;
+                Ok(())
+            }
+        )
+        .is_err());
+    assert!(!asked);
+    assert!(!env.store.has_layer(&diff_id));
+
+    // Whole and confirmed: published; a second unpack does not even start its source.
+    env.store
+        .unpack_layer_from(
+            &mut &gz[..],
+            &blob,
+            &diff_id,
+            &native(),
+            &mut || {},
+            &mut || Ok(()),
+        )
+        .unwrap();
+    assert_eq!(
+        std::fs::read(env.store.layer_path(&diff_id).join("a")).unwrap(),
+        b"streamed"
+    );
+    let mut started = false;
+    env.store
+        .unpack_layer_from(
+            &mut &gz[..],
+            &blob,
+            &diff_id,
+            &native(),
+            &mut || started = true,
+            &mut || Ok(()),
+        )
+        .unwrap();
+    assert!(!started);
+    env.assert_contained();
+}

@@ -46,6 +46,12 @@ fn shifted_maps() -> Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)> {
     ))
 }
 
+/// Whether [`unpack_layer`] unpacks in this process (root, or no subordinate ids to map)
+/// rather than in a helper.
+pub fn unpacks_here() -> bool {
+    shifted_maps().is_none()
+}
+
 /// Unpacks a layer of the store, in the mapped user namespace when the caller has one.
 pub fn unpack_layer(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<UnpackReport> {
     if store.has_layer(diff_id) {

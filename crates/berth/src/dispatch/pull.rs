@@ -87,9 +87,7 @@ pub fn pull(
             return Ok(());
         }
         bar.message("Downloading");
-        fetch_blob(store, client, r, &digest, layer.size(), Some(&bar))?;
-        bar.message("Extracting");
-        let report = super::delegate::unpack_layer(store, &digest, &diff_ids[i])?;
+        let report = fetch_and_unpack(store, client, r, &digest, layer.size(), &diff_ids[i], &bar)?;
         warnings.lock().expect("poisoned").extend(report.warnings);
         bar.finish("Pull complete");
         Ok(())
@@ -184,12 +182,188 @@ pub fn fetch_blob(
     size: u64,
     bar: Option<&Bar>,
 ) -> Result<()> {
+    fetch_blob_tapped(store, client, r, digest, size, bar, None)
+}
+
+/// Fetches a layer blob and unpacks it at the same time, when this process unpacks and the
+/// blob is fetched whole from its first byte: the unpacking thread reads the bytes as they
+/// arrive, and publishes the layer only once the blob is complete and verified. Anything else
+/// (a resumed download, a retry, a layer unpacked by a helper in a user namespace) fetches
+/// first and unpacks from the stored blob, as does a streamed unpack that failed, so that its
+/// error is the one the blob itself gives.
+fn fetch_and_unpack(
+    store: &Store,
+    client: &Client,
+    r: &ImageRef,
+    digest: &Digest,
+    size: u64,
+    diff_id: &Digest,
+    bar: &Bar,
+) -> Result<berth_store::UnpackReport> {
+    let fresh = fs_len(&store.paths().partial_blob(digest)) == 0 && !store.has_blob(digest);
+    if !fresh || !super::delegate::unpacks_here() {
+        fetch_blob(store, client, r, digest, size, Some(bar))?;
+        bar.message("Extracting");
+        return super::delegate::unpack_layer(store, digest, diff_id);
+    }
+    let (tap, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(TAP_CHUNKS);
+    let (fetched, streamed) = std::thread::scope(|s| {
+        let download = std::cell::RefCell::new(None);
+        let mut tap = Some(tap);
+        let mut start = || {
+            let tap = tap.take();
+            *download.borrow_mut() =
+                Some(s.spawn(move || {
+                    fetch_blob_tapped(store, client, r, digest, size, Some(bar), tap)
+                }));
+        };
+        let fetched = std::cell::RefCell::new(None);
+        let mut ready = || {
+            let d = download.borrow_mut().take().expect("started");
+            let result = join(d);
+            let ok = result.is_ok();
+            *fetched.borrow_mut() = Some(result);
+            if ok {
+                bar.message("Extracting");
+                Ok(())
+            } else {
+                Err(berth_store::StoreError::CorruptLayer {
+                    blob: digest.clone(),
+                    reason: "the download failed".into(),
+                })
+            }
+        };
+        let mut src = Chunks {
+            rx: chunks,
+            current: Vec::new(),
+            pos: 0,
+        };
+        let opts = berth_store::UnpackOptions::default();
+        let streamed =
+            store.unpack_layer_from(&mut src, digest, diff_id, &opts, &mut start, &mut ready);
+        drop(src);
+        let pending = download.borrow_mut().take();
+        let fetched = match (pending, fetched.into_inner()) {
+            (Some(d), _) => join(d),
+            (None, Some(f)) => f,
+            // The layer was there already (another pull unpacked it): the blob is still wanted.
+            (None, None) => fetch_blob(store, client, r, digest, size, Some(bar)),
+        };
+        (fetched, streamed)
+    });
+    fetched?;
+    match streamed {
+        Ok(report) => Ok(report),
+        Err(_) => {
+            bar.message("Extracting");
+            super::delegate::unpack_layer(store, digest, diff_id)
+        }
+    }
+}
+
+/// Chunks of `TAP_CHUNK` bytes in flight between the download and the unpack, at most.
+const TAP_CHUNKS: usize = 8;
+const TAP_CHUNK: usize = 256 * 1024;
+
+fn join(h: std::thread::ScopedJoinHandle<'_, Result<()>>) -> Result<()> {
+    h.join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the download thread panicked")))
+}
+
+fn fs_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The reading end of a download's tap.
+struct Chunks {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl io::Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.current = c;
+                    self.pos = 0;
+                }
+                // The download ended (or stopped feeding this reader): end of stream.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Writes to the blob and hands a copy of the same bytes, in chunks, to the tap; a tap whose
+/// reader is gone is dropped and the download goes on.
+struct Tee<'a, W> {
+    inner: &'a mut W,
+    tap: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    chunk: Vec<u8>,
+}
+
+impl<W: io::Write> Tee<'_, W> {
+    fn send(&mut self) {
+        if let Some(tx) = &self.tap {
+            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(TAP_CHUNK));
+            if tx.send(chunk).is_err() {
+                self.tap = None;
+            }
+        }
+    }
+}
+
+impl<W: io::Write> io::Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if self.tap.is_some() {
+            self.chunk.extend_from_slice(&buf[..n]);
+            if self.chunk.len() >= TAP_CHUNK {
+                self.send();
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.chunk.is_empty() {
+            self.send();
+        }
+        self.inner.flush()
+    }
+}
+
+/// [`fetch_blob`], copying the bytes of a download that starts at the blob's first byte to
+/// `tap` as well; the tap is dropped (its reader sees the end) when the download ends, fails
+/// or has to be resumed.
+fn fetch_blob_tapped(
+    store: &Store,
+    client: &Client,
+    r: &ImageRef,
+    digest: &Digest,
+    size: u64,
+    bar: Option<&Bar>,
+    mut tap: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+) -> Result<()> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut w = match store.begin_blob(digest, Some(size))? {
             Ingest::Present => return Ok(()),
             Ingest::Write(w) => w,
+        };
+        // Only a first attempt from byte 0 feeds the tap: the reader has seen nothing else.
+        let tap_now = if attempt == 1 && w.offset() == 0 {
+            tap.take()
+        } else {
+            drop(tap.take());
+            None
         };
         let result: Result<()> = (|| {
             let offset = w.offset();
@@ -202,6 +376,11 @@ pub fn fetch_blob(
                     stream = client.blob(r, digest, 0)?;
                 }
             }
+            let mut tee = Tee {
+                inner: &mut w,
+                tap: tap_now,
+                chunk: Vec::with_capacity(TAP_CHUNK),
+            };
             match bar {
                 Some(bar) => {
                     bar.set_position(stream.start);
@@ -209,13 +388,15 @@ pub fn fetch_blob(
                         inner: stream,
                         bar: bar.clone(),
                     };
-                    io::copy(&mut c, &mut w)?;
+                    io::copy(&mut c, &mut tee)?;
                 }
                 None => {
                     let mut s = stream;
-                    io::copy(&mut s, &mut w)?;
+                    io::copy(&mut s, &mut tee)?;
                 }
             }
+            io::Write::flush(&mut tee)?;
+            drop(tee);
             w.commit()?;
             Ok(())
         })();

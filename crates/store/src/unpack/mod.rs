@@ -92,6 +92,37 @@ impl Store {
         diff_id: &Digest,
         opts: &UnpackOptions,
     ) -> Result<UnpackReport, StoreError> {
+        self.unpack_layer_with(blob, diff_id, opts, None, &mut || Ok(()))
+    }
+
+    /// [`Store::unpack_layer`] reading the blob's bytes from `src` as they arrive (a download
+    /// in progress) instead of from the store. `start` is called once the layer's lock is held
+    /// and the layer found missing, and should start whatever feeds `src`: started earlier, a
+    /// download could hold its blob's lock while waiting for this reader, which could be
+    /// waiting for the layer's lock held by another process waiting for that blob. Once the
+    /// layer is unpacked and its diff_id verified, `ready` is called, and the layer is
+    /// published only if it returns `Ok`: the caller's word that the blob itself was complete
+    /// and verified.
+    pub fn unpack_layer_from(
+        &self,
+        src: &mut (dyn io::Read + Send),
+        blob: &Digest,
+        diff_id: &Digest,
+        opts: &UnpackOptions,
+        start: &mut dyn FnMut(),
+        ready: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<UnpackReport, StoreError> {
+        self.unpack_layer_with(blob, diff_id, opts, Some((src, start)), ready)
+    }
+
+    fn unpack_layer_with(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        opts: &UnpackOptions,
+        src: Option<(&mut (dyn io::Read + Send), &mut dyn FnMut())>,
+        ready: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<UnpackReport, StoreError> {
         if let Some(size) = self.layer_size(diff_id)? {
             return Ok(UnpackReport {
                 warnings: Vec::new(),
@@ -105,10 +136,18 @@ impl Store {
                 size,
             });
         }
-        let file = self.open_blob(blob)?;
+        let src: Box<dyn Read + Send + '_> = match src {
+            Some((src, start)) => {
+                start();
+                Box::new(src)
+            }
+            None => Box::new(self.open_blob(blob)?),
+        };
         let tmp = self.paths.temp(&format!("layer-{}", diff_id.hex()));
         fs::create_dir(&tmp).at(&tmp)?;
-        let result = self.unpack_into(file, blob, diff_id, opts, &tmp);
+        let result = self
+            .unpack_into(src, blob, diff_id, opts, &tmp)
+            .and_then(|r| ready().map(|()| r));
         let report = match result {
             Ok(r) => r,
             Err(e) => {
@@ -138,7 +177,7 @@ impl Store {
 
     fn unpack_into(
         &self,
-        file: fs::File,
+        file: Box<dyn Read + Send + '_>,
         blob: &Digest,
         diff_id: &Digest,
         opts: &UnpackOptions,
