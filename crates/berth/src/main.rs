@@ -15,10 +15,9 @@ mod template;
 use std::process::ExitCode;
 
 use berth_cli::Cli;
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let debug = cli.global.debug;
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),

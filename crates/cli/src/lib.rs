@@ -245,10 +245,92 @@ pub struct CompletionArgs {
     pub shell: clap_complete::Shell,
 }
 
+impl Cli {
+    /// Parses the process's arguments as [`Parser::parse`] does. `run` and `exec`, whose start
+    /// is timed in milliseconds, are first tried against a command tree holding only them:
+    /// building the whole tree (every command and flag) costs more CPU than the rest of
+    /// Berth's own work to start a container. Everything else, and anything that small tree
+    /// refuses (help and errors included), goes through the whole tree, so what users see
+    /// is the same.
+    pub fn parse_args() -> Cli {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        Cli::parse_quick(&args).unwrap_or_else(|| Cli::parse_from(args))
+    }
+
+    /// The quick path of [`Cli::parse_args`]; `None` where it does not apply.
+    pub fn parse_quick(args: &[std::ffi::OsString]) -> Option<Cli> {
+        use clap::{Args, FromArgMatches};
+        if !args.iter().skip(1).any(|a| a == "run" || a == "exec") {
+            return None;
+        }
+        let tree = clap::Command::new("berth")
+            .disable_help_subcommand(true)
+            .subcommand(RunArgs::augment_args(clap::Command::new("run")))
+            .subcommand(ExecArgs::augment_args(clap::Command::new("exec")));
+        let m = GlobalArgs::augment_args(tree)
+            .try_get_matches_from(args)
+            .ok()?;
+        let global = GlobalArgs::from_arg_matches(&m).ok()?;
+        let command = match m.subcommand()? {
+            ("run", sub) => Command::Run(Box::new(RunArgs::from_arg_matches(sub).ok()?)),
+            ("exec", sub) => Command::Exec(ExecArgs::from_arg_matches(sub).ok()?),
+            _ => return None,
+        };
+        Some(Cli { global, command })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn the_quick_parse_agrees_with_the_whole_tree() {
+        let same: &[&[&str]] = &[
+            &["berth", "run", "--rm", "img", "true"],
+            &[
+                "berth", "--root", "/x", "run", "-d", "--name", "n", "-e", "A=1", "-v", "/a:/b:ro",
+                "--cpus", "2", "img", "sh", "-c", "echo hi",
+            ],
+            &["berth", "run", "--root", "/y", "--rm", "-it", "img"],
+            &[
+                "berth",
+                "run",
+                "-h",
+                "host",
+                "--network",
+                "none",
+                "img",
+                "--rm",
+                "-x",
+            ],
+            &["berth", "--debug", "run", "--hpc", "--gpus", "all", "img"],
+            &["berth", "exec", "-i", "c", "true"],
+            &[
+                "berth", "exec", "-u", "1000", "-w", "/tmp", "-e", "X=1", "c", "ls", "-la",
+            ],
+        ];
+        for argv in same {
+            let args: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+            let quick = Cli::parse_quick(&args).unwrap_or_else(|| panic!("{argv:?}"));
+            let whole = Cli::try_parse_from(argv.iter()).unwrap();
+            assert_eq!(format!("{quick:?}"), format!("{whole:?}"), "{argv:?}");
+        }
+        let whole_only: &[&[&str]] = &[
+            &["berth", "run", "--help"],
+            &["berth", "run", "--version"],
+            &["berth", "run", "--bogus", "img"],
+            &["berth", "run"],
+            &["berth", "ps", "-a"],
+            &["berth", "container", "run", "img"],
+            &["berth", "images", "run"],
+        ];
+        for argv in whole_only {
+            let args: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+            assert!(Cli::parse_quick(&args).is_none(), "{argv:?}");
+        }
+    }
 
     #[test]
     fn cli_is_consistent() {
