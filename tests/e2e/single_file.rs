@@ -253,8 +253,27 @@ fn root_mounts_through_fuse_when_the_site_says_so() {
             .next(),
         Some("root:x:0:0:root:/root:/bin/sh")
     );
+    // Containers from the file share the one mount, while they run and a few seconds after.
+    assert_eq!(b.ok(&["run", "--rm", f, "echo", "beside"]), "beside\n");
+    assert_eq!(ours(), 1, "a second FUSE mount of the same file");
     b.ok(&["rm", "-f", id.trim()]);
-    assert_eq!(ours(), 0, "the FUSE mount outlived its container");
+    assert_eq!(ours(), 1, "the mount did not linger");
+    assert_eq!(b.ok(&["run", "--rm", f, "echo", "after"]), "after\n");
+    assert_eq!(ours(), 1, "a second FUSE mount of the same file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ours() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(ours(), 0, "the FUSE mount outlived its containers");
+    // Created and removed without ever running: the mount goes with the container.
+    let id = b.ok(&["create", f, "true"]);
+    assert_eq!(ours(), 1);
+    b.ok(&["rm", id.trim()]);
+    assert_eq!(
+        ours(),
+        0,
+        "the FUSE mount outlived a container that never ran"
+    );
     std::fs::write(conf.join("config.toml"), "squashfs_mount = \"nfs\"\n").unwrap();
     let err = b.fails(&["run", "--rm", f, "true"], 125);
     assert!(

@@ -200,6 +200,10 @@ pub struct LingerArgs {
     pub millis: u64,
     /// The image file, for `ps` to show.
     pub file: PathBuf,
+    /// Then unmount this FUSE mount, unless another container holds it (its lock is standard
+    /// input).
+    #[arg(long, value_name = "DIR")]
+    pub unmount: Option<PathBuf>,
 }
 
 /// `berth system …`

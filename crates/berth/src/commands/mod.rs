@@ -83,8 +83,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Linger(a) => {
-            // Standard input holds the file system; it goes when this process does.
+            // Standard input holds the file system (or, for FUSE, a lock on its mount); it
+            // goes when this process does.
             std::thread::sleep(std::time::Duration::from_millis(a.millis));
+            if let Some(dir) = &a.unmount {
+                use std::os::fd::AsFd;
+                let lock = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+                crate::dispatch::shared_fuse::unmount_if_unused(&lock, dir);
+            }
             Ok(0)
         }
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::exec(&s, &a),

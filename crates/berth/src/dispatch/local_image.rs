@@ -62,6 +62,23 @@ pub fn open(store: &Store, path: &Path, fuse: bool) -> Result<ImageInput> {
         ),
     };
     drop(f);
+    if fuse || super::euid() != 0 {
+        let target = super::shared_fuse::acquire(store, &path)?;
+        return Ok(ImageInput {
+            id,
+            config,
+            lower_dirs: vec![target.clone()],
+            host_config: serde_json::Map::from_iter([
+                ("Squashfs".to_string(), json!(path.display().to_string())),
+                (
+                    "SquashfsMount".to_string(),
+                    json!(target.display().to_string()),
+                ),
+                ("SquashfsFuse".to_string(), json!(true)),
+                ("SquashfsShared".to_string(), json!(true)),
+            ]),
+        });
+    }
     let target = store.paths().temp("sqsh");
     std::fs::create_dir_all(&target)
         .with_context(|| format!("cannot create {}", target.display()))?;
@@ -100,6 +117,9 @@ pub fn reopen(host_config: &Value) -> Result<()> {
     ) else {
         return Ok(());
     };
+    if host_config["SquashfsShared"].as_bool() == Some(true) {
+        return super::shared_fuse::acquire_at(Path::new(file), Path::new(target));
+    }
     let target = Path::new(target);
     if target.exists() {
         return Ok(());
@@ -125,6 +145,14 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(3);
 /// holds the kernel-mounted file system for [`LINGER`] through a descriptor of its root: the
 /// mount is gone from every namespace at once, the file system is not.
 pub fn release_lingering(host_config: &Value) {
+    if let (Some(target), Some(file), true) = (
+        host_config["SquashfsMount"].as_str(),
+        host_config["Squashfs"].as_str(),
+        host_config["SquashfsShared"].as_bool() == Some(true),
+    ) {
+        super::shared_fuse::release(Path::new(target), file, Some(LINGER));
+        return;
+    }
     if let (Some(target), Some(file), false) = (
         host_config["SquashfsMount"].as_str(),
         host_config["Squashfs"].as_str(),
@@ -156,6 +184,11 @@ pub fn release(host_config: &Value) {
     let Some(target) = host_config["SquashfsMount"].as_str() else {
         return;
     };
+    if host_config["SquashfsShared"].as_bool() == Some(true) {
+        let file = host_config["Squashfs"].as_str().unwrap_or_default();
+        super::shared_fuse::release(Path::new(target), file, None);
+        return;
+    }
     let target = PathBuf::from(target);
     let mounted = if host_config["SquashfsFuse"].as_bool() == Some(true) {
         berth_runtime::SquashfsMount::Fuse(target.clone())

@@ -12,6 +12,7 @@ pub mod local_image;
 pub mod mpi;
 pub mod pull;
 pub mod push;
+pub mod shared_fuse;
 pub mod start;
 
 use std::os::unix::fs::MetadataExt;
