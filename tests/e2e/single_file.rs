@@ -274,6 +274,11 @@ fn root_mounts_through_fuse_when_the_site_says_so() {
         0,
         "the FUSE mount outlived a container that never ran"
     );
+    // A mount nobody holds (its monitor killed, say) goes with `system prune`.
+    b.ok(&["create", "--name", "idle", f, "true"]);
+    assert_eq!(ours(), 1);
+    b.ok(&["system", "prune", "-f"]);
+    assert_eq!(ours(), 0, "system prune left an unused FUSE mount");
     std::fs::write(conf.join("config.toml"), "squashfs_mount = \"nfs\"\n").unwrap();
     let err = b.fails(&["run", "--rm", f, "true"], 125);
     assert!(

@@ -29,8 +29,9 @@ pub fn run(s: &Settings, a: &DfArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `berth system prune`: stopped containers, then the images they held (dangling ones, or with
-/// `-a` every image no container uses), then the build cache, after one confirmation.
+/// `berth system prune`: stopped containers and the FUSE mounts no container holds, then the
+/// images they held (dangling ones, or with `-a` every image no container uses), then the build
+/// cache, after one confirmation.
 pub fn prune(s: &Settings, a: &berth_cli::PruneArgs) -> Result<u8> {
     if !a.force {
         let images = if a.all {
@@ -52,6 +53,7 @@ pub fn prune(s: &Settings, a: &berth_cli::PruneArgs) -> Result<u8> {
     }
     let forced = |all| berth_cli::PruneArgs { all, force: true };
     super::container::prune(s, &forced(false))?;
+    crate::dispatch::shared_fuse::prune(&s.open_store()?);
     super::rmi::prune(s, &forced(a.all))?;
     super::build::prune(
         s,

@@ -143,3 +143,19 @@ pub fn unmount_if_unused(lock: &File, dir: &Path) {
         berth_runtime::SquashfsMount::Fuse(dir.to_path_buf()).release();
     }
 }
+
+/// Takes down the store's FUSE mounts that no container holds (left by a monitor that was
+/// killed before it could hand its hold to a `berth __linger`).
+pub fn prune(store: &Store) {
+    let Ok(entries) = std::fs::read_dir(store.paths().root().join("sqsh")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "lock") {
+            if let Ok(lock) = File::options().write(true).open(&path) {
+                unmount_if_unused(&lock, &path.with_extension(""));
+            }
+        }
+    }
+}
