@@ -146,11 +146,9 @@ pub fn rm(s: &Settings, a: &RmArgs) -> Result<u8> {
             wait_exit(store, &rec.id, Some(Duration::from_secs(10)))?;
         }
         store.remove_container(&rec.id)?;
-        // A shared FUSE mount that only this container (created, never run) still named goes
-        // with it; a kernel mount went with its monitor's namespace.
-        if rec.host_config["SquashfsShared"].as_bool() == Some(true) {
-            crate::dispatch::local_image::release(&rec.host_config);
-        }
+        // What a container that never ran still has of its single-file image (its mount
+        // directory; a shared FUSE mount nobody else holds) goes with it.
+        crate::dispatch::local_image::release(&rec.host_config);
         p.out(&rec.name);
         Ok(())
     })

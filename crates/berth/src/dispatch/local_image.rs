@@ -62,32 +62,20 @@ pub fn open(store: &Store, path: &Path, fuse: bool) -> Result<ImageInput> {
         ),
     };
     drop(f);
-    if fuse || super::euid() != 0 {
-        let target = super::shared_fuse::acquire(store, &path)?;
-        return Ok(ImageInput {
-            id,
-            config,
-            lower_dirs: vec![target.clone()],
-            host_config: serde_json::Map::from_iter([
-                ("Squashfs".to_string(), json!(path.display().to_string())),
-                (
-                    "SquashfsMount".to_string(),
-                    json!(target.display().to_string()),
-                ),
-                ("SquashfsFuse".to_string(), json!(true)),
-                ("SquashfsShared".to_string(), json!(true)),
-            ]),
-        });
-    }
-    let target = store.paths().temp("sqsh");
-    std::fs::create_dir_all(&target)
-        .with_context(|| format!("cannot create {}", target.display()))?;
-    let mounted = match berth_runtime::mount_squashfs(&path, &target, fuse) {
-        Ok(m) => m,
-        Err(e) => {
+    // Without root, or when the site says so, a FUSE mount the store's containers share;
+    // otherwise a kernel mount of this container's own.
+    let shared = fuse || super::euid() != 0;
+    let target = if shared {
+        super::shared_fuse::acquire(store, &path)?
+    } else {
+        let target = store.paths().temp("sqsh");
+        std::fs::create_dir_all(&target)
+            .with_context(|| format!("cannot create {}", target.display()))?;
+        if let Err(e) = berth_runtime::mount_squashfs(&path, &target, false) {
             let _ = std::fs::remove_dir(&target);
             return Err(e.into());
         }
+        target
     };
     Ok(ImageInput {
         id,
@@ -99,10 +87,8 @@ pub fn open(store: &Store, path: &Path, fuse: bool) -> Result<ImageInput> {
                 "SquashfsMount".to_string(),
                 json!(target.display().to_string()),
             ),
-            (
-                "SquashfsFuse".to_string(),
-                json!(matches!(mounted, berth_runtime::SquashfsMount::Fuse(_))),
-            ),
+            ("SquashfsFuse".to_string(), json!(shared)),
+            ("SquashfsShared".to_string(), json!(shared)),
         ]),
     })
 }
@@ -150,7 +136,7 @@ pub fn release_lingering(host_config: &Value) {
         host_config["Squashfs"].as_str(),
         host_config["SquashfsShared"].as_bool() == Some(true),
     ) {
-        super::shared_fuse::release(Path::new(target), file, Some(LINGER));
+        super::shared_fuse::release(Path::new(target), file, true);
         return;
     }
     if let (Some(target), Some(file), false) = (
@@ -158,24 +144,34 @@ pub fn release_lingering(host_config: &Value) {
         host_config["Squashfs"].as_str(),
         host_config["SquashfsFuse"].as_bool() == Some(true),
     ) {
-        let root = berth_runtime::SquashfsMount::Kernel(PathBuf::from(target)).hold();
-        if let Some(root) = root {
-            use std::os::unix::process::CommandExt;
-            // Its own process group, nothing of the caller's terminal or pipes: a `$(berth
-            // run …)` does not wait for it.
-            let _ = std::process::Command::new("/proc/self/exe")
-                .arg0("berth")
-                .arg("__linger")
-                .arg(LINGER.as_millis().to_string())
-                .arg(file)
-                .stdin(std::process::Stdio::from(root))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .process_group(0)
-                .spawn();
+        if let Some(root) = berth_runtime::SquashfsMount::Kernel(PathBuf::from(target)).hold() {
+            spawn_linger(root, file, None);
         }
     }
     release(host_config);
+}
+
+/// Starts `berth __linger`, which holds `hold` (a kernel mount's root, or a lock on a shared
+/// FUSE mount, as its standard input) for [`LINGER`] and then, given `unmount`, takes that FUSE
+/// mount down if nobody else holds it. Its own process group, nothing of the caller's terminal
+/// or pipes: a `$(berth run …)` does not wait for it. Should it fail to start, what it would
+/// have held goes at once (a shared mount stays for the next container to use).
+pub fn spawn_linger(hold: std::os::fd::OwnedFd, file: &str, unmount: Option<&Path>) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg0("berth")
+        .arg("__linger")
+        .arg(LINGER.as_millis().to_string())
+        .arg(file);
+    if let Some(dir) = unmount {
+        cmd.arg("--unmount").arg(dir);
+    }
+    let _ = cmd
+        .stdin(std::process::Stdio::from(hold))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
 }
 
 /// Takes down what [`open`] mounted for a container (its record's `HostConfig`), once it has
@@ -186,7 +182,7 @@ pub fn release(host_config: &Value) {
     };
     if host_config["SquashfsShared"].as_bool() == Some(true) {
         let file = host_config["Squashfs"].as_str().unwrap_or_default();
-        super::shared_fuse::release(Path::new(target), file, None);
+        super::shared_fuse::release(Path::new(target), file, false);
         return;
     }
     let target = PathBuf::from(target);

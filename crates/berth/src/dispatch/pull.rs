@@ -187,7 +187,7 @@ pub fn fetch_blob(
 
 /// Fetches a layer blob and unpacks it at the same time, when this process unpacks and the
 /// blob is fetched whole from its first byte: the unpacking thread reads the bytes as they
-/// arrive, and publishes the layer only once the blob is complete and verified. Anything else
+/// arrive through a pipe, and publishes the layer only once the blob is complete and verified. Anything else
 /// (a resumed download, a retry, a layer unpacked by a helper in a user namespace) fetches
 /// first and unpacks from the stored blob, as does a streamed unpack that failed, so that its
 /// error is the one the blob itself gives.
@@ -206,7 +206,7 @@ fn fetch_and_unpack(
         bar.message("Extracting");
         return super::delegate::unpack_layer(store, digest, diff_id);
     }
-    let (tap, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(TAP_CHUNKS);
+    let (mut src, tap) = io::pipe()?;
     let (fetched, streamed) = std::thread::scope(|s| {
         let download = std::cell::RefCell::new(None);
         let mut tap = Some(tap);
@@ -233,11 +233,6 @@ fn fetch_and_unpack(
                 })
             }
         };
-        let mut src = Chunks {
-            rx: chunks,
-            current: Vec::new(),
-            pos: 0,
-        };
         let opts = berth_store::UnpackOptions::default();
         let streamed =
             store.unpack_layer_from(&mut src, digest, diff_id, &opts, &mut start, &mut ready);
@@ -261,10 +256,6 @@ fn fetch_and_unpack(
     }
 }
 
-/// Chunks of `TAP_CHUNK` bytes in flight between the download and the unpack, at most.
-const TAP_CHUNKS: usize = 8;
-const TAP_CHUNK: usize = 256 * 1024;
-
 fn join(h: std::thread::ScopedJoinHandle<'_, Result<()>>) -> Result<()> {
     h.join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the download thread panicked")))
@@ -274,67 +265,26 @@ fn fs_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// The reading end of a download's tap.
-struct Chunks {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl io::Read for Chunks {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
-            match self.rx.recv() {
-                Ok(c) => {
-                    self.current = c;
-                    self.pos = 0;
-                }
-                // The download ended (or stopped feeding this reader): end of stream.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-/// Writes to the blob and hands a copy of the same bytes, in chunks, to the tap; a tap whose
-/// reader is gone is dropped and the download goes on.
+/// Writes to the blob and the same bytes to the tap, a pipe to the unpacking thread (whose
+/// fill bounds what is in flight); a tap whose reader is gone is dropped and the download
+/// goes on.
 struct Tee<'a, W> {
     inner: &'a mut W,
-    tap: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    chunk: Vec<u8>,
-}
-
-impl<W: io::Write> Tee<'_, W> {
-    fn send(&mut self) {
-        if let Some(tx) = &self.tap {
-            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(TAP_CHUNK));
-            if tx.send(chunk).is_err() {
-                self.tap = None;
-            }
-        }
-    }
+    tap: Option<io::PipeWriter>,
 }
 
 impl<W: io::Write> io::Write for Tee<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        if self.tap.is_some() {
-            self.chunk.extend_from_slice(&buf[..n]);
-            if self.chunk.len() >= TAP_CHUNK {
-                self.send();
+        if let Some(tap) = &mut self.tap {
+            if tap.write_all(&buf[..n]).is_err() {
+                self.tap = None;
             }
         }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if !self.chunk.is_empty() {
-            self.send();
-        }
         self.inner.flush()
     }
 }
@@ -349,7 +299,7 @@ fn fetch_blob_tapped(
     digest: &Digest,
     size: u64,
     bar: Option<&Bar>,
-    mut tap: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    mut tap: Option<io::PipeWriter>,
 ) -> Result<()> {
     let mut attempt = 0;
     loop {
@@ -379,7 +329,6 @@ fn fetch_blob_tapped(
             let mut tee = Tee {
                 inner: &mut w,
                 tap: tap_now,
-                chunk: Vec::with_capacity(TAP_CHUNK),
             };
             match bar {
                 Some(bar) => {
@@ -395,7 +344,6 @@ fn fetch_blob_tapped(
                     io::copy(&mut s, &mut tee)?;
                 }
             }
-            io::Write::flush(&mut tee)?;
             drop(tee);
             w.commit()?;
             Ok(())

@@ -15,7 +15,6 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_store::Store;
@@ -79,16 +78,12 @@ pub fn acquire_at(file: &Path, dir: &Path) -> Result<()> {
     locked(false)?;
     if !alive() {
         locked(true)?;
-        match std::fs::metadata(dir) {
-            Ok(m) if Some(m.dev()) != base_dev => {}
-            Ok(_) => {
-                berth_runtime::mount_squashfs(file, dir, true)?;
-            }
-            // ENOTCONN and the like: a mount whose daemon is gone.
-            Err(_) => {
+        if !alive() {
+            if std::fs::metadata(dir).is_err() {
+                // ENOTCONN and the like: a mount whose daemon is gone.
                 berth_runtime::SquashfsMount::Fuse(dir.to_path_buf()).release();
-                berth_runtime::mount_squashfs(file, dir, true)?;
             }
+            berth_runtime::mount_squashfs(file, dir, true)?;
         }
         locked(false)?;
     }
@@ -99,42 +94,29 @@ pub fn acquire_at(file: &Path, dir: &Path) -> Result<()> {
 }
 
 /// Lets go of this process's hold on the mount at `dir`. With `linger`, a `berth __linger`
-/// process keeps one hold that long and then unmounts if nobody else holds it; without, the
-/// mount is taken down at once when nobody else holds it.
-pub fn release(dir: &Path, file: &str, linger: Option<Duration>) {
+/// process keeps one hold a few seconds and then unmounts if nobody else holds it; without,
+/// the mount is taken down at once when nobody else holds it.
+pub fn release(dir: &Path, file: &str, linger: bool) {
     let mut held: Vec<File> = {
         let mut all = HELD.lock().expect("not poisoned");
         let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(d, _)| d == dir);
         *all = rest;
         mine.into_iter().map(|(_, f)| f).collect()
     };
-    let Some(last) = held.pop() else {
-        // Held by nobody here (`rm` of a container created by another process): take it down
-        // if no container holds it.
-        if let Ok(lock) = File::options().write(true).open(dir.with_extension("lock")) {
-            unmount_if_unused(&lock, dir);
-        }
-        return;
+    let last = match held.pop() {
+        Some(last) => last,
+        // Held by nobody here (`rm` of a container another process created).
+        None => match File::options().write(true).open(dir.with_extension("lock")) {
+            Ok(lock) => lock,
+            Err(_) => return,
+        },
     };
     drop(held);
-    if let Some(linger) = linger {
-        use std::os::unix::process::CommandExt;
-        // Should it fail to start, the mount stays for the next container to use.
-        let _ = std::process::Command::new("/proc/self/exe")
-            .arg0("berth")
-            .arg("__linger")
-            .arg(linger.as_millis().to_string())
-            .arg(file)
-            .arg("--unmount")
-            .arg(dir)
-            .stdin(std::process::Stdio::from(last))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn();
-        return;
+    if linger {
+        super::local_image::spawn_linger(last.into(), file, Some(dir));
+    } else {
+        unmount_if_unused(&last, dir);
     }
-    unmount_if_unused(&last, dir);
 }
 
 /// Takes the mount at `dir` down if `lock` (a hold on it) can become the only one.
