@@ -236,7 +236,7 @@ fn exec_joins_pid_namespace_and_hostname() {
     let f = Fixture::new();
     let bundle = f.bundle(spec(&["sleep", "30"]));
     let mut container = {
-        let _turn = common::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = common::turn();
         Container::create(&bundle, Stdio::Inherit).unwrap()
     };
     container.start().unwrap();
@@ -254,7 +254,7 @@ fn exec_joins_pid_namespace_and_hostname() {
         stderr: tempfile::tempfile().unwrap(),
     };
     let code = {
-        let _turn = common::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = common::turn();
         exec(pid, &process, stdio, false).unwrap()
     };
     berth_runtime::kill(pid, libc_sigkill()).unwrap();
@@ -280,14 +280,14 @@ fn exec_of_missing_command_is_127() {
     let f = Fixture::new();
     let bundle = f.bundle(spec(&["sleep", "30"]));
     let mut container = {
-        let _turn = common::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = common::turn();
         Container::create(&bundle, Stdio::Inherit).unwrap()
     };
     container.start().unwrap();
     let mut process = bundle.spec.process().clone().unwrap();
     process.set_args(Some(vec!["nope".into()]));
     let err = {
-        let _turn = common::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = common::turn();
         exec(container.pid(), &process, Stdio::Inherit, false).unwrap_err()
     };
     assert_eq!(err.exit_code(), 127, "{err}");

@@ -90,7 +90,7 @@ fn init_forwards_signals_to_the_command() {
     let mut b = f.bundle(with_seccomp(spec(&["sleep", "30"]), default_filter()));
     b.init = true;
     let mut c = {
-        let _turn = common::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = common::turn();
         Container::create(&b, Stdio::Inherit).unwrap()
     };
     c.start().unwrap();
@@ -108,7 +108,7 @@ fn exec_confined_applies_the_filter() {
     let filter = default_filter();
     let bundle = f.bundle(with_seccomp(spec(&["sleep", "30"]), filter.clone()));
     let mut container = {
-        let _turn = common::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = common::turn();
         Container::create(&bundle, Stdio::Inherit).unwrap()
     };
     container.start().unwrap();
@@ -125,7 +125,7 @@ fn exec_confined_applies_the_filter() {
         stderr: tempfile::tempfile().unwrap(),
     };
     let code = {
-        let _turn = common::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = common::turn();
         let opts = berth_runtime::ExecOptions {
             seccomp: Some(&filter),
             ..Default::default()

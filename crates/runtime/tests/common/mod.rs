@@ -14,9 +14,34 @@ use oci_spec::runtime::{
     UserBuilder,
 };
 
-/// Container creation clones the calling thread only; tests take turns so no other test
-/// thread is inside the allocator or holds a lock at that moment.
-pub static SERIAL: Mutex<()> = Mutex::new(());
+/// Container creation clones the calling thread only: no other test thread may be inside the
+/// allocator or hold a lock at that moment, or the child can wait forever on a lock nobody in
+/// it will release. Each test therefore takes its turn for all of its life (its [`Fixture`]
+/// holds a [`Turn`]), not just around the clone.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// This thread's turn; taken again by the same thread (a second fixture, a helper) it nests.
+pub struct Turn(Option<std::sync::MutexGuard<'static, ()>>);
+
+/// Waits for this thread's turn.
+pub fn turn() -> Turn {
+    let depth = DEPTH.get();
+    DEPTH.set(depth + 1);
+    if depth > 0 {
+        return Turn(None);
+    }
+    Turn(Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner())))
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        DEPTH.set(DEPTH.get() - 1);
+    }
+}
 
 const APPLETS: [&str; 19] = [
     "sh", "true", "false", "cat", "echo", "id", "ls", "sleep", "hostname", "mount", "readlink",
@@ -107,17 +132,19 @@ pub fn set_user(spec: &mut Spec, uid: u32, gid: u32) {
 /// A container's root filesystem and state in one temporary directory.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
+    _turn: Turn,
 }
 
 impl Fixture {
     pub fn new() -> Fixture {
+        let turn = turn();
         let dir = tempfile::Builder::new()
             .prefix("berth-rt-")
             .tempdir_in("/tmp")
             .unwrap();
         busybox_rootfs(&dir.path().join("rootfs"));
         fs::create_dir(dir.path().join("state")).unwrap();
-        Fixture { dir }
+        Fixture { dir, _turn: turn }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -153,7 +180,7 @@ pub fn run(bundle: &Bundle) -> Result<Outcome, RuntimeError> {
         stderr: err.try_clone().unwrap(),
     };
     let mut container = {
-        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = turn();
         Container::create(bundle, stdio)?
     };
     container.start()?;
