@@ -439,6 +439,40 @@ fn signals_reach_the_container() {
     }
 }
 
+/// A caller that ignores signals (`nohup`, a shell's background job) does not pass that on: the
+/// container's process starts with every signal at its default and none blocked.
+#[test]
+fn container_starts_with_default_signal_dispositions() {
+    let b = with_busybox();
+    let berth = b.cmd();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' INT HUP USR2 PIPE; exec \"$0\" \"$@\"")
+        .arg(berth.get_program())
+        .args([
+            "run",
+            "--rm",
+            "localhost/bb",
+            "grep",
+            "-E",
+            "^Sig(Ign|Blk)",
+            "/proc/self/status",
+        ])
+        .envs(berth.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        "{text}"
+    );
+}
+
 #[test]
 fn cpu_limits_are_visible() {
     let b = with_busybox();
@@ -540,6 +574,35 @@ fn rm_flag_and_cidfile() {
     assert!(err.contains("keep"), "{err}");
     b.ok(&["container", "prune", "-f"]);
     assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+
+    // A --rm container is gone for every command once run returns; a detached process
+    // deletes its files from tmp/ soon after, without holding run's output open.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "brief",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo x > /f",
+    ]);
+    assert_eq!(out, "");
+    assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+    b.ok(&["run", "--rm", "--name", "brief", "localhost/bb", "true"]);
+    let tmp = b.root().join("tmp");
+    let left = || -> Vec<_> {
+        std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    };
+    for _ in 0..100 {
+        if left().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(left().is_empty(), "{:?}", left());
     std::thread::sleep(Duration::from_millis(1));
 }
 

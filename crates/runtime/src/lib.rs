@@ -15,6 +15,7 @@
 //! through `rustix`.
 #![deny(missing_docs)]
 
+mod background;
 mod delegate;
 mod error;
 mod exec;
@@ -35,6 +36,7 @@ mod tty;
 
 use std::path::PathBuf;
 
+pub use background::in_background;
 pub use delegate::{enter_user_namespace, write_id_maps};
 pub use error::{RuntimeError, Step};
 pub use exec::{exec, exec_confined, exec_detached, ExecOptions};

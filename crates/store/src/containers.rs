@@ -6,6 +6,7 @@
 //! layers from garbage collection for as long as the container exists.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -233,13 +234,19 @@ impl Store {
         self.remove_container_dir(id, name.as_deref())
     }
 
-    /// Removes a container whose record the caller already holds (its monitor, at the end of
-    /// a `--rm` run), without reading the record back.
-    pub fn remove_container_record(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
-        self.remove_container_dir(&rec.id, Some(&rec.name))
+    /// Takes a container out of the store without deleting its files yet: once this returns,
+    /// no command sees the container and its name is free. The files wait in `tmp/` for
+    /// [`Store::delete_unpublished`] (or, if that never runs, for `system prune`).
+    pub fn unpublish_container(&self, rec: &ContainerRecord) -> Result<PathBuf, StoreError> {
+        self.unpublish(&rec.id, Some(&rec.name))
     }
 
-    fn remove_container_dir(&self, id: &str, name: Option<&str>) -> Result<(), StoreError> {
+    /// Deletes the files of a container [`Store::unpublish_container`] took out.
+    pub fn delete_unpublished(&self, doomed: &Path) -> Result<(), StoreError> {
+        self.remove_tree(doomed).at(doomed)
+    }
+
+    fn unpublish(&self, id: &str, name: Option<&str>) -> Result<PathBuf, StoreError> {
         let dir = self.paths.container_dir(id);
         let doomed = self.paths.temp("container-rm");
         fs::rename(&dir, &doomed).at(&dir)?;
@@ -249,7 +256,12 @@ impl Store {
                 let _ = fs::remove_file(&claim);
             }
         }
-        self.remove_tree(&doomed).at(&doomed)
+        Ok(doomed)
+    }
+
+    fn remove_container_dir(&self, id: &str, name: Option<&str>) -> Result<(), StoreError> {
+        let doomed = self.unpublish(id, name)?;
+        self.delete_unpublished(&doomed)
     }
 
     /// Creates a named volume (idempotent) and returns the directory it mounts.

@@ -211,7 +211,16 @@ fn cleanup(store: &Store, rec: &ContainerRecord, cg: Option<&mut Box<dyn CgroupM
     }
     super::local_image::release_lingering(&rec.host_config);
     if auto_remove(rec) {
-        let _ = store.remove_container_record(rec);
+        // The exit status need not wait for the files: once unpublished, the container is gone
+        // for every command, and a detached process deletes what is left.
+        if let Ok(doomed) = store.unpublish_container(rec) {
+            let started = berth_runtime::in_background(|| {
+                let _ = store.delete_unpublished(&doomed);
+            });
+            if started.is_err() {
+                let _ = store.delete_unpublished(&doomed);
+            }
+        }
     }
 }
 

@@ -220,8 +220,14 @@ fn caps_failure(what: &str, e: caps::errors::CapsError) -> Failure {
 }
 
 fn drop_bounding(keep: &CapsHashSet) -> Result<(), Failure> {
-    let current =
-        caps::read(None, CapSet::Bounding).map_err(|e| caps_failure("read bounding set", e))?;
+    // Dropping a capability the set already lacks does nothing, so the kernel's list (one small
+    // file) replaces reading the set one capability per call.
+    let current = match caps::runtime::procfs_all_supported(None) {
+        Ok(all) => all,
+        Err(_) => {
+            caps::read(None, CapSet::Bounding).map_err(|e| caps_failure("read bounding set", e))?
+        }
+    };
     for cap in current.difference(keep) {
         caps::drop(None, CapSet::Bounding, *cap)
             .map_err(|e| caps_failure(&format!("drop {cap} from bounding set"), e))?;

@@ -54,7 +54,15 @@ pub(crate) fn setup(
     )
     .map_err(Failure::at(Step::Propagation, "/"))?;
     if let Rootfs::Overlay { lower, upper, .. } = plan.rootfs {
-        for m in plan.spec.mounts().as_deref().unwrap_or_default() {
+        let mounts = plan.spec.mounts().as_deref().unwrap_or_default();
+        for (i, m) in mounts.iter().enumerate() {
+            // A target under an earlier mount (/dev/pts under the /dev tmpfs) is made on that
+            // mount, not on the overlay: a directory in the upper layer would only be hidden.
+            if mounts[..i].iter().any(|e| {
+                m.destination() != e.destination() && m.destination().starts_with(e.destination())
+            }) {
+                continue;
+            }
             let dir = match m.source().as_ref() {
                 Some(src) if is_bind(m) => std::fs::metadata(src).is_ok_and(|md| md.is_dir()),
                 _ => true,

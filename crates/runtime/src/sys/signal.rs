@@ -69,14 +69,56 @@ pub(crate) const SIGINFO_SIZE: usize = std::mem::size_of::<libc::signalfd_siginf
 
 /// Resets every signal to its default action and unblocks all signals, so the container does
 /// not inherit dispositions such as Rust's ignored SIGPIPE or a blocked mask from the monitor.
+///
+/// Only ignored signals need a call: exec itself resets every caught signal to its default, and
+/// `SigIgn` in `/proc/self/status` names the ignored ones (all are reset when it cannot be read).
 pub(crate) fn reset_all() -> io::Result<()> {
+    let ignored = ignored_signals().unwrap_or(u64::MAX);
     for signal in 1..=SIGRTMAX {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP || ignored & (1 << (signal - 1)) == 0
+        {
             continue;
         }
-        // SAFETY: installing SIG_DFL has no memory-safety preconditions; the C library refuses
-        // the signals it reserves for itself, which is harmless here.
-        unsafe { libc::signal(signal, libc::SIG_DFL) };
+        set_default(signal);
     }
     set_mask(&SigSet::empty()).map(|_| ())
+}
+
+/// The kernel's `struct sigaction` (not the C library's, which orders its fields differently).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// `rt_sigaction(signal, SIG_DFL)` straight to the kernel: the C library refuses the two
+/// signals it reserves for its threads (32 and 33), yet a caller may have left them ignored,
+/// and an ignored signal stays ignored across exec.
+fn set_default(signal: i32) {
+    let act = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: act is a valid kernel sigaction that lives across the call; the old action is not
+    // asked for (null); the size is that of the kernel's 64-bit signal set.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            &act as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        )
+    };
+}
+
+/// The `SigIgn` mask of this process: bit `n - 1` set when signal `n` is ignored.
+fn ignored_signals() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+    u64::from_str_radix(mask.trim(), 16).ok()
 }

@@ -1,0 +1,56 @@
+//! Work that may finish after the caller has exited.
+//!
+//! A `--rm` container's exit status is known the moment its init is reaped, but deleting its
+//! writable layer and record takes another millisecond or more of file system work on every
+//! start. [`in_background`] lets the monitor hand that work to a process of its own and exit
+//! with the status at once.
+
+use std::io;
+
+use rustix::process::WaitOptions;
+
+use crate::sys::{self, Forked};
+
+/// Runs `work` in a detached grandchild and returns as soon as it is started.
+///
+/// The grandchild has a session of its own (no terminal signal reaches it), standard streams on
+/// `/dev/null` (a caller reading this process's output through a pipe sees end of file when
+/// this process exits, not when `work` is done) and no other inherited descriptor (no lock or
+/// pipe of the caller's outlives the caller). The middle child exits at once and is reaped
+/// here, so no zombie is left even in a long-lived caller. When no process can be started, the
+/// error comes back and `work` has not run. Since the grandchild closes the descriptors it
+/// inherited, `work` must not use (or drop) an object that owns one; paths are fine.
+pub fn in_background(work: impl FnOnce()) -> io::Result<()> {
+    match sys::fork()? {
+        Forked::Child => {
+            if let Ok(Forked::Child) = sys::fork() {
+                detach_self();
+                work();
+                sys::exit_now(0);
+            }
+            sys::exit_now(0);
+        }
+        Forked::Parent(pid) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn detach_self() {
+    let _ = rustix::process::setsid();
+    let _ = sys::close_from_3();
+    if let Ok(null) = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
+    }
+    // A monitor blocks most signals for its signalfd: this process starts with none blocked.
+    let _ = sys::signal::set_mask(&sys::signal::SigSet::empty());
+}
