@@ -92,10 +92,14 @@ pub fn convert(
         .map(|l| Ok((l.digest().to_string().parse::<Digest>()?, l.size())))
         .collect::<Result<_>>()?;
     let config = store.read_blob(&img.id)?;
-    let dir = single_unpacked_layer(store, img);
-    write_output(output, &config, |tmp| match dir {
-        Some((dir, entries)) => squashfs_of_dir(&dir, entries, tmp, squash, p),
-        None => write_squashfs(store, &layers, tmp, squash, p),
+    let dir = single_layer_dir(store, img);
+    write_output(output, &config, |tmp| {
+        if let Some(dir) = &dir {
+            if let Some(flat) = squashfs_of_dir(dir, tmp, squash, p)? {
+                return Ok(flat);
+            }
+        }
+        write_squashfs(store, &layers, tmp, squash, p)
     })
 }
 
@@ -120,7 +124,10 @@ fn write_output(
     build: impl FnOnce(&Path) -> Result<Flattened>,
 ) -> Result<Converted> {
     let tmp = temp_beside(output)?;
-    let result = build(&tmp).and_then(|flat| {
+    let writeback = Writeback::start(&tmp);
+    let built = build(&tmp);
+    writeback.stop();
+    let result = built.and_then(|flat| {
         let mut f = OpenOptions::new()
             .append(true)
             .open(&tmp)
@@ -142,46 +149,83 @@ fn write_output(
     result
 }
 
+/// Writes the output's data to disk while `mksquashfs` is still producing it, so the `fsync`
+/// that makes the finished file durable has only the last moments' data left to wait for
+/// (on a fast compressor that wait was as long as a tenth of the whole conversion).
+struct Writeback {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writeback {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(25);
+
+    fn start(path: &Path) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let path = path.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Self::EVERY)
+            {
+                if let Ok(f) = fs::File::open(&path) {
+                    let _ = f.sync_data();
+                }
+            }
+        });
+        Writeback { stop, thread }
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
 /// The unpacked directory of a one-layer image, when `mksquashfs` may read it as it is: as
 /// root (the files carry the image's owners; a rootless store holds them under the caller's
-/// or shifted ids) and with no whiteout in it (a 0:0 character device, meaningless in a
-/// bottom layer but not to be copied). Reading files the pull already inflated is cheaper
-/// than inflating the blob again.
-fn single_unpacked_layer(store: &Store, img: &ImageRecord) -> Option<(PathBuf, u64)> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+/// or shifted ids). Reading files the pull already inflated is cheaper than inflating the blob
+/// again. Whether the layer holds a whiteout is checked while `mksquashfs` runs.
+fn single_layer_dir(store: &Store, img: &ImageRecord) -> Option<PathBuf> {
     if super::euid() != 0 || img.layers.len() != 1 || !store.has_layer(&img.layers[0]) {
         return None;
     }
-    let dir = store.layer_path(&img.layers[0]);
+    Some(store.layer_path(&img.layers[0]))
+}
+
+/// How many entries the tree holds, or `None` when it holds a whiteout (a 0:0 character
+/// device, meaningless in a bottom layer but not to be copied) or cannot be read.
+fn count_plain_entries(dir: &Path) -> Option<u64> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut entries = 0;
-    let mut stack = vec![dir.clone()];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in fs::read_dir(&d).ok()? {
             let e = e.ok()?;
-            let m = e.metadata().ok()?;
-            if m.file_type().is_char_device() && m.rdev() == 0 {
+            let t = e.file_type().ok()?;
+            if t.is_char_device() && e.metadata().ok()?.rdev() == 0 {
                 return None;
             }
-            if m.is_dir() {
+            if t.is_dir() {
                 stack.push(e.path());
             }
             entries += 1;
         }
     }
-    Some((dir, entries))
+    Some(entries)
 }
 
 /// `mksquashfs DIR`: the tree as it is, hard links, owners, modes and extended attributes kept.
+/// `None` (and no file) when the tree turns out to hold a whiteout: the caller then flattens
+/// the layer instead. The check walks the tree beside `mksquashfs` rather than before it.
 fn squashfs_of_dir(
     dir: &Path,
-    entries: u64,
     tmp: &Path,
     squash: &Squash,
     p: &Printer,
-) -> Result<Flattened> {
+) -> Result<Option<Flattened>> {
     let bar = p.bar("convert", None);
     bar.message("Compressing");
-    let out = Command::new("mksquashfs")
+    let mut child = Command::new("mksquashfs")
         .arg(dir)
         .arg(tmp)
         .args(["-noappend", "-quiet", "-no-progress"])
@@ -189,21 +233,32 @@ fn squashfs_of_dir(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(spawn_error)?;
-    if !out.status.success() {
-        return Err(failed(
-            out.status,
-            tmp,
-            &String::from_utf8_lossy(&out.stderr),
-        ));
+    let mut stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let Some(entries) = count_plain_entries(dir) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = errors.join();
+        let _ = fs::remove_file(tmp);
+        return Ok(None);
+    };
+    let status = child.wait().context("waiting for mksquashfs")?;
+    let errors = errors.join().unwrap_or_default();
+    if !status.success() {
+        return Err(failed(status, tmp, &errors));
     }
     bar.finish("Converted");
-    Ok(Flattened {
+    Ok(Some(Flattened {
         entries,
         hidden: 0,
         root_mode: None,
-    })
+    }))
 }
 
 /// A fresh name in the output's directory, so the final rename stays on one file system.
