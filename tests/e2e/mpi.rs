@@ -144,7 +144,36 @@ fn mpirun_runs_ranks_in_containers() {
         return;
     }
     let Some(b) = image_store() else { return };
+    // 4 MiB go through Open MPI's single-copy path (CMA), which only works because the two
+    // ranks' containers share one user namespace.
     assert_two_ranks("mpirun", &mpirun(b, &[], &["pingpong"]));
+    let out = mpirun(
+        b,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "echo $(readlink /proc/self/ns/user) ${OMPI_MCA_btl_vader_single_copy_mechanism:-cma}",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(out.status.success() && lines.len() == 2, "{stdout}");
+    assert_eq!(lines[0], lines[1], "ranks in different user namespaces");
+    assert!(lines[0].ends_with(" cma"), "{stdout}");
+    let own = b.ok(&[
+        "run",
+        "--rm",
+        "--hpc",
+        IMAGE,
+        "readlink",
+        "/proc/self/ns/user",
+    ]);
+    assert_ne!(
+        own.trim(),
+        lines[0].split(' ').next().unwrap(),
+        "outside the job: its own"
+    );
 }
 
 #[test]

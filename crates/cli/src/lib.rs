@@ -159,6 +159,9 @@ pub enum Command {
     /// (internal).
     #[command(name = "__linger", hide = true)]
     Linger(LingerArgs),
+    /// Hold the user namespace an MPI job's containers share on this node (internal).
+    #[command(name = "__userns", hide = true)]
+    Userns(UsernsArgs),
     /// Manage Berth itself.
     #[command(subcommand)]
     System(SystemCommand),
@@ -191,6 +194,13 @@ pub struct UnpackArgs {
 pub struct RmTreeArgs {
     /// The tree to remove.
     pub path: PathBuf,
+}
+
+/// `berth __userns LOCK` (internal).
+#[derive(Debug, clap::Args)]
+pub struct UsernsArgs {
+    /// The lock every container in the namespace holds shared.
+    pub lock: PathBuf,
 }
 
 /// `berth __linger MILLISECONDS FILE` (internal).

@@ -51,9 +51,9 @@ pub use gpus::{
 };
 
 pub use mpi::{
-    check_abi, classify, host_libmpi, host_mpi, image_mpi, is_libmpi_soname, launcher,
+    check_abi, classify, host_libmpi, host_mpi, image_mpi, is_libmpi_soname, job_key, launcher,
     ldconfig_entries, parse_elf, prepend_library_path, ElfDynamic, HostFiles, HostMpi, MpiError,
-    MpiFlavour, MpiLibrary, HOST_MPI_DIR, IMAGE_LIB_DIRS, IMAGE_PROVIDED,
+    MpiFlavour, MpiLibrary, HOST_MPI_DIR, IMAGE_LIB_DIRS, IMAGE_PROVIDED, NO_SINGLE_COPY,
 };
 
 pub use cpulist::{format_cpu_list, parse_cpu_list};

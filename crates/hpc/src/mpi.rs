@@ -469,10 +469,7 @@ pub fn launcher(env: &[(String, String)]) -> Contribution {
         .find(|k| var(k).is_some());
     if let Some(rank) = rank {
         c.env.push(Sourced::new(
-            (
-                "OMPI_MCA_btl_vader_single_copy_mechanism".to_string(),
-                "none".to_string(),
-            ),
+            (NO_SINGLE_COPY.0.to_string(), NO_SINGLE_COPY.1.to_string()),
             format!(
                 "{rank} in the caller's environment: one rank per container, and the kernel \
                  refuses single-copy (CMA) between user namespaces"
@@ -480,6 +477,42 @@ pub fn launcher(env: &[(String, String)]) -> Contribution {
         ));
     }
     c
+}
+
+/// The MPI single-copy setting [`launcher`] adds for a rank in a container of its own.
+pub const NO_SINGLE_COPY: (&str, &str) = ("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+
+/// The job a launcher started this rank for, when it says so: `PMIX_NAMESPACE` (Open MPI 5,
+/// PMIx launchers and `srun --mpi=pmix`), `OMPI_MCA_ess_base_jobid` (Open MPI 4's `mpirun`) or
+/// Slurm's job and step ids, and only with a rank variable beside it. Containers of one job on
+/// a node may share a user namespace under this key, which keeps single-copy (CMA) working
+/// between their ranks.
+pub fn job_key(env: &[(String, String)]) -> Option<String> {
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    [
+        "OMPI_COMM_WORLD_RANK",
+        "PMIX_RANK",
+        "PMI_RANK",
+        "SLURM_PROCID",
+    ]
+    .into_iter()
+    .find_map(var)?;
+    if let Some(ns) = var("PMIX_NAMESPACE") {
+        return Some(format!("pmix-{ns}"));
+    }
+    if let Some(job) = var("OMPI_MCA_ess_base_jobid") {
+        return Some(format!("ompi-{job}"));
+    }
+    let job = var("SLURM_JOB_ID")?;
+    Some(format!(
+        "slurm-{job}.{}",
+        var("SLURM_STEP_ID").unwrap_or("batch")
+    ))
 }
 
 fn basename(path: &str) -> &str {

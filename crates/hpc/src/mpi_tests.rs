@@ -374,3 +374,35 @@ fn parse_elf_reads_a_real_library_and_refuses_text() {
         "{err}"
     );
 }
+
+#[test]
+fn job_keys_need_a_rank_and_a_job() {
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(job_key(&env(&[("PMIX_NAMESPACE", "ns1")])), None);
+    assert_eq!(
+        job_key(&env(&[("PMIX_RANK", "0"), ("PMIX_NAMESPACE", "ns1")])),
+        Some("pmix-ns1".to_string())
+    );
+    assert_eq!(
+        job_key(&env(&[
+            ("OMPI_COMM_WORLD_RANK", "1"),
+            ("OMPI_MCA_ess_base_jobid", "123"),
+            ("SLURM_JOB_ID", "9"),
+        ])),
+        Some("ompi-123".to_string())
+    );
+    assert_eq!(
+        job_key(&env(&[
+            ("SLURM_PROCID", "3"),
+            ("SLURM_JOB_ID", "9"),
+            ("SLURM_STEP_ID", "2")
+        ])),
+        Some("slurm-9.2".to_string())
+    );
+    assert_eq!(job_key(&env(&[("PMI_RANK", "0")])), None);
+}

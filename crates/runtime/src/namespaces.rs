@@ -17,6 +17,8 @@ pub(crate) struct Namespaces {
     pub(crate) clone_flags: i32,
     /// Namespaces to join, opened by the monitor before clone.
     pub(crate) joins: Vec<(LinkNameSpaceType, PathBuf, OwnedFd)>,
+    /// A user namespace to join (given by path) before the others are created in it.
+    pub(crate) user: Option<(PathBuf, OwnedFd)>,
 }
 
 fn flag(t: LinuxNamespaceType) -> i32 {
@@ -30,6 +32,16 @@ fn flag(t: LinuxNamespaceType) -> i32 {
         LinuxNamespaceType::Network => libc::CLONE_NEWNET,
         LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
     }
+}
+
+fn open_namespace(path: &std::path::Path) -> Result<OwnedFd, RuntimeError> {
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        RuntimeError::Io {
+            what: "open namespace",
+            path: path.to_path_buf(),
+            source: e.into(),
+        }
+    })
 }
 
 fn link_type(t: LinuxNamespaceType) -> Option<LinkNameSpaceType> {
@@ -52,9 +64,13 @@ impl Namespaces {
         for n in list.into_iter().flatten() {
             match n.path() {
                 None => ns.clone_flags |= flag(n.typ()),
+                Some(path) if n.typ() == LinuxNamespaceType::User => {
+                    let fd = open_namespace(path)?;
+                    ns.user = Some((path.clone(), fd));
+                }
                 Some(path) => {
-                    // Joining a user or pid namespace would need another process in between;
-                    // Berth joins whole containers through `exec` instead.
+                    // Joining a pid namespace would need another process in between; Berth
+                    // joins whole containers through `exec` instead.
                     let Some(kind) = link_type(n.typ()) else {
                         return Err(RuntimeError::InvalidSpec(format!(
                             "joining a {} namespace by path ({}) is not supported",
@@ -62,18 +78,45 @@ impl Namespaces {
                             path.display()
                         )));
                     };
-                    let fd =
-                        rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                            .map_err(|e| RuntimeError::Io {
-                                what: "open namespace",
-                                path: path.clone(),
-                                source: e.into(),
-                            })?;
+                    let fd = open_namespace(path)?;
                     ns.joins.push((kind, path.clone(), fd));
                 }
             }
         }
+        // The init joins the user namespace and then unshares the others, which makes a new
+        // pid namespace only for its children: not supported with a joined user namespace.
+        if let Some((path, _)) = &ns.user {
+            if ns.clone_flags & libc::CLONE_NEWPID != 0 {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "joining a user namespace by path ({}) with a new pid namespace is not \
+                     supported",
+                    path.display()
+                )));
+            }
+        }
         Ok(ns)
+    }
+
+    /// The flags for clone: with a user namespace to join, none (the init creates its
+    /// namespaces once inside that one, see [`Namespaces::enter_user`]).
+    pub(crate) fn flags_for_clone(&self) -> i32 {
+        if self.user.is_some() {
+            0
+        } else {
+            self.clone_flags
+        }
+    }
+
+    /// In the init, first thing: joins the user namespace given by path, where this process then
+    /// has every capability, and creates the other new namespaces in it.
+    pub(crate) fn enter_user(&self) -> Result<(), Failure> {
+        let Some((path, fd)) = &self.user else {
+            return Ok(());
+        };
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::User))
+            .map_err(Failure::at(Step::JoinNamespace, path.display()))?;
+        crate::sys::process_ns::unshare(self.clone_flags)
+            .map_err(|e| Failure::new(Step::JoinNamespace, "unshare", e))
     }
 
     /// Whether a new namespace of this kind is created.

@@ -82,6 +82,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             crate::dispatch::delegate::serve_rmtree(&a.path)?;
             Ok(0)
         }
+        Command::Userns(a) => {
+            crate::dispatch::shared_userns::serve(&a.lock)?;
+            Ok(0)
+        }
         Command::Linger(a) => {
             // Standard input holds the file system (or, for FUSE, a lock on its mount); it
             // goes when this process does.

@@ -437,6 +437,19 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     if device_hooks != Default::default() {
         built.spec.set_hooks(Some(device_hooks));
     }
+    // Ranks of one MPI job share a user namespace (shared_userns.rs), where single-copy works:
+    // the launcher's setting that turned it off goes, unless the user gave it.
+    let shared_userns =
+        berth_hpc::job_key(&caller.env).filter(|_| super::shared_userns::shareable(&built.spec));
+    let (cma_var, cma_off) = berth_hpc::NO_SINGLE_COPY;
+    if shared_userns.is_some() && !a.env.iter().any(|e| e.starts_with(cma_var)) {
+        if let Some(mut process) = built.spec.process().clone() {
+            let off = format!("{cma_var}={cma_off}");
+            let env = process.env().clone().unwrap_or_default();
+            process.set_env(Some(env.into_iter().filter(|e| *e != off).collect()));
+            built.spec.set_process(Some(process));
+        }
+    }
     let spec = serde_json::to_value(&built.spec)?;
     let image_cfg = serde_json::to_value(config.config())?;
     let stop_signal = a
@@ -482,6 +495,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             "CpuAffinity": affinity,
             "Profile": if matches!(opts.profile, Profile::Hpc) { "hpc" } else { "docker" },
             "Init": a.init,
+            (super::shared_userns::HOST_CONFIG_KEY): shared_userns,
         }),
         lower_dirs,
         spec,

@@ -13,6 +13,7 @@ pub mod mpi;
 pub mod pull;
 pub mod push;
 pub mod shared_fuse;
+pub mod shared_userns;
 pub mod start;
 
 use std::os::unix::fs::MetadataExt;

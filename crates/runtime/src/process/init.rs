@@ -140,6 +140,7 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     if ctx.wait_for_maps && !expect(&mut ctx.control, ToInit::MapsWritten)? {
         return Ok(false);
     }
+    ctx.namespaces.enter_user()?;
     if ctx.root_switch.1 {
         let g = rustix::process::Gid::from_raw(0);
         rustix::thread::set_thread_res_gid(g, g, g).map_err(Failure::at(Step::User, "gid 0"))?;

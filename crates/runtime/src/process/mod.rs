@@ -109,7 +109,10 @@ impl Container {
             .ok_or_else(|| RuntimeError::InvalidSpec("no process".into()))?;
         let namespaces = Namespaces::from_spec(spec)?;
         let user_ns = namespaces.creates(LinuxNamespaceType::User);
-        let maps = user_ns.then(|| IdMaps::from_spec(spec));
+        // The spec's maps describe the user namespace whether it is made here (and its maps
+        // written by this process) or joined (its maps already written by whoever made it).
+        let declared = (user_ns || namespaces.user.is_some()).then(|| IdMaps::from_spec(spec));
+        let maps = if user_ns { declared.clone() } else { None };
         let command = Command::from_process(process)?;
         let mut credentials = Credentials::from_process(process, bundle.cpu_affinity.as_deref())?;
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
@@ -127,8 +130,8 @@ impl Container {
                 mount_point,
                 new_pid_ns: namespaces.creates(LinuxNamespaceType::Pid),
                 new_net_ns: namespaces.creates(LinuxNamespaceType::Network),
-                in_user_ns: user_ns,
-                tty_gid_mapped: maps.as_ref().is_none_or(|m| m.maps_gid(5)),
+                in_user_ns: user_ns || namespaces.user.is_some(),
+                tty_gid_mapped: declared.as_ref().is_none_or(|m| m.maps_gid(5)),
             })
         } else {
             None
@@ -164,11 +167,11 @@ impl Container {
         let (child_stdio, tty_socket) = stdio::prepare(stdio)?;
         let (control_rx, control_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
         let (report_rx, report_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
-        let clone_flags = namespaces.clone_flags;
+        let clone_flags = namespaces.flags_for_clone();
         let ctx = init::InitContext {
             namespaces,
             wait_for_maps: user_ns,
-            root_switch: maps
+            root_switch: declared
                 .as_ref()
                 .map_or((false, false), IdMaps::needs_root_switch),
             rootfs,

@@ -174,6 +174,18 @@ pub(crate) fn unshare_mount_namespace() -> io::Result<()> {
     }
 }
 
+/// `unshare(flags)`: moves this process into new namespaces of the `CLONE_NEW*` kinds given.
+pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare only changes which namespaces this process uses and touches no memory;
+    // the caller is a single-threaded container init.
+    let r = unsafe { libc::unshare(flags) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Moves this process into a new user namespace, where it has every capability once its maps
 /// are written.
 pub(crate) fn unshare_user_namespace() -> io::Result<()> {

@@ -1,0 +1,224 @@
+//! One user namespace per MPI job and node, shared by the containers of its ranks.
+//!
+//! An MPI launcher (`mpirun`, `srun`) that starts `berth run --hpc` per rank gets one container
+//! per rank, and the kernel refuses single-copy transfers (`process_vm_readv`, Open MPI's CMA)
+//! between processes of different user namespaces: large messages then cross shared memory
+//! twice. Ranks of one job (`berth_hpc::job_key`) therefore join one user namespace, held by a
+//! small `berth __userns` process, and make their other namespaces inside it. In that namespace
+//! the ranks have the same uid and see each other, so single-copy works as on bare metal.
+//!
+//! Files under `$XDG_RUNTIME_DIR/berth/userns` (`/run/berth/userns` for root), per key:
+//! - `KEY.lock`: every container holds a shared `flock` on it while it runs; the holder waits
+//!   for an exclusive one, gets it once the last container is gone, and exits.
+//! - `KEY.create`: exclusive while a caller looks for the holder or starts one.
+//! - `KEY.pid`: the holder's pid and start time (a stale one, after a kill, is replaced).
+
+use std::fs::{self, File, OpenOptions};
+use std::hash::{Hash, Hasher};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+use super::host;
+
+/// The host config key naming the job whose user namespace a container joins at each start.
+pub const HOST_CONFIG_KEY: &str = "SharedUserNamespace";
+
+/// Keeps this container's place in the shared namespace: while it is open, the holder stays.
+pub struct Hold {
+    _lock: File,
+}
+
+/// Where the locks and pid files live.
+fn dir() -> PathBuf {
+    if super::euid() == 0 {
+        return PathBuf::from("/run/berth/userns");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("berth/userns"),
+        _ => std::env::temp_dir().join(format!("berth-userns-{}", super::euid())),
+    }
+}
+
+/// Whether a container with this spec can join a shared user namespace: it has a user
+/// namespace of its own to replace and no pid namespace (the hpc profile's shape).
+pub fn shareable(spec: &Spec) -> bool {
+    let list = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    let has = |t| list.iter().any(|n| n.typ() == t && n.path().is_none());
+    has(LinuxNamespaceType::User) && !has(LinuxNamespaceType::Pid)
+}
+
+/// Points the spec's user namespace at the shared one for `key`, starting its holder if there
+/// is none, and returns the hold the container keeps while it runs.
+pub fn join(spec: &mut Spec, key: &str) -> Result<Hold> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    let uids = linux.uid_mappings().clone().unwrap_or_default();
+    let gids = linux.gid_mappings().clone().unwrap_or_default();
+    let (path, hold) = acquire(&dir(), key, &uids, &gids)?;
+    let mut linux = linux;
+    let namespaces = linux
+        .namespaces()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut n| {
+            if n.typ() == LinuxNamespaceType::User {
+                n.set_path(Some(path.clone()));
+            }
+            n
+        })
+        .collect();
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    Ok(hold)
+}
+
+/// The lock, pid and create files' common stem: the key made safe for a file name, and a hash
+/// of the maps (containers with other maps cannot share the namespace).
+fn stem(key: &str, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> String {
+    let safe: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for m in uids.iter().chain(gids) {
+        (m.container_id(), m.host_id(), m.size()).hash(&mut h);
+    }
+    uids.len().hash(&mut h);
+    format!("{safe}-{:016x}", h.finish())
+}
+
+fn open_lock(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+fn lock(f: &File, exclusive: bool, path: &Path) -> Result<()> {
+    if exclusive { f.lock() } else { f.lock_shared() }
+        .with_context(|| format!("cannot lock {}", path.display()))
+}
+
+fn acquire(
+    dir: &Path,
+    key: &str,
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> Result<(PathBuf, Hold)> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let stem = stem(key, uids, gids);
+    let lock_path = dir.join(format!("{stem}.lock"));
+    let pid_path = dir.join(format!("{stem}.pid"));
+    // Shared first: from here on the holder, if there is one, cannot leave.
+    let held = open_lock(&lock_path)?;
+    lock(&held, false, &lock_path)?;
+    let create_path = dir.join(format!("{stem}.create"));
+    let create = open_lock(&create_path)?;
+    lock(&create, true, &create_path)?;
+    if let Some(ns) = live_holder(&pid_path) {
+        return Ok((ns, Hold { _lock: held }));
+    }
+    let pid = start_holder(&lock_path, uids, gids)?;
+    let start = host::start_time(pid).context("the user namespace holder died at once")?;
+    let tmp = dir.join(format!(".{stem}.pid.{}", std::process::id()));
+    fs::write(&tmp, format!("{pid} {start}\n"))
+        .and_then(|()| fs::rename(&tmp, &pid_path))
+        .with_context(|| format!("cannot write {}", pid_path.display()))?;
+    Ok((
+        PathBuf::from(format!("/proc/{pid}/ns/user")),
+        Hold { _lock: held },
+    ))
+}
+
+/// The holder's namespace, if the pid file names a holder that still runs.
+fn live_holder(pid_path: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string(pid_path).ok()?;
+    let mut it = text.split_whitespace();
+    let pid: i32 = it.next()?.parse().ok()?;
+    let start: u64 = it.next()?.parse().ok()?;
+    // The same process (not a reused pid), and not a zombie its parent has yet to reap.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(") ")?.1.chars().next()?;
+    if host::start_time(pid) != Some(start) || matches!(state, 'Z' | 'X') {
+        return None;
+    }
+    let ns = PathBuf::from(format!("/proc/{pid}/ns/user"));
+    ns.exists().then_some(ns)
+}
+
+/// Starts `berth __userns LOCK`, writes its maps and lets it go; returns its pid.
+fn start_holder(lock_path: &Path, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find the berth binary")?;
+    let mut child = Command::new(exe)
+        .arg0("berth")
+        .arg("__userns")
+        .arg(lock_path)
+        // It may outlive this process by hours: keep no directory of the caller's busy.
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the user namespace holder")?;
+    let pid = child.id() as i32;
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    let mapped = if line.trim() == "ready" {
+        berth_runtime::write_id_maps(pid, uids, gids).map_err(anyhow::Error::from)
+    } else {
+        Err(anyhow::anyhow!("it did not enter a user namespace"))
+    };
+    let _ = writeln!(stdin, "{}", if mapped.is_ok() { "go" } else { "stop" });
+    if let Err(e) = mapped {
+        let _ = child.wait();
+        bail!("cannot start the user namespace holder: {e:#}");
+    }
+    // Not waited for: it outlives this process and is reparented.
+    std::mem::forget(child);
+    Ok(pid)
+}
+
+/// `berth __userns LOCK`: enters a user namespace (its maps written by the caller), then stays
+/// in it until no container holds `LOCK`.
+pub fn serve(lock_path: &Path) -> Result<()> {
+    {
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut output = std::io::stdout().lock();
+        berth_runtime::enter_user_namespace(&mut output, &mut input)?;
+    }
+    let held = open_lock(lock_path)?;
+    lock(&held, true, lock_path)?;
+    // Nobody holds the namespace, and nobody can look for it while this lock is held: the pid
+    // file goes first, so the next container starts a new holder.
+    let _ = fs::remove_file(lock_path.with_extension("pid"));
+    Ok(())
+}
