@@ -126,6 +126,27 @@ pub fn cpu_visibility(
 }
 
 /// The `processor` numbers of a `/proc/cpuinfo` text, sorted.
+/// Whether the container would see exactly the host's CPUs anyway: no `cpuset`, no `cpus`, and
+/// `allowed` is every online CPU (`online`: the host's `/sys/devices/system/cpu/online`),
+/// numbered from 0. Then [`cpu_visibility`] has nothing to do, and the caller need not read the
+/// host's `/proc/cpuinfo` for it: that file grows with the node (tens of kilobytes and
+/// milliseconds on a large one), where `online` is one short line.
+pub fn narrows_nothing(
+    allowed: &[usize],
+    cpuset: Option<&str>,
+    cpus: Option<f64>,
+    online: &str,
+) -> bool {
+    let mut chosen = allowed.to_vec();
+    chosen.sort_unstable();
+    chosen.dedup();
+    cpuset.is_none()
+        && cpus.is_none()
+        && !chosen.is_empty()
+        && chosen.iter().enumerate().all(|(i, c)| i == *c)
+        && parse_cpu_list(online.trim()).is_ok_and(|o| o == chosen)
+}
+
 fn host_processors(cpuinfo: &str) -> Vec<usize> {
     let mut out: Vec<usize> = cpuinfo
         .lines()
@@ -398,5 +419,15 @@ cpu cores\t: 4
             .all(|f| f.value.container_path != CPUINFO_PATH));
         assert_eq!(c.warnings.len(), 1);
         assert_eq!(file(&c, CPU_ONLINE_PATH), "0\n");
+    }
+
+    #[test]
+    fn whole_host_is_recognised_from_the_online_list() {
+        assert!(narrows_nothing(&[1, 0], None, None, "0-1\n"));
+        assert!(!narrows_nothing(&[0], None, None, "0-1\n"));
+        assert!(!narrows_nothing(&[1, 2], None, None, "1-2\n"));
+        assert!(!narrows_nothing(&[0, 1], Some("0"), None, "0-1\n"));
+        assert!(!narrows_nothing(&[0, 1], None, Some(1.0), "0-1\n"));
+        assert!(!narrows_nothing(&[0, 1], None, None, ""));
     }
 }

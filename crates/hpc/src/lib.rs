@@ -57,7 +57,7 @@ pub use mpi::{
 };
 
 pub use cpulist::{format_cpu_list, parse_cpu_list};
-pub use cpus::{cpu_visibility, CPUINFO_PATH, CPU_ONLINE_PATH};
+pub use cpus::{cpu_visibility, narrows_nothing, CPUINFO_PATH, CPU_ONLINE_PATH};
 pub use slurm::{slurm, SLURM_NAMES, SLURM_PREFIXES};
 
 /// A value together with the fact it was derived from.

@@ -214,7 +214,13 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     }
 
     // CPU visibility (and the Slurm environment) as data from berth-hpc.
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let online = fs::read_to_string(berth_hpc::CPU_ONLINE_PATH).unwrap_or_default();
+    let whole_host = berth_hpc::narrows_nothing(
+        &caller.cpus_allowed,
+        a.cpuset_cpus.as_deref(),
+        a.cpus,
+        &online,
+    );
     let mut env_keys: Vec<String> = config
         .config()
         .as_ref()
@@ -227,13 +233,17 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     if profile_passes_env(&profile) {
         env_keys.extend(caller.env.iter().map(|(k, _)| k.clone()));
     }
-    let visibility = berth_hpc::cpu_visibility(
-        &caller.cpus_allowed,
-        a.cpuset_cpus.as_deref(),
-        a.cpus,
-        &cpuinfo,
-        &env_keys,
-    )?;
+    let visibility = if whole_host {
+        Default::default()
+    } else {
+        berth_hpc::cpu_visibility(
+            &caller.cpus_allowed,
+            a.cpuset_cpus.as_deref(),
+            a.cpus,
+            &fs::read_to_string(berth_hpc::CPUINFO_PATH).unwrap_or_default(),
+            &env_keys,
+        )?
+    };
     let slurm = berth_hpc::slurm(&caller.env);
     let dir = store.paths().container_dir(&id);
     let mut generated = Vec::new();
