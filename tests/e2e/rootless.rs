@@ -62,8 +62,14 @@ impl AsUser {
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.run_env(&[], args)
+    }
+
+    /// [`AsUser::run`] with more variables in the environment.
+    pub(crate) fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
         let mut c = Command::new(&self.bin);
-        c.env("HOME", &self.home)
+        c.envs(env.iter().copied())
+            .env("HOME", &self.home)
             .env("BERTH_ROOT", self.root())
             .env("DOCKER_CONFIG", self.home.join(".docker"))
             .current_dir(&self.home)
@@ -154,6 +160,49 @@ fn rootless_run_with_subordinate_ids() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
     assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+}
+
+/// As under an MPI launcher: the `--hpc` containers of two ranks of one job share a user
+/// namespace (made with the user's subordinate ids, through newuidmap), held while either runs;
+/// a container outside the job gets its own.
+#[test]
+fn rootless_ranks_of_one_job_share_a_user_namespace() {
+    let u = AsUser::new(unprivileged_user());
+    u.import("localhost/bb");
+    let rank = |n: &str, script: &str| {
+        let out = u.run_env(
+            &[("PMIX_RANK", n), ("PMIX_NAMESPACE", "job-e2e")],
+            &["run", "--rm", "--hpc", "localhost/bb", "sh", "-c", script],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (first, second) = std::thread::scope(|s| {
+        let first = s.spawn(|| rank("0", "readlink /proc/self/ns/user; sleep 2"));
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let second = rank("1", "readlink /proc/self/ns/user; cat /proc/self/uid_map");
+        (first.join().unwrap(), second)
+    });
+    let ns = first.trim();
+    assert!(ns.starts_with("user:["), "{first}");
+    assert_eq!(second.lines().next(), Some(ns), "{second}");
+    assert!(
+        second.lines().count() > 2,
+        "not the subordinate ids' maps: {second}"
+    );
+    let own = u.ok(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "localhost/bb",
+        "readlink",
+        "/proc/self/ns/user",
+    ]);
+    assert_ne!(own.trim(), ns);
 }
 
 #[test]
