@@ -76,6 +76,7 @@ pub(crate) fn native_arches() -> (Arch, Option<Arch>) {
 }
 
 /// The syscall number of `name` on `arch`, `None` if that architecture has no such call.
+#[cfg(test)]
 pub(crate) fn syscall_number(arch: Arch, name: &str) -> Option<u32> {
     let id = match arch {
         Arch::ScmpArchX86_64 => syscalls::x86_64::Sysno::from_str(name).ok()?.id(),
