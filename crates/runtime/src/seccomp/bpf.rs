@@ -10,7 +10,6 @@
 //! architecture at once.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Action, LinuxSeccompArg,
@@ -78,6 +77,7 @@ pub(crate) fn native_arches() -> (Arch, Option<Arch>) {
 /// The syscall number of `name` on `arch`, `None` if that architecture has no such call.
 #[cfg(test)]
 pub(crate) fn syscall_number(arch: Arch, name: &str) -> Option<u32> {
+    use std::str::FromStr;
     let id = match arch {
         Arch::ScmpArchX86_64 => syscalls::x86_64::Sysno::from_str(name).ok()?.id(),
         Arch::ScmpArchX86 => syscalls::x86::Sysno::from_str(name).ok()?.id(),
