@@ -70,6 +70,27 @@ mk_bundle() { # DIR [--rootless]
 }
 have_crun=0; command -v crun >/dev/null && { mk_bundle "$work/bundle"; have_crun=1; }
 
+# The equivalent bundle: the very spec `berth run` starts the container with (user namespace and
+# maps, Docker's seccomp profile, capabilities, masked paths, /etc files), from a container
+# `berth create` records, with the unpacked directory as root. `crun spec`'s default above has no
+# seccomp filter and (as root) no user namespace; this is what crun costs doing Berth's work, as
+# Docker and podman use it.
+mk_eq_bundle() { # DIR STORE [RUNAS...]
+  local dir=$1 store=$2 id rec; shift 2
+  id=$("$@" "$berth" --root "$store" create localhost/tiny true)
+  rec="$store/containers/$id"
+  mkdir -p "$dir"
+  cp "$rec"/etc_* "$dir/"
+  jq --arg r "$rootfs" --arg b "$dir" '.Spec | .root.path=$r | .process.terminal=false
+      | .process.args=["true"]
+      | .mounts |= map(if (.source // "" | test("/containers/[0-9a-f]+/etc_"))
+                       then .source = ($b + "/" + (.source | split("/") | last)) else . end)' \
+    "$rec/config.json" > "$dir/config.json"
+  "$@" "$berth" --root "$store" rm "$id" >/dev/null
+  chmod 755 "$dir"; chmod 644 "$dir"/*
+}
+[ "$have_crun" = 1 ] && mk_eq_bundle "$work/bundle-eq" "$work/store"
+
 # podman: its own store, the image from `berth save` (docker-archive), and the settings this
 # kind of host needs (no systemd: cgroupfs and a file event log; runc, as crun refuses hybrid
 # cgroups; no CAP_SYS_RESOURCE: rlimits no higher than the current hard limits)
@@ -104,6 +125,7 @@ if [ "$rootless" = 1 ]; then
           LC_ALL=C.UTF-8 XDG_RUNTIME_DIR="$work/urun")
     "${ucmd[@]}" "$berth" --root "$work/uhome/store" import "$work/tiny.tar" localhost/tiny >/dev/null
     [ "$have_crun" = 1 ] && mk_bundle "$work/bundle-rootless" --rootless
+    [ "$have_crun" = 1 ] && mk_eq_bundle "$work/bundle-eq-rootless" "$work/uhome/store" "${ucmd[@]}"
   else
     say "skipping the rootless part: no user $buser (useradd -m $buser)"
     rootless=0
@@ -140,6 +162,7 @@ B="$berth --root $work/store"
 UB="$berth --root $work/uhome/store"
 add seq "berth run --rm" root "$B run --rm localhost/tiny true"
 [ "$have_crun" = 1 ] && add seq "crun run" root-v1 "crun run --bundle $work/bundle bench-crun-$id"
+[ "$have_crun" = 1 ] && add seq "crun run, Berth's spec" root-v1 "crun run --bundle $work/bundle-eq bench-crun-eq-$id"
 command -v ch-run >/dev/null && add seq "ch-run" root "ch-run $rootfs -- true"
 add seq "unshare+chroot floor" root "unshare -rmpf --mount-proc chroot $rootfs /bin/true"
 [ "$have_podman" = 1 ] && add seq "podman run --rm" root \
@@ -147,6 +170,7 @@ add seq "unshare+chroot floor" root "unshare -rmpf --mount-proc chroot $rootfs /
 if [ "$rootless" = 1 ]; then
   add seq "berth run --rm" user "$UB run --rm localhost/tiny true"
   [ "$have_crun" = 1 ] && add seq "crun run" user-v1 "crun run --bundle $work/bundle-rootless bench-crun-rl-$id"
+  [ "$have_crun" = 1 ] && add seq "crun run, Berth's spec" user-v1 "crun run --bundle $work/bundle-eq-rootless bench-crun-eq-rl-$id"
   command -v ch-run >/dev/null && add seq "ch-run" user "ch-run $rootfs -- true"
   add seq "unshare+chroot floor" user "unshare -rmpf --mount-proc chroot $rootfs /bin/true"
 fi
@@ -156,11 +180,13 @@ fi
 drained() { echo "; while compgen -G '$1/tmp/container-rm-*' >/dev/null; do sleep 0.002; done"; }
 add par "berth run --rm" root "$P100 $B run --rm localhost/tiny true$(drained "$work/store")"
 [ "$have_crun" = 1 ] && add par "crun run" root-v1 "$P100 crun run --bundle $work/bundle par{}-$id"
+[ "$have_crun" = 1 ] && add par "crun run, Berth's spec" root-v1 "$P100 crun run --bundle $work/bundle-eq pareq{}-$id"
 command -v ch-run >/dev/null && add par "ch-run" root "$P100 ch-run $rootfs -- true"
 add par "unshare+chroot floor" root "$P100 unshare -rmpf --mount-proc chroot $rootfs /bin/true"
 if [ "$rootless" = 1 ]; then
   add par "berth run --rm" user "$P100 $UB run --rm localhost/tiny true$(drained "$work/uhome/store")"
   [ "$have_crun" = 1 ] && add par "crun run" user-v1 "$P100 crun run --bundle $work/bundle-rootless parrl{}-$id"
+  [ "$have_crun" = 1 ] && add par "crun run, Berth's spec" user-v1 "$P100 crun run --bundle $work/bundle-eq-rootless pareqrl{}-$id"
   command -v ch-run >/dev/null && add par "ch-run" user "$P100 ch-run $rootfs -- true"
 fi
 
