@@ -153,7 +153,9 @@ fn mpirun_runs_ranks_in_containers() {
         &[
             "sh",
             "-c",
-            "echo $(readlink /proc/self/ns/user) ${OMPI_MCA_btl_vader_single_copy_mechanism:-cma}",
+            // The sleep keeps both ranks' containers alive together (sh does not wait for its
+            // peer in MPI_Init): a namespace is shared only while someone holds it.
+            "echo $(readlink /proc/self/ns/user) ${OMPI_MCA_btl_vader_single_copy_mechanism:-cma}; sleep 2",
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

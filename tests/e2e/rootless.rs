@@ -181,11 +181,25 @@ fn rootless_ranks_of_one_job_share_a_user_namespace() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    let (first, second) = std::thread::scope(|s| {
-        let first = s.spawn(|| rank("0", "readlink /proc/self/ns/user; sleep 2"));
+    // All three at once, the first keeping the namespace: a namespace's number is reused once
+    // it is gone, and two ranks share one only while someone holds it (the second sleeps too,
+    // in case the first was slow to start).
+    let (first, second, own) = std::thread::scope(|s| {
+        let first = s.spawn(|| rank("0", "readlink /proc/self/ns/user; sleep 5"));
         std::thread::sleep(std::time::Duration::from_millis(700));
-        let second = rank("1", "readlink /proc/self/ns/user; cat /proc/self/uid_map");
-        (first.join().unwrap(), second)
+        let second = rank(
+            "1",
+            "readlink /proc/self/ns/user; cat /proc/self/uid_map; sleep 2",
+        );
+        let own = u.ok(&[
+            "run",
+            "--rm",
+            "--hpc",
+            "localhost/bb",
+            "readlink",
+            "/proc/self/ns/user",
+        ]);
+        (first.join().unwrap(), second, own)
     });
     let ns = first.trim();
     assert!(ns.starts_with("user:["), "{first}");
@@ -194,15 +208,7 @@ fn rootless_ranks_of_one_job_share_a_user_namespace() {
         second.lines().count() > 2,
         "not the subordinate ids' maps: {second}"
     );
-    let own = u.ok(&[
-        "run",
-        "--rm",
-        "--hpc",
-        "localhost/bb",
-        "readlink",
-        "/proc/self/ns/user",
-    ]);
-    assert_ne!(own.trim(), ns);
+    assert_ne!(own.trim(), ns, "a container outside the job joined it");
 }
 
 #[test]
