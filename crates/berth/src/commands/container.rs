@@ -46,8 +46,13 @@ fn signal(name: &str) -> Result<i32> {
 }
 
 /// Waits until the container's monitor records an exit (or disappears).
+///
+/// The record is looked at again after 1 ms, then at doubling intervals up to 20 ms: a killed
+/// container's monitor records its end within a millisecond or two, and `rm -f` (which a Slurm
+/// step's end runs for its container) should not sleep far past that.
 fn wait_exit(store: &Store, id: &str, timeout: Option<Duration>) -> Result<Option<i32>> {
     let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
     loop {
         let st = store.container_state(id)?;
         if effective_status(&st) == "exited" {
@@ -56,7 +61,8 @@ fn wait_exit(store: &Store, id: &str, timeout: Option<Duration>) -> Result<Optio
         if timeout.is_some_and(|t| start.elapsed() >= t) {
             return Ok(None);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 
