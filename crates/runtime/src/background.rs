@@ -7,35 +7,28 @@
 
 use std::io;
 
-use rustix::process::WaitOptions;
-
 use crate::sys::{self, Forked};
 
-/// Runs `work` in a detached grandchild and returns as soon as it is started.
+/// Runs `work` in a detached child and returns as soon as it is started.
 ///
-/// The grandchild has a session of its own (no terminal signal reaches it), standard streams on
+/// The child has a session of its own (no terminal signal reaches it), standard streams on
 /// `/dev/null` (a caller reading this process's output through a pipe sees end of file when
 /// this process exits, not when `work` is done) and no other inherited descriptor (no lock or
-/// pipe of the caller's outlives the caller). The middle child exits at once and is reaped
-/// here, so no zombie is left even in a long-lived caller. When no process can be started, the
-/// error comes back and `work` has not run. Since the grandchild closes the descriptors it
-/// inherited, `work` must not use (or drop) an object that owns one; paths are fine.
+/// pipe of the caller's outlives the caller). It is not waited for: this is for a caller about
+/// to exit (a monitor whose container has ended), after which the child is reparented and
+/// reaped by init; a caller that lives on keeps a zombie until it reaps it. One fork, not two:
+/// forking this large program costs a quarter of a millisecond each time. When no process can
+/// be started, the error comes back and `work` has not run. Since the child closes the
+/// descriptors it inherited, `work` must not use (or drop) an object that owns one; paths are
+/// fine.
 pub fn in_background(work: impl FnOnce()) -> io::Result<()> {
     match sys::fork()? {
         Forked::Child => {
-            if let Ok(Forked::Child) = sys::fork() {
-                detach_self();
-                work();
-                sys::exit_now(0);
-            }
+            detach_self();
+            work();
             sys::exit_now(0);
         }
-        Forked::Parent(pid) => {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
-            }
-            Ok(())
-        }
+        Forked::Parent(_) => Ok(()),
     }
 }
 
