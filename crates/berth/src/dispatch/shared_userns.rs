@@ -130,6 +130,17 @@ fn acquire(
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
+    // It may lie in a shared /tmp: only a directory of the caller's own, closed to others, is
+    // used (no one else's symlinks or files to write through).
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != super::euid() || meta.mode() & 0o077 != 0 {
+        bail!(
+            "{} is not a directory of this user's that only it can open",
+            dir.display()
+        );
+    }
     let stem = stem(key, uids, gids);
     let lock_path = dir.join(format!("{stem}.lock"));
     let pid_path = dir.join(format!("{stem}.pid"));
