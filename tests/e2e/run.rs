@@ -473,6 +473,69 @@ fn container_starts_with_default_signal_dispositions() {
     );
 }
 
+/// The process that holds an MPI job's shared user namespace, if killed, is replaced: the next
+/// rank of the job starts a new one instead of failing (or joining a dead process).
+#[test]
+fn a_killed_user_namespace_holder_is_replaced() {
+    let b = with_busybox();
+    let job = format!("e2e-killed-holder-{}", std::process::id());
+    let rank = |n: &str| {
+        let mut c = b.cmd();
+        c.env("PMIX_RANK", n).env("PMIX_NAMESPACE", &job);
+        c
+    };
+    let out = rank("0")
+        .args([
+            "run",
+            "-d",
+            "--hpc",
+            "--name",
+            "r0",
+            "localhost/bb",
+            "sleep",
+            "30",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid_file = std::fs::read_dir("/run/berth/userns")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(&format!("pmix-{job}-")) && n.ends_with(".pid")
+        })
+        .expect("no holder pid file");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = pid.split_whitespace().next().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let out = rank("1")
+        .args(["run", "--rm", "--hpc", "localhost/bb", "echo", "ran"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ran\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replaced = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    assert!(
+        !replaced.starts_with(&format!("{pid} ")),
+        "the dead holder is still named"
+    );
+    b.ok(&["rm", "-f", "r0"]);
+}
+
 #[test]
 fn cpu_limits_are_visible() {
     let b = with_busybox();
