@@ -474,7 +474,8 @@ fn container_starts_with_default_signal_dispositions() {
 }
 
 /// The process that holds an MPI job's shared user namespace, if killed, is replaced: the next
-/// rank of the job starts a new one instead of failing (or joining a dead process).
+/// rank of the job starts a new holder, which joins the namespace the job's running containers
+/// are still in (rather than split the job's ranks in two, or fail).
 #[test]
 fn a_killed_user_namespace_holder_is_replaced() {
     let b = with_busybox();
@@ -502,6 +503,8 @@ fn a_killed_user_namespace_holder_is_replaced() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let r0 = b.ok(&["inspect", "-f", "{{.State.Pid}}", "r0"]);
+    let r0_ns = std::fs::read_link(format!("/proc/{}/ns/user", r0.trim())).unwrap();
     let pid_file = std::fs::read_dir("/run/berth/userns")
         .unwrap()
         .flatten()
@@ -519,12 +522,19 @@ fn a_killed_user_namespace_holder_is_replaced() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let out = rank("1")
-        .args(["run", "--rm", "--hpc", "localhost/bb", "echo", "ran"])
+        .args([
+            "run",
+            "--rm",
+            "--hpc",
+            "localhost/bb",
+            "readlink",
+            "/proc/self/ns/user",
+        ])
         .output()
         .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ran\n",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r0_ns.to_string_lossy(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

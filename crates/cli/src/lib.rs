@@ -201,6 +201,9 @@ pub struct RmTreeArgs {
 pub struct UsernsArgs {
     /// The lock every container in the namespace holds shared.
     pub lock: PathBuf,
+    /// Join this user namespace (`/proc/PID/ns/user`) instead of making one.
+    #[arg(long, value_name = "NS")]
+    pub join: Option<PathBuf>,
 }
 
 /// `berth __linger MILLISECONDS FILE` (internal).

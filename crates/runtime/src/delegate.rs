@@ -37,6 +37,31 @@ pub fn enter_user_namespace(
     Ok(())
 }
 
+/// Moves this (single-threaded) process into the user namespace at `path`
+/// (`/proc/PID/ns/user`), where its owner has every capability.
+pub fn join_user_namespace(path: &std::path::Path) -> Result<(), RuntimeError> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::Io {
+        what: "open namespace",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    use std::os::fd::AsFd;
+    rustix::thread::move_into_link_name_space(
+        fd.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::User),
+    )
+    .map_err(|e| RuntimeError::Io {
+        what: "join namespace",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
+}
+
 /// Parent side: writes the uid and gid maps of `pid`'s user namespace.
 pub fn write_id_maps(
     pid: i32,

@@ -37,7 +37,7 @@ mod tty;
 use std::path::PathBuf;
 
 pub use background::in_background;
-pub use delegate::{enter_user_namespace, write_id_maps};
+pub use delegate::{enter_user_namespace, join_user_namespace, write_id_maps};
 pub use error::{RuntimeError, Step};
 pub use exec::{exec, exec_confined, exec_detached, ExecOptions};
 pub use process::Container;

@@ -83,7 +83,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Userns(a) => {
-            crate::dispatch::shared_userns::serve(&a.lock)?;
+            crate::dispatch::shared_userns::serve(&a.lock, a.join.as_deref())?;
             Ok(0)
         }
         Command::Linger(a) => {

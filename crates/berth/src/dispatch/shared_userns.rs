@@ -11,7 +11,9 @@
 //! - `KEY.lock`: every container holds a shared `flock` on it while it runs; the holder waits
 //!   for an exclusive one, gets it once the last container is gone, and exits.
 //! - `KEY.create`: exclusive while a caller looks for the holder or starts one.
-//! - `KEY.pid`: the holder's pid and start time (a stale one, after a kill, is replaced).
+//! - `KEY.pid`: the holder's pid, start time and namespace. A holder that was killed is
+//!   replaced; while containers of the job still run in its namespace, the new holder joins
+//!   that one (found through a process in it) instead of splitting the job in two.
 
 use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
@@ -150,13 +152,21 @@ fn acquire(
     let create_path = dir.join(format!("{stem}.create"));
     let create = open_lock(&create_path)?;
     lock(&create, true, &create_path)?;
-    if let Some(ns) = live_holder(&pid_path) {
-        return Ok((ns, Hold { _lock: held }));
-    }
-    let pid = start_holder(&lock_path, uids, gids)?;
+    let previous = match Holder::read(&pid_path) {
+        Some(h) if h.alive() => return Ok((h.namespace(), Hold { _lock: held })),
+        other => other,
+    };
+    // A holder that was killed while containers of the job still run: its namespace lives on
+    // in them, and the new holder joins it rather than make another, which would split the
+    // job's ranks in two.
+    let survivor = previous.and_then(|h| h.member());
+    let pid = start_holder(&lock_path, uids, gids, survivor.as_deref())?;
     let start = host::start_time(pid).context("the user namespace holder died at once")?;
+    let ns = fs::read_link(format!("/proc/{pid}/ns/user"))
+        .map(|l| l.to_string_lossy().into_owned())
+        .context("the user namespace holder died at once")?;
     let tmp = dir.join(format!(".{stem}.pid.{}", std::process::id()));
-    fs::write(&tmp, format!("{pid} {start}\n"))
+    fs::write(&tmp, format!("{pid} {start} {ns}\n"))
         .and_then(|()| fs::rename(&tmp, &pid_path))
         .with_context(|| format!("cannot write {}", pid_path.display()))?;
     Ok((
@@ -165,30 +175,66 @@ fn acquire(
     ))
 }
 
-/// The holder's namespace, if the pid file names a holder that still runs.
-fn live_holder(pid_path: &Path) -> Option<PathBuf> {
-    let text = fs::read_to_string(pid_path).ok()?;
-    let mut it = text.split_whitespace();
-    let pid: i32 = it.next()?.parse().ok()?;
-    let start: u64 = it.next()?.parse().ok()?;
-    // The same process (not a reused pid), and not a zombie its parent has yet to reap.
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat.rsplit_once(") ")?.1.chars().next()?;
-    if host::start_time(pid) != Some(start) || matches!(state, 'Z' | 'X') {
-        return None;
-    }
-    let ns = PathBuf::from(format!("/proc/{pid}/ns/user"));
-    ns.exists().then_some(ns)
+/// What a pid file says: the holder's pid, its start time and its namespace (`user:[N]`).
+struct Holder {
+    pid: i32,
+    start: u64,
+    ns: Option<String>,
 }
 
-/// Starts `berth __userns LOCK`, writes its maps and lets it go; returns its pid.
-fn start_holder(lock_path: &Path, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<i32> {
+impl Holder {
+    fn read(pid_path: &Path) -> Option<Holder> {
+        let text = fs::read_to_string(pid_path).ok()?;
+        let mut it = text.split_whitespace();
+        Some(Holder {
+            pid: it.next()?.parse().ok()?,
+            start: it.next()?.parse().ok()?,
+            ns: it.next().map(String::from),
+        })
+    }
+
+    /// The same process (not a reused pid), not a zombie its parent has yet to reap.
+    fn alive(&self) -> bool {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        host::start_time(self.pid) == Some(self.start)
+            && !matches!(state, None | Some('Z' | 'X'))
+            && self.namespace().exists()
+    }
+
+    fn namespace(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/user", self.pid))
+    }
+
+    /// A process of this user still in the dead holder's namespace, by its `ns/user` file.
+    fn member(&self) -> Option<PathBuf> {
+        let ns = self.ns.as_deref()?;
+        fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            e.file_name().to_str()?.parse::<u32>().ok()?;
+            let path = e.path().join("ns/user");
+            (fs::read_link(&path).ok()?.to_str()? == ns).then_some(path)
+        })
+    }
+}
+
+/// Starts `berth __userns LOCK`, writes its maps and lets it go; returns its pid. With `join`,
+/// the holder enters that existing namespace instead, whose maps are written already.
+fn start_holder(
+    lock_path: &Path,
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+    join: Option<&Path>,
+) -> Result<i32> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the berth binary")?;
-    let mut child = Command::new(exe)
-        .arg0("berth")
-        .arg("__userns")
-        .arg(lock_path)
+    let mut cmd = Command::new(exe);
+    cmd.arg0("berth").arg("__userns").arg(lock_path);
+    if let Some(ns) = join {
+        cmd.arg("--join").arg(ns);
+    }
+    let mut child = cmd
         // It may outlive this process by hours: keep no directory of the caller's busy.
         .current_dir("/")
         .stdin(Stdio::piped())
@@ -202,10 +248,10 @@ fn start_holder(lock_path: &Path, uids: &[LinuxIdMapping], gids: &[LinuxIdMappin
     let mut stdin = child.stdin.take().expect("piped");
     let mut line = String::new();
     stdout.read_line(&mut line)?;
-    let mapped = if line.trim() == "ready" {
-        berth_runtime::write_id_maps(pid, uids, gids).map_err(anyhow::Error::from)
-    } else {
-        Err(anyhow::anyhow!("it did not enter a user namespace"))
+    let mapped = match line.trim() {
+        "ready" => berth_runtime::write_id_maps(pid, uids, gids).map_err(anyhow::Error::from),
+        "joined" if join.is_some() => Ok(()),
+        _ => Err(anyhow::anyhow!("it did not enter a user namespace")),
     };
     let _ = writeln!(stdin, "{}", if mapped.is_ok() { "go" } else { "stop" });
     if let Err(e) = mapped {
@@ -217,14 +263,20 @@ fn start_holder(lock_path: &Path, uids: &[LinuxIdMapping], gids: &[LinuxIdMappin
     Ok(pid)
 }
 
-/// `berth __userns LOCK`: enters a user namespace (its maps written by the caller), then stays
-/// in it until no container holds `LOCK`.
-pub fn serve(lock_path: &Path) -> Result<()> {
-    {
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
-        let mut output = std::io::stdout().lock();
-        berth_runtime::enter_user_namespace(&mut output, &mut input)?;
+/// `berth __userns LOCK [--join NS]`: enters a new user namespace (its maps written by the
+/// caller) or joins `NS`, then stays in it until no container holds `LOCK`.
+pub fn serve(lock_path: &Path, join: Option<&Path>) -> Result<()> {
+    match join {
+        Some(ns) => {
+            berth_runtime::join_user_namespace(ns)?;
+            println!("joined");
+        }
+        None => {
+            let stdin = std::io::stdin();
+            let mut input = stdin.lock();
+            let mut output = std::io::stdout().lock();
+            berth_runtime::enter_user_namespace(&mut output, &mut input)?;
+        }
     }
     let held = open_lock(lock_path)?;
     lock(&held, true, lock_path)?;
