@@ -93,11 +93,15 @@ pub(crate) fn syscall_number(arch: Arch, name: &str) -> Option<u32> {
 /// on strings): one table per architecture made that a sixth of the work before a start.
 fn syscall_table(arch: Arch) -> std::collections::HashMap<&'static str, u32> {
     macro_rules! table {
-        ($arch:ident) => {
-            syscalls::$arch::Sysno::iter()
-                .filter_map(|s| Some((s.name(), u32::try_from(s.id()).ok()?)))
-                .collect()
-        };
+        ($arch:ident) => {{
+            let mut table =
+                std::collections::HashMap::with_capacity(syscalls::$arch::Sysno::count());
+            table.extend(
+                syscalls::$arch::Sysno::iter()
+                    .filter_map(|s| Some((s.name(), u32::try_from(s.id()).ok()?))),
+            );
+            table
+        }};
     }
     match arch {
         Arch::ScmpArchX86_64 => table!(x86_64),
@@ -183,11 +187,11 @@ pub(crate) fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled, RuntimeError> 
     for (arch, label) in arches.iter().zip(&sections) {
         asm.bind(*label);
         let table = syscall_table(*arch);
-        let mut by_nr: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
+        let mut by_nr: BTreeMap<u32, Vec<&Rule>> = BTreeMap::new();
         for (names, rule) in &rules {
             for name in names.iter() {
                 if let Some(&nr) = table.get(name.as_str()) {
-                    by_nr.entry(nr).or_default().push(rule.clone());
+                    by_nr.entry(nr).or_default().push(rule);
                 }
             }
         }
@@ -204,7 +208,7 @@ pub(crate) fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled, RuntimeError> 
 }
 
 /// The code for one architecture: dispatch on the syscall number, then each syscall's rules.
-fn section(asm: &mut Assembler, arch: Arch, by_nr: &BTreeMap<u32, Vec<Rule>>, default: u32) {
+fn section(asm: &mut Assembler, arch: Arch, by_nr: &BTreeMap<u32, Vec<&Rule>>, default: u32) {
     let miss = asm.label();
     asm.load(OFF_NR);
     if arch == Arch::ScmpArchX86_64 {
