@@ -39,7 +39,7 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
         ),
         _ => bail!("container {} is not running", rec.name),
     }
-    let spec: oci_spec::runtime::Spec = serde_json::from_value(rec.spec.clone())?;
+    let spec: oci_spec::runtime::Spec = serde::Deserialize::deserialize(&rec.spec)?;
     // An exec'd process is confined like the container's own.
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let mut process = spec

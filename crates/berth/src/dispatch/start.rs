@@ -26,7 +26,7 @@ pub enum Io {
 }
 
 fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
-    let spec: oci_spec::runtime::Spec = serde_json::from_value(rec.spec.clone())
+    let spec: oci_spec::runtime::Spec = serde::Deserialize::deserialize(&rec.spec)
         .context("container record holds an invalid spec")?;
     let affinity: Option<Vec<usize>> =
         serde_json::from_value(rec.host_config["CpuAffinity"].clone())
