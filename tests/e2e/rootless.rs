@@ -134,6 +134,22 @@ fn rootless_run_with_subordinate_ids() {
             .trim(),
         "1000"
     );
+    // That file lies in the writable layer under a subordinate id, which the user cannot
+    // delete on the host: the detached deletion after `run --rm` goes through the mapped
+    // namespace and leaves nothing in tmp/.
+    let tmp = u.root().join("tmp");
+    let left = || -> Vec<_> {
+        std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    };
+    for _ in 0..100 {
+        if left().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(left().is_empty(), "left in tmp/: {:?}", left());
     // The hpc profile runs as the user itself.
     let out = u.ok(&["run", "--rm", "--hpc", "localhost/bb", "id", "-u"]);
     assert_eq!(out.trim(), u.user.uid.to_string());
