@@ -225,6 +225,25 @@ fn rootless_ranks_of_one_job_share_a_user_namespace() {
         "not the subordinate ids' maps: {second}"
     );
     assert_ne!(own.trim(), ns, "a container outside the job joined it");
+    // Once the job's last container is gone, its holder leaves and deletes the job's files.
+    let dir = u.user.runtime_dir().join("berth/userns");
+    let files = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("pmix-job-e2e-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for _ in 0..100 {
+        if files().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(files().is_empty(), "left: {:?}", files());
 }
 
 #[test]

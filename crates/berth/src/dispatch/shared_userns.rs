@@ -7,7 +7,8 @@
 //! small `berth __userns` process, and make their other namespaces inside it. In that namespace
 //! the ranks have the same uid and see each other, so single-copy works as on bare metal.
 //!
-//! Files under `$XDG_RUNTIME_DIR/berth/userns` (`/run/berth/userns` for root), per key:
+//! Files under `$XDG_RUNTIME_DIR/berth/userns` (`/run/berth/userns` for root), per key, all
+//! deleted by the holder when it leaves:
 //! - `KEY.lock`: every container holds a shared `flock` on it while it runs; the holder waits
 //!   for an exclusive one, gets it once the last container is gone, and exits.
 //! - `KEY.create`: exclusive while a caller looks for the holder or starts one.
@@ -116,6 +117,15 @@ fn open_lock(path: &Path) -> Result<File> {
         .with_context(|| format!("cannot open {}", path.display()))
 }
 
+/// Whether the open file `f` is still the one at `path`.
+fn same_file(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 fn lock(f: &File, exclusive: bool, path: &Path) -> Result<()> {
     if exclusive { f.lock() } else { f.lock_shared() }
         .with_context(|| format!("cannot lock {}", path.display()))
@@ -146,9 +156,16 @@ fn acquire(
     let stem = stem(key, uids, gids);
     let lock_path = dir.join(format!("{stem}.lock"));
     let pid_path = dir.join(format!("{stem}.pid"));
-    // Shared first: from here on the holder, if there is one, cannot leave.
-    let held = open_lock(&lock_path)?;
-    lock(&held, false, &lock_path)?;
+    // Shared first: from here on the holder, if there is one, cannot leave. A holder that
+    // leaves deletes the lock file; a lock taken on a file no longer at the path (unlinked
+    // while this process waited) is dropped and taken again on the new one.
+    let held = loop {
+        let f = open_lock(&lock_path)?;
+        lock(&f, false, &lock_path)?;
+        if same_file(&f, &lock_path) {
+            break f;
+        }
+    };
     let create_path = dir.join(format!("{stem}.create"));
     let create = open_lock(&create_path)?;
     lock(&create, true, &create_path)?;
@@ -280,8 +297,11 @@ pub fn serve(lock_path: &Path, join: Option<&Path>) -> Result<()> {
     }
     let held = open_lock(lock_path)?;
     lock(&held, true, lock_path)?;
-    // Nobody holds the namespace, and nobody can look for it while this lock is held: the pid
-    // file goes first, so the next container starts a new holder.
+    // Nobody holds the namespace, and nobody can look for it while this lock is held (a
+    // creator takes the create lock only while holding this one shared): the job's files go,
+    // the lock file last; a container waiting on it takes the new one (see `acquire`).
     let _ = fs::remove_file(lock_path.with_extension("pid"));
+    let _ = fs::remove_file(lock_path.with_extension("create"));
+    let _ = fs::remove_file(lock_path);
     Ok(())
 }
