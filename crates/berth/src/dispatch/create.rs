@@ -447,19 +447,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     if device_hooks != Default::default() {
         built.spec.set_hooks(Some(device_hooks));
     }
-    // Ranks of one MPI job share a user namespace (shared_userns.rs), where single-copy works:
-    // the launcher's setting that turned it off goes, unless the user gave it.
-    let shared_userns =
-        berth_hpc::job_key(&caller.env).filter(|_| super::shared_userns::shareable(&built.spec));
-    let (cma_var, cma_off) = berth_hpc::NO_SINGLE_COPY;
-    if shared_userns.is_some() && !a.env.iter().any(|e| e.starts_with(cma_var)) {
-        if let Some(mut process) = built.spec.process().clone() {
-            let off = format!("{cma_var}={cma_off}");
-            let env = process.env().clone().unwrap_or_default();
-            process.set_env(Some(env.into_iter().filter(|e| *e != off).collect()));
-            built.spec.set_process(Some(process));
-        }
-    }
+    let shared_userns = super::shared_userns::prepare(&mut built.spec, &caller.env, &a.env);
     let spec = serde_json::to_value(&built.spec)?;
     let image_cfg = serde_json::to_value(config.config())?;
     let stop_signal = a

@@ -27,6 +27,7 @@ use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
 use super::host;
+use crate::printer::Printer;
 
 /// The host config key naming the job whose user namespace a container joins at each start.
 pub const HOST_CONFIG_KEY: &str = "SharedUserNamespace";
@@ -49,7 +50,7 @@ fn dir() -> PathBuf {
 
 /// Whether a container with this spec can join a shared user namespace: it has a user
 /// namespace of its own to replace and no pid namespace (the hpc profile's shape).
-pub fn shareable(spec: &Spec) -> bool {
+fn shareable(spec: &Spec) -> bool {
     let list = spec
         .linux()
         .as_ref()
@@ -59,9 +60,58 @@ pub fn shareable(spec: &Spec) -> bool {
     has(LinuxNamespaceType::User) && !has(LinuxNamespaceType::Pid)
 }
 
+/// At create: the job key to record when a container with `spec`, started by a caller with
+/// `caller_env`, joins its job's shared namespace. The launcher's setting that turned
+/// single-copy off ([`berth_hpc::launcher`]) then goes from the spec, unless the user gave it
+/// (`user_env`, the `-e` values).
+pub fn prepare(
+    spec: &mut Spec,
+    caller_env: &[(String, String)],
+    user_env: &[String],
+) -> Option<String> {
+    let key = berth_hpc::job_key(caller_env).filter(|_| shareable(spec))?;
+    let (var, off) = berth_hpc::NO_SINGLE_COPY;
+    if !user_env.iter().any(|e| e.starts_with(var)) {
+        let off = format!("{var}={off}");
+        edit_env(spec, |env| env.retain(|e| *e != off));
+    }
+    Some(key)
+}
+
+/// At each start: joins the shared namespace the record names (`HostConfig`), if any. When
+/// that fails the container gets one of its own, as any other, with single-copy turned off
+/// for its rank and a warning.
+pub fn join_recorded(
+    spec: &mut Spec,
+    host_config: &serde_json::Value,
+    p: &Printer,
+) -> Option<Hold> {
+    let key = host_config[HOST_CONFIG_KEY].as_str()?;
+    match join(spec, key) {
+        Ok(hold) => Some(hold),
+        Err(e) => {
+            p.warn(format!(
+                "{e:#}: the container gets a user namespace of its own, without MPI single-copy"
+            ));
+            let (var, off) = berth_hpc::NO_SINGLE_COPY;
+            edit_env(spec, |env| env.push(format!("{var}={off}")));
+            None
+        }
+    }
+}
+
+fn edit_env(spec: &mut Spec, f: impl FnOnce(&mut Vec<String>)) {
+    if let Some(mut process) = spec.process().clone() {
+        let mut env = process.env().clone().unwrap_or_default();
+        f(&mut env);
+        process.set_env(Some(env));
+        spec.set_process(Some(process));
+    }
+}
+
 /// Points the spec's user namespace at the shared one for `key`, starting its holder if there
 /// is none, and returns the hold the container keeps while it runs.
-pub fn join(spec: &mut Spec, key: &str) -> Result<Hold> {
+fn join(spec: &mut Spec, key: &str) -> Result<Hold> {
     let linux = spec.linux().clone().unwrap_or_default();
     let uids = linux.uid_mappings().clone().unwrap_or_default();
     let gids = linux.gid_mappings().clone().unwrap_or_default();

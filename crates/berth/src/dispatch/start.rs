@@ -100,7 +100,7 @@ pub fn run(
     super::local_image::reopen(&rec.host_config)?;
     let mut bundle = bundle(store, rec)?;
     // Held until this monitor ends: the job's shared user namespace stays while it runs.
-    let _userns = join_shared_userns(&mut bundle, rec, p);
+    let _userns = super::shared_userns::join_recorded(&mut bundle.spec, &rec.host_config, p);
     // In a Slurm job a foreground container ends with the job step, whatever the tracking
     // plugin sees: see Container::end_with_parent.
     let end_with_parent =
@@ -222,32 +222,6 @@ fn cleanup(store: &Store, rec: &ContainerRecord, cg: Option<&mut Box<dyn CgroupM
             if started.is_err() {
                 let _ = store.delete_unpublished(&doomed);
             }
-        }
-    }
-}
-
-/// Joins the MPI job's shared user namespace the record names, if any. When that fails the
-/// container gets one of its own, as any other, and single-copy is turned off for its rank.
-fn join_shared_userns(
-    bundle: &mut Bundle,
-    rec: &ContainerRecord,
-    p: &Printer,
-) -> Option<super::shared_userns::Hold> {
-    let key = rec.host_config[super::shared_userns::HOST_CONFIG_KEY].as_str()?;
-    match super::shared_userns::join(&mut bundle.spec, key) {
-        Ok(hold) => Some(hold),
-        Err(e) => {
-            p.warn(format!(
-                "{e:#}: the container gets a user namespace of its own, without MPI single-copy"
-            ));
-            if let Some(mut process) = bundle.spec.process().clone() {
-                let (var, off) = berth_hpc::NO_SINGLE_COPY;
-                let mut env = process.env().clone().unwrap_or_default();
-                env.push(format!("{var}={off}"));
-                process.set_env(Some(env));
-                bundle.spec.set_process(Some(process));
-            }
-            None
         }
     }
 }
