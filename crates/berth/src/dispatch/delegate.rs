@@ -124,6 +124,30 @@ fn enter() -> Result<()> {
     Ok(())
 }
 
+/// The parent's side of the handshake with a helper that calls
+/// `berth_runtime::enter_user_namespace`: reads the helper's first line; on `ready` writes the
+/// maps of its namespace; then answers `go`, or `stop` when they could not be written, so the
+/// helper never waits forever. Returns the helper's output (after that line), the line, and
+/// whether the maps were written (`Ok` too when none were asked for).
+pub(super) fn answer_helper(
+    child: &mut std::process::Child,
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> Result<(BufReader<std::process::ChildStdout>, String, Result<()>)> {
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    let line = line.trim().to_string();
+    let mapped = if line == "ready" {
+        berth_runtime::write_id_maps(child.id() as i32, uids, gids).map_err(anyhow::Error::from)
+    } else {
+        Ok(())
+    };
+    let _ = writeln!(stdin, "{}", if mapped.is_ok() { "go" } else { "stop" });
+    Ok((stdout, line, mapped))
+}
+
 /// Runs `berth ARGS` as root of a new user namespace with `maps`; returns what it printed after
 /// the handshake.
 fn in_user_namespace(
@@ -138,18 +162,7 @@ fn in_user_namespace(
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot start a berth helper")?;
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut line = String::new();
-    stdout.read_line(&mut line)?;
-    let mapped = if line.trim() == "ready" {
-        berth_runtime::write_id_maps(child.id() as i32, &maps.0, &maps.1)
-    } else {
-        Ok(())
-    };
-    // Either way the helper must not wait forever: "go" only once the maps are written.
-    let _ = writeln!(stdin, "{}", if mapped.is_ok() { "go" } else { "stop" });
-    drop(stdin);
+    let (mut stdout, _, mapped) = answer_helper(&mut child, &maps.0, &maps.1)?;
     let mut rest = String::new();
     stdout.read_to_string(&mut rest)?;
     let mut err = String::new();

@@ -18,7 +18,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -311,16 +310,12 @@ fn start_holder(
         .spawn()
         .context("cannot start the user namespace holder")?;
     let pid = child.id() as i32;
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut line = String::new();
-    stdout.read_line(&mut line)?;
-    let mapped = match line.trim() {
-        "ready" => berth_runtime::write_id_maps(pid, uids, gids).map_err(anyhow::Error::from),
+    let (_, line, mapped) = super::delegate::answer_helper(&mut child, uids, gids)?;
+    let mapped = mapped.and_then(|()| match line.as_str() {
+        "ready" => Ok(()),
         "joined" if join.is_some() => Ok(()),
         _ => Err(anyhow::anyhow!("it did not enter a user namespace")),
-    };
-    let _ = writeln!(stdin, "{}", if mapped.is_ok() { "go" } else { "stop" });
+    });
     if let Err(e) = mapped {
         let _ = child.wait();
         bail!("cannot start the user namespace holder: {e:#}");
