@@ -31,14 +31,14 @@ fn exit_codes_like_docker() {
         7
     );
     // Killed by a signal: 128+N. (As PID 1 of its namespace a shell ignores its own SIGTERM,
-    // as under Docker, so this runs in the host pid namespace of the hpc profile.)
+    // as under Docker, so it runs under --init here.)
     assert_eq!(
         code(
             &b,
             &[
                 "run",
                 "--rm",
-                "--hpc",
+                "--init",
                 "localhost/bb",
                 "sh",
                 "-c",
@@ -48,6 +48,45 @@ fn exit_codes_like_docker() {
         .0,
         143
     );
+    // In the hpc profile berth ends by the program's signal, as the bare program would, so
+    // that a batch system records the signal; a shell's `$?` is 143 all the same.
+    use std::os::unix::process::ExitStatusExt;
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "kill -TERM $$",
+    ]);
+    assert_eq!(out.status.signal(), Some(15), "{out:?}");
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "exit 143",
+    ]);
+    assert_eq!(out.status.code(), Some(143), "{out:?}");
+    let shell = std::process::Command::new("sh")
+        .args(["-c", "\"$@\"; echo $?", "sh"])
+        .arg(b.cmd().get_program())
+        .args([
+            "run",
+            "--rm",
+            "--hpc",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "kill -USR1 $$",
+        ])
+        .envs(b.cmd().get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&shell.stdout).trim(), "138");
     let (c, _, err) = code(&b, &["run", "--rm", "localhost/bb", "/nonexistent"]);
     assert_eq!(c, 127, "{err}");
     assert!(err.contains("/nonexistent"), "{err}");
@@ -627,6 +666,62 @@ fn no_host_fds_and_masked_paths() {
     assert_eq!(out.trim(), "1");
 }
 
+/// Runs berth with the host's `/` open as descriptor 7, as a careless caller might leave it.
+fn with_host_root_on_fd7(b: &Berth, args: &[&str]) -> std::process::Output {
+    let berth = b.cmd();
+    let mut c = std::process::Command::new("sh");
+    c.args(["-c", "exec 7</ && exec \"$@\"", "sh"])
+        .arg(berth.get_program())
+        .args(args);
+    for (k, v) in berth.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn a_working_directory_through_a_host_descriptor_is_refused() {
+    // CVE-2024-21626: `-w /proc/self/fd/N` naming a descriptor inherited from the host would
+    // put the process's working directory outside the container's root, before descriptors
+    // are closed at exec.
+    let b = with_busybox();
+    let out = with_host_root_on_fd7(
+        &b,
+        &["run", "--rm", "-w", "/proc/self/fd/7", "localhost/bb", "ls"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("outside the container's root"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The descriptor itself does not reach the program either.
+    let out = with_host_root_on_fd7(&b, &["run", "--rm", "localhost/bb", "ls", "/proc/self/fd"]);
+    let fds = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .count();
+    assert!(out.status.success() && fds <= 4, "{out:?}");
+
+    // The same through exec, which joins a running container.
+    b.ok(&["run", "-d", "--name", "cwd", "localhost/bb", "sleep", "30"]);
+    let out = with_host_root_on_fd7(&b, &["exec", "-w", "/proc/self/fd/7", "cwd", "ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{err}");
+    assert!(err.contains("outside the container's root"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    b.ok(&["rm", "-f", "cwd"]);
+}
+
 #[test]
 fn rm_flag_and_cidfile() {
     let b = with_busybox();
@@ -756,7 +851,9 @@ fn stdin_cp_stats_and_follow() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
 
-    // --sig-proxy=false: a signal to berth is not passed on (the trap does not fire).
+    // --sig-proxy=false: a signal to berth is not passed on (the trap does not fire), and it
+    // does not end the monitor either: the container runs to its end and is removed.
+    let before = b.ok(&["ps", "-aq"]);
     let mut child = b
         .cmd()
         .args([
@@ -778,8 +875,13 @@ fn stdin_cp_stats_and_follow() {
         .args(["-USR1", &child.id().to_string()])
         .status()
         .unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
-    assert_ne!(status.code(), Some(42));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(b.ok(&["ps", "-aq"]), before);
 
     // cp both ways, logs -f until exit, stats.
     b.ok(&[

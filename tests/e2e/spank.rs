@@ -205,6 +205,61 @@ fn exit_codes_and_output_are_the_programs() {
     s.wait_no_containers();
 }
 
+/// A task killed by a signal is reported as the bare one (srun names the signal), and a rank
+/// that wires up through `srun --mpi=pmi2` gets its PMI socket (`PMI_FD`) in the container.
+#[test]
+fn signal_deaths_and_the_pmi2_socket_as_for_the_bare_program() {
+    let Some(s) = setup() else { return };
+    let image = format!("--container-image={IMAGE}");
+    let signal_line = |o: &Output| -> Vec<String> {
+        text(&o.stderr)
+            .lines()
+            .filter_map(|l| l.split_once("task 0:").map(|(_, r)| r.trim().to_string()))
+            .collect()
+    };
+    let script = "kill -USR1 $$";
+    let bare = s.run(&["-n1", "sh", "-c", script]);
+    let ctr = s.run(&["-n1", &image, "sh", "-c", script]);
+    assert!(
+        signal_line(&bare)
+            .iter()
+            .any(|l| l.contains("User defined signal 1")),
+        "{}",
+        text(&bare.stderr)
+    );
+    assert_eq!(
+        signal_line(&ctr),
+        signal_line(&bare),
+        "{}",
+        text(&ctr.stderr)
+    );
+    assert_eq!(ctr.status.code(), bare.status.code());
+
+    let pmi = "echo cmd=init pmi_version=1 pmi_subversion=1 >&$PMI_FD && \
+               read -r r <&$PMI_FD && echo \"$r\" && \
+               echo cmd=finalize >&$PMI_FD && read -r r <&$PMI_FD && echo \"$r\"";
+    let out = success(&s.run(&["-n2", "--mpi=pmi2", &image, "busybox", "sh", "-c", pmi]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("cmd=response_to_init") && l.contains("rc=0"))
+            .count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("cmd=finalize_ack"))
+            .count(),
+        2,
+        "{out}"
+    );
+    s.wait_no_containers();
+}
+
 #[test]
 fn env_workdir_and_mounts() {
     let Some(s) = setup() else { return };

@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse_args();
     let debug = cli.global.debug;
     match commands::run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => {
+            dispatch::start::end_by_signal_if_due();
+            ExitCode::from(code)
+        }
         Err(err) => {
             printer::error(&err, debug);
             ExitCode::from(dispatch::start::exit_code_of(&err) as u8)

@@ -20,6 +20,7 @@ fn main() {
         cpu_affinity: None,
         state_dir: args[1].clone().into(),
         init: false,
+        preserve_fds: Vec::new(),
     };
     let stdio = if std::env::var_os("BERTH_TTY").is_some() {
         Stdio::Tty

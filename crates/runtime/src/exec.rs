@@ -16,7 +16,7 @@ use rustix::thread::LinkNameSpaceType;
 
 use crate::error::{Failure, RuntimeError, Step};
 use crate::process::message::{self, FromInit, Sender};
-use crate::process::{hide_from_proc, prepare_exec, Command, Credentials};
+use crate::process::{check_cwd_inside_root, hide_from_proc, prepare_exec, Command, Credentials};
 use crate::seccomp::Filter;
 use crate::stdio::{self, ChildStdio};
 use crate::sys::{self, Forked};
@@ -89,6 +89,9 @@ pub struct ExecOptions<'a> {
     /// Forward every catchable signal this process receives to the joined process while
     /// waiting for it.
     pub forward_signals: bool,
+    /// Descriptors of this process that the joined process gets at the same numbers (see
+    /// [`crate::Bundle::preserve_fds`]).
+    pub preserve_fds: &'a [i32],
 }
 
 /// Runs `process` inside the container whose process is `pid` and returns Docker's exit code
@@ -184,6 +187,12 @@ fn spawn(
         command,
         process,
         report: report_tx,
+        preserve_fds: {
+            let mut fds = opts.preserve_fds.to_vec();
+            fds.sort_unstable();
+            fds.retain(|&fd| fd > 2);
+            fds
+        },
     };
 
     let helper = match sys::fork().map_err(RuntimeError::sys("fork"))? {
@@ -285,6 +294,7 @@ struct Tenant<'a> {
     command: Command,
     process: &'a Process,
     report: Sender,
+    preserve_fds: Vec<i32>,
 }
 
 impl Tenant<'_> {
@@ -342,8 +352,9 @@ impl Tenant<'_> {
                 cwd
             };
             rustix::process::chdir(cwd).map_err(Failure::at(Step::Cwd, cwd.display()))?;
+            check_cwd_inside_root(cwd)?;
             self.credentials.apply()?;
-            prepare_exec()
+            prepare_exec(&self.preserve_fds)
         })();
         if let Err(f) = setup {
             let _ = self.report.send_from_init(&FromInit::Failed(f));

@@ -40,6 +40,7 @@ pub use background::in_background;
 pub use delegate::{enter_user_namespace, join_user_namespace, write_id_maps};
 pub use error::{RuntimeError, Step};
 pub use exec::{exec, exec_confined, exec_detached, ExecOptions};
+pub use monitor::{die_by_signal, last_exit_signal};
 pub use process::Container;
 pub use resident::shed_startup_pages;
 pub use seccomp::{default_seccomp, fake_root_seccomp, seccomp_from_docker_json};
@@ -64,6 +65,10 @@ pub struct Bundle {
     /// forwards signals to the command (run as its child), reaps orphans, and exits with the
     /// command's status. No binary is needed in the image.
     pub init: bool,
+    /// Descriptors of the caller that the container's process gets at the same numbers, such
+    /// as the socket of a launcher's process-management interface (`PMI_FD`); every other
+    /// descriptor above 2 is closed at exec (runc's `--preserve-fds`, by number).
+    pub preserve_fds: Vec<i32>,
 }
 
 /// Where the root filesystem comes from.

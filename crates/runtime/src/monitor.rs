@@ -12,6 +12,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, WaitOptions};
@@ -35,15 +36,35 @@ const NOT_FORWARDED: [i32; 9] = [
     libc::SIGSYS,
 ];
 
+/// The signal that ended the process whose exit code was computed last (0: none).
+static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
 /// Docker's exit code for a wait status: the exit status, or 128+N for signal N.
 fn exit_code(status: rustix::process::WaitStatus) -> i32 {
+    let signal = status.terminating_signal().unwrap_or(0);
+    LAST_SIGNAL.store(signal, Ordering::Relaxed);
     if let Some(code) = status.exit_status() {
         code
-    } else if let Some(sig) = status.terminating_signal() {
-        128 + sig
+    } else if signal != 0 {
+        128 + signal
     } else {
         125
     }
+}
+
+/// The signal that ended the process whose exit code [`crate::Container::wait`] or
+/// [`crate::exec_confined`] returned last, when a signal ended it: exit code 128+N cannot tell
+/// a process killed by signal N from one that exited with that status.
+pub fn last_exit_signal() -> Option<i32> {
+    Some(LAST_SIGNAL.load(Ordering::Relaxed)).filter(|&s| s != 0)
+}
+
+/// Ends this process by `signal`, as the process it waited for ended, so that its own parent
+/// (a batch system's step daemon, a shell, `subprocess`) sees the same wait status as for
+/// the bare program. No core file is written for this process. Returns only when `signal`
+/// does not end a process by default.
+pub fn die_by_signal(signal: i32) {
+    signal::die_by(signal);
 }
 
 /// Blocks until `pid` (a child of this process) ends and returns its exit code.

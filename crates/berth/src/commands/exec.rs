@@ -82,11 +82,13 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
             .ok()
             .flatten();
     // Joined like the container's own processes: its seccomp filter, CPUs and cgroups.
+    let preserve = crate::dispatch::host::launcher_fds(process.env().iter().flatten());
     let mut opts = ExecOptions {
         seccomp,
         cpu_affinity: affinity.as_deref(),
         cgroups: &st.cgroups,
         forward_signals: true,
+        preserve_fds: &preserve,
     };
     if a.detach {
         let devnull = || std::fs::OpenOptions::new().write(true).open("/dev/null");
@@ -115,6 +117,7 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
         }
     };
     let code = berth_runtime::exec_confined(st.pid, &process, stdio, &opts).map_err(exec_failed)?;
+    crate::dispatch::start::end_like_the_program(&rec.host_config);
     Ok(code.clamp(0, 255) as u8)
 }
 

@@ -401,6 +401,7 @@ fn run_step(
         cpu_affinity: None,
         state_dir,
         init: false,
+        preserve_fds: Vec::new(),
     };
     let (mut r, w) = std::io::pipe()?;
     let w2 = w.try_clone()?;

@@ -175,3 +175,21 @@ pub fn random_name(id: &str) -> String {
         &id[4..8]
     )
 }
+
+/// The descriptors of this process that a containerised rank needs at the same number: the
+/// PMI-1/PMI-2 socket `srun --mpi=pmi2` (or MPICH's Hydra) gives each task and names in
+/// `PMI_FD`, when the process's environment `env` (`KEY=VALUE`) carries that variable and the
+/// descriptor is a socket here. Anything else (a directory, a file) stays closed, as every
+/// inherited descriptor is: a host directory's descriptor would open the host to the
+/// container (CVE-2024-21626).
+pub fn launcher_fds<'a>(env: impl IntoIterator<Item = &'a String>) -> Vec<i32> {
+    use std::os::unix::fs::FileTypeExt;
+    env.into_iter()
+        .filter_map(|kv| kv.strip_prefix("PMI_FD="))
+        .filter_map(|v| v.parse::<i32>().ok())
+        .filter(|&fd| fd > 2)
+        .filter(|fd| {
+            fs::metadata(format!("/proc/self/fd/{fd}")).is_ok_and(|m| m.file_type().is_socket())
+        })
+        .collect()
+}

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio as ProcStdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -43,6 +44,7 @@ fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
         cpu_affinity: affinity,
         state_dir: paths.container_dir(&rec.id),
         init: rec.host_config["Init"].as_bool().unwrap_or(false),
+        preserve_fds: Vec::new(),
     })
 }
 
@@ -99,12 +101,20 @@ pub fn run(
     // A container from a single-file image that ran before: its file was let go when it ended.
     super::local_image::reopen(&rec.host_config)?;
     let mut bundle = bundle(store, rec)?;
+    if matches!(io, Io::Foreground { .. }) {
+        let env = bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().as_ref());
+        bundle.preserve_fds = host::launcher_fds(env.into_iter().flatten());
+    }
     // Held until this monitor ends: the job's shared user namespace stays while it runs.
     let _userns = super::shared_userns::join_recorded(&mut bundle.spec, &rec.host_config, p);
     // In a Slurm job a foreground container ends with the job step, whatever the tracking
     // plugin sees: see Container::end_with_parent.
-    let end_with_parent =
-        matches!(io, Io::Foreground { .. }) && std::env::var_os("SLURM_JOB_ID").is_some();
+    let foreground = matches!(io, Io::Foreground { .. });
+    let end_with_parent = foreground && std::env::var_os("SLURM_JOB_ID").is_some();
     let mut logs: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let (stdio, relays) = match io {
         Io::Foreground { tty: true, .. } => (Stdio::Tty, None),
@@ -193,6 +203,9 @@ pub fn run(
         c.end_with_parent();
     }
     let code = c.wait(sig_proxy)?;
+    if foreground {
+        end_like_the_program(&rec.host_config);
+    }
     for l in logs {
         let _ = l.join();
     }
@@ -205,6 +218,31 @@ pub fn run(
     }
     cleanup(store, rec, cg.as_mut());
     Ok(code)
+}
+
+/// The signal this process ends by once its work is done (0: it exits with its code).
+static END_BY_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// In the hpc profile a container killed by signal N ends its foreground `berth run` or
+/// `berth exec` by the same signal, so that a batch system sees what it sees for the bare
+/// program (Slurm records `0:11` and srun names the signal, where an exit status 139 would be
+/// recorded as `139:0`); a shell's `$?` is 128+N either way. The docker profile keeps Docker's
+/// exit code 128+N.
+pub fn end_like_the_program(host_config: &serde_json::Value) {
+    if host_config["Profile"].as_str() == Some("hpc") {
+        if let Some(sig) = berth_runtime::last_exit_signal() {
+            END_BY_SIGNAL.store(sig, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Ends this process as [`end_like_the_program`] decided, if it did; returns otherwise.
+pub fn end_by_signal_if_due() {
+    let sig = END_BY_SIGNAL.load(Ordering::Relaxed);
+    if sig != 0 {
+        let _ = std::io::stdout().flush();
+        berth_runtime::die_by_signal(sig);
+    }
 }
 
 fn cleanup(store: &Store, rec: &ContainerRecord, cg: Option<&mut Box<dyn CgroupManager>>) {

@@ -24,6 +24,7 @@ fn bundle(root: &Path, prep: &Prepared) -> Bundle {
         cpu_affinity: None,
         state_dir: record::dir(root, &prep.id),
         init: false,
+        preserve_fds: Vec::new(),
     }
 }
 

@@ -31,6 +31,8 @@ pub(crate) struct InitContext<'a> {
     pub(crate) command: Command,
     /// Stay as an init and run the command as a child (`--init`).
     pub(crate) init: bool,
+    /// Descriptors passed on to the command (sorted).
+    pub(crate) preserve_fds: &'a [i32],
     /// Monitor → init.
     pub(crate) control: Receiver,
     /// Init → monitor; close-on-exec, so its end of file tells the monitor exec worked.
@@ -175,7 +177,7 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     // A change of uid clears the parent-death signal: set it again, for good this time. A
     // container must not outlive its monitor, which alone records its end; exec keeps it.
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
-    prepare_exec()?;
+    prepare_exec(ctx.preserve_fds)?;
     ctx.report
         .send_from_init(&FromInit::Ready)
         .map_err(Failure::at(Step::Sync, "report ready"))?;
@@ -202,7 +204,22 @@ fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
         std::fs::create_dir_all(cwd).map_err(|e| Failure::new(Step::Cwd, cwd.display(), e))?;
         rustix::process::chdir(cwd).map_err(Failure::at(Step::Cwd, cwd.display()))?;
     }
-    Ok(())
+    check_cwd_inside_root(cwd)
+}
+
+/// Refuses a working directory outside the container's root, which a path through a
+/// descriptor inherited from the host (`-w /proc/self/fd/N`) would give (CVE-2024-21626):
+/// descriptors are closed only at exec, after the directory is entered.
+pub(crate) fn check_cwd_inside_root(cwd: &Path) -> Result<(), Failure> {
+    match sys::cwd_inside_root() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::new(
+            Step::Cwd,
+            format_args!("{} (outside the container's root)", cwd.display()),
+            rustix::io::Errno::NOENT.into(),
+        )),
+        Err(e) => Err(Failure::new(Step::Cwd, cwd.display(), e)),
+    }
 }
 
 /// Makes the process non-dumpable, so its `/proc/PID` entries belong to root.
@@ -211,8 +228,12 @@ pub(crate) fn hide_from_proc() {
 }
 
 /// The last steps before exec shared with `exec`: a clean signal state and no inherited
-/// descriptors beyond 0-2 (CVE-2024-21626).
-pub(crate) fn prepare_exec() -> Result<(), Failure> {
+/// descriptors beyond 0-2 but those the caller passes on, `keep` (sorted; CVE-2024-21626).
+pub(crate) fn prepare_exec(keep: &[i32]) -> Result<(), Failure> {
     sys::signal::reset_all().map_err(|e| Failure::new(Step::PrepareExec, "signals", e))?;
-    sys::cloexec_from_3().map_err(|e| Failure::new(Step::PrepareExec, "descriptors", e))
+    for &fd in keep {
+        sys::inherit_fd(fd)
+            .map_err(|e| Failure::new(Step::PrepareExec, "preserved descriptor", e))?;
+    }
+    sys::cloexec_from_3(keep).map_err(|e| Failure::new(Step::PrepareExec, "descriptors", e))
 }

@@ -37,7 +37,7 @@ use crate::{hooks, monitor, stdio, Bundle, Stdio};
 
 pub(crate) use command::Command;
 pub(crate) use credentials::Credentials;
-pub(crate) use init::{hide_from_proc, prepare_exec};
+pub(crate) use init::{check_cwd_inside_root, hide_from_proc, prepare_exec};
 use message::{FromInit, Receiver, Sender, ToInit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +164,9 @@ impl Container {
                 source,
             })?;
         }
+        let mut preserve_fds = bundle.preserve_fds.clone();
+        preserve_fds.sort_unstable();
+        preserve_fds.retain(|&fd| fd > 2);
         let (child_stdio, tty_socket) = stdio::prepare(stdio)?;
         let (control_rx, control_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
         let (report_rx, report_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
@@ -181,6 +184,7 @@ impl Container {
             credentials,
             command,
             init: bundle.init,
+            preserve_fds: &preserve_fds,
             control: control_rx,
             report: report_tx,
             hooks: owned_hooks.as_ref().map(|h| init::HookPlan {
@@ -333,16 +337,17 @@ impl Container {
     /// Waits for the process to end and returns Docker's exit code: its exit status, or
     /// 128+N when signal N killed it. With `forward_signals`, every catchable signal this
     /// process receives meanwhile is sent on to the container (except SIGCHLD, and SIGWINCH
-    /// with a tty, which resizes the pty), and those signals stay blocked once it has ended, so
-    /// a late one cannot end the monitor during its clean-up; a tty is relayed to this
-    /// process's stdio.
+    /// with a tty, which resizes the pty); without, those signals are neither forwarded nor
+    /// able to end the monitor. Either way they stay blocked once it has ended, so a late one
+    /// cannot end the monitor during its clean-up; a tty is relayed to this process's stdio.
     pub fn wait(&mut self, forward_signals: bool) -> Result<i32, RuntimeError> {
         if self.state != State::Running {
             return Err(RuntimeError::State("wait"));
         }
-        if !forward_signals {
-            self.restore_mask();
-        }
+        // Without forwarding, the signals stay blocked all the same: one that ended the
+        // monitor would end the container too (its parent-death signal) and leave its record
+        // behind. They are dropped with the monitor (Docker's `--sig-proxy=false` leaves the
+        // container alone as well).
         let code = monitor::wait(
             self.pid,
             &self.pidfd,

@@ -68,20 +68,48 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Marks every descriptor from 3 up close-on-exec, so nothing of the host survives `execve`
-/// except what was dup'ed onto 0, 1 and 2 (CVE-2024-21626).
-pub(crate) fn cloexec_from_3() -> io::Result<()> {
+/// Marks every descriptor from 3 up close-on-exec except those in `keep` (sorted, each
+/// above 2), so nothing of the host survives `execve` but what was dup'ed onto 0, 1 and 2
+/// and what the caller chose to pass on (CVE-2024-21626).
+pub(crate) fn cloexec_from_3(keep: &[i32]) -> io::Result<()> {
+    let mut from: libc::c_uint = 3;
+    for &fd in keep {
+        let fd = fd as libc::c_uint;
+        if fd > from {
+            cloexec_range(from, fd - 1)?;
+        }
+        from = from.max(fd.saturating_add(1));
+    }
+    cloexec_range(from, libc::c_uint::MAX)
+}
+
+fn cloexec_range(first: libc::c_uint, last: libc::c_uint) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes descriptor flags; the arguments are plain integers.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) };
     if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether the working directory is reachable from this process's root. A directory entered
+/// through a descriptor of the host (`/proc/self/fd/N`) is not: the kernel then names it
+/// `(unreachable)/…` (CVE-2024-21626).
+pub(crate) fn cwd_inside_root() -> io::Result<bool> {
+    let mut buf = [0u8; 4096];
+    // SAFETY: the kernel writes at most buf.len() bytes into buf, which outlives the call.
+    let ret = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(buf[0] == b'/')
+}
+
+/// Clears close-on-exec on `fd`, a descriptor the caller passes on to the container's process.
+pub(crate) fn inherit_fd(fd: i32) -> io::Result<()> {
+    // SAFETY: F_SETFD on a plain integer descriptor changes only its flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -122,3 +122,24 @@ fn ignored_signals() -> Option<u64> {
     let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
     u64::from_str_radix(mask.trim(), 16).ok()
 }
+
+/// Ends this process by `signal` with its default action, as the process it waited for ended:
+/// no core file of its own (the program's was written already, where one was due), the
+/// signal's default disposition, unblocked, raised. Returns only when `signal` does not
+/// terminate a process by default.
+pub(crate) fn die_by(signal: i32) {
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Core,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: rustix::process::getrlimit(rustix::process::Resource::Core).maximum,
+        },
+    );
+    set_default(signal);
+    let mut set = SigSet::empty();
+    set.add(signal);
+    // SAFETY: set is an initialised sigset_t; the old mask is not asked for.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set.0, std::ptr::null_mut()) };
+    // SAFETY: kill takes plain integers; this process signals itself.
+    unsafe { libc::kill(libc::getpid(), signal) };
+}

@@ -158,6 +158,7 @@ impl Fixture {
             cpu_affinity: None,
             state_dir: self.path("state"),
             init: false,
+            preserve_fds: Vec::new(),
         }
     }
 }
