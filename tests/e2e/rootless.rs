@@ -175,7 +175,13 @@ fn rootless_run_with_subordinate_ids() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+    // One line says the limits are not enforced; the CPU affinity still narrowed nproc.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("WARNING") && err.contains("not enforced"),
+        "{err}"
+    );
 }
 
 /// As under an MPI launcher: the `--hpc` containers of two ranks of one job share a user
@@ -273,6 +279,52 @@ fn rootless_run_with_a_single_id_map() {
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("1000"), "{err}");
+}
+
+/// `--userns=keep-id` runs as the caller's own ids in the docker profile; a host path the caller
+/// cannot read is refused before anything starts, in one line naming it.
+#[test]
+fn rootless_keep_id_and_unreadable_host_paths() {
+    let u = AsUser::new(unprivileged_user());
+    u.import("localhost/bb");
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--userns=keep-id",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "id -u; id -g",
+    ]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [u.user.uid.to_string(), u.user.gid.to_string()],
+        "{out}"
+    );
+    let closed = u.dir().join("roots-only");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let bind = format!("{}:/data", closed.display());
+    for args in [
+        vec!["run", "--rm", "-v", bind.as_str(), "localhost/bb", "true"],
+        vec![
+            "run",
+            "--rm",
+            "--hpc",
+            "-v",
+            bind.as_str(),
+            "localhost/bb",
+            "true",
+        ],
+    ] {
+        let out = u.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.contains("not readable by the caller"), "{err}");
+        assert!(err.contains(closed.to_str().unwrap()), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert!(u.ok(&["ps", "-aq"]).trim().is_empty(), "nothing recorded");
 }
 
 /// The lifecycle commands, volumes, signals and `--read-only` as the unprivileged user: no

@@ -611,6 +611,51 @@ fn cpu_limits_are_visible() {
         "echo $OMP_NUM_THREADS",
     ]);
     assert_eq!(out.trim(), "7");
+    // --cpus narrows what the container sees just as a cpuset does.
+    let show = "nproc; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; echo $OMP_NUM_THREADS";
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    if online.trim() != "0" {
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            "--cpus",
+            "1",
+            "localhost/bb",
+            "sh",
+            "-c",
+            show,
+        ]);
+        let seen: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!([seen[0], seen[1], seen[3]], ["1", "1", "1"], "{out}");
+        assert!(!seen[2].contains(['-', ',']), "one CPU online: {out}");
+    }
+    // An affinity inherited from the caller (a batch system's binding) is kept, and never
+    // widened: a cpuset outside it is refused, naming both.
+    let last = online.trim().rsplit(['-', ',']).next().unwrap().to_string();
+    if last != "0" {
+        let out = std::process::Command::new("taskset")
+            .args(["-c", &last])
+            .arg(b.cmd().get_program())
+            .args(["run", "--rm", "localhost/bb", "sh", "-c", show])
+            .envs(b.cmd().get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        let seen: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!([seen[0], seen[1], seen[3]], ["1", "1", "1"], "{text}");
+        assert!(!seen[2].contains(['-', ',']), "one CPU online: {text}");
+        let out = std::process::Command::new("taskset")
+            .args(["-c", &last])
+            .arg(b.cmd().get_program())
+            .args(["run", "--rm", "--cpuset-cpus", "0", "localhost/bb", "true"])
+            .envs(b.cmd().get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }
 
 #[test]
@@ -662,6 +707,25 @@ fn no_host_fds_and_masked_paths() {
         ],
     );
     assert_ne!(c, 0);
+    // Docker's masked paths read as empty; its read-only ones refuse writes, even to what the
+    // container's own namespaces would allow (its hostname).
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "cat /proc/keys /proc/timer_list | wc -c; \
+         { echo x > /proc/sys/kernel/hostname; echo h > /proc/sysrq-trigger; } 2>&1; true",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].trim(), "0", "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[1].contains("Read-only file system"), "{out}");
+    assert!(
+        lines[2].contains("can't create /proc/sysrq-trigger"),
+        "{out}"
+    );
     let out = b.ok(&["run", "--rm", "localhost/bb", "sh", "-c", "echo $$"]);
     assert_eq!(out.trim(), "1");
 }
@@ -906,6 +970,14 @@ fn stdin_cp_stats_and_follow() {
     assert!(
         stats.contains("CONTAINER ID") && stats.contains("cp"),
         "{stats}"
+    );
+    // No port is ever published (host or loopback-only networks): port lists nothing.
+    assert_eq!(b.ok(&["port", "cp"]), "");
+    let (c, _, err) = code(&b, &["port", "nosuch"]);
+    assert_ne!(c, 0);
+    assert!(
+        err.contains("nosuch") && err.trim().lines().count() == 1,
+        "{err}"
     );
     let followed = b.ok(&["logs", "-f", "cp"]);
     assert!(followed.contains("tick 3"), "{followed}");

@@ -488,6 +488,28 @@ fn scancel_ends_the_tasks_and_removes_the_container() {
     assert_eq!(processes(&task), Vec::<i32>::new(), "tasks left");
 }
 
+/// `srun -N2 berth run …` without the plugin's options: one container per task, on each
+/// node, in both profiles, each task knowing its rank and node.
+#[test]
+fn srun_of_berth_run_spans_two_nodes() {
+    let Some(s) = setup() else { return };
+    for profile in [&["--hpc"][..], &[][..]] {
+        let mut args = vec!["-N2", "--ntasks-per-node=1", BERTH, "run", "--rm"];
+        args.extend(profile);
+        args.extend([
+            "localhost/bb",
+            "sh",
+            "-c",
+            "echo $SLURMD_NODENAME $SLURM_PROCID",
+        ]);
+        let out = success(&s.run(&args));
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["node1 0", "node2 1"], "{profile:?}: {out}");
+    }
+    s.wait_no_containers();
+}
+
 #[test]
 fn one_container_per_node_for_a_two_node_step() {
     let Some(s) = setup() else { return };
