@@ -75,6 +75,26 @@ fn platform_from_an_index_and_insecure_registry_from_config() {
     if cfg!(target_arch = "x86_64") {
         b.ok(&["pull", "-q", &multi]);
         assert!(env_of(&b, &multi).contains("BUILT_FOR=linux/amd64"));
+        // run --platform never runs a local image of another platform as if it were: it
+        // pulls the one asked for, or with --pull never refuses in one line.
+        let run_never = [
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--platform",
+            "linux/arm64",
+        ];
+        let err = b.fails(&[&run_never[..], &[multi.as_str(), "true"]].concat(), 125);
+        assert!(
+            err.contains("linux/amd64") && err.contains("linux/arm64"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        b.ok(&["pull", "-q", "--platform", "linux/arm64", &multi]);
+        let out = b.ok(&["run", "--rm", "--platform", "linux/amd64", &multi, "env"]);
+        assert!(out.contains("BUILT_FOR=linux/amd64"), "{out}");
+        assert_eq!(b.inspect(&multi)["Architecture"], "amd64");
     }
     let err = b.fails(&["pull", "--platform", "linux/s390x", &multi], 125);
     assert!(err.contains("s390x"), "{err}");

@@ -17,7 +17,42 @@ use crate::settings::SquashfsMountMode;
 /// The image to run: from the caller's store, else from the first shared store that has it,
 /// else pulled (unless `--pull never`); `--pull always` pulls first.
 fn image(s: &Settings, store: &Store, a: &RunArgs, p: &Printer) -> Result<ImageInput> {
-    let local = store.lookup(&a.image);
+    let platform = match &a.platform {
+        Some(x) => Some(x.parse::<Platform>()?),
+        None => None,
+    };
+    let mut local = store.lookup(&a.image);
+    // As Docker: a local image of another platform than --platform asks for is pulled again
+    // for that one (or refused with --pull never), never run as if it were.
+    if let (Ok(img), Some(want)) = (&local, &platform) {
+        let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&img.id)?)?;
+        let field = |k: &str| config[k].as_str().unwrap_or_default().to_string();
+        let (os, arch) = (field("os"), field("architecture"));
+        let variant = config["variant"].as_str();
+        if !want.matches(&os, &arch, variant) {
+            let have = [os, arch, variant.unwrap_or_default().to_string()]
+                .iter()
+                .filter(|x| !x.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("/");
+            if a.pull == "never" {
+                bail!(
+                    "image {} is {have}, not {} (and --pull never)",
+                    a.image,
+                    a.platform.as_deref().unwrap_or_default()
+                );
+            }
+            if !a.quiet {
+                p.warn(format!(
+                    "image {} is {have}, not {}: pulling",
+                    a.image,
+                    a.platform.as_deref().unwrap_or_default()
+                ));
+            }
+            local = Err(StoreError::ImageNotFound(a.image.clone()));
+        }
+    }
     let missing = matches!(local, Err(StoreError::ImageNotFound(_)));
     let want_pull = match (a.pull.as_str(), missing) {
         ("always", _) => true,
@@ -39,10 +74,7 @@ fn image(s: &Settings, store: &Store, a: &RunArgs, p: &Printer) -> Result<ImageI
         return ImageInput::from_store(store, &local?);
     }
     let r = ImageRef::parse(&a.image)?;
-    let platform = match &a.platform {
-        Some(x) => x.parse::<Platform>()?,
-        None => Platform::host(),
-    };
+    let platform = platform.unwrap_or_else(Platform::host);
     let client = Client::new(s.registry_options(&a.registry))?;
     if !a.quiet {
         p.warn(format!("unable to find image '{}' locally", a.image));
