@@ -43,6 +43,20 @@ impl Berth {
         c
     }
 
+    /// Runs `WRAPPER... berth ARGS...` (a shell, `taskset`) with this store's environment.
+    pub fn wrapped(&self, wrapper: &[&str], args: &[&str]) -> Output {
+        let berth = self.cmd();
+        let mut c = Command::new(wrapper[0]);
+        c.args(&wrapper[1..]).arg(berth.get_program()).args(args);
+        for (k, v) in berth.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.output().unwrap()
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }

@@ -32,16 +32,16 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the program under test is started inside the job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Bare,
     Hpc,
     Docker,
 }
 
-const ALL_MODES: [Mode; 3] = [Mode::Bare, Mode::Hpc, Mode::Docker];
+pub(crate) const ALL_MODES: [Mode; 3] = [Mode::Bare, Mode::Hpc, Mode::Docker];
 
 /// The cluster, a Berth store with the busybox image, and a job working directory.
-struct Setup {
+pub(crate) struct Setup {
     cluster: &'static SlurmCluster,
     b: Berth,
     /// The jobs' cwd (`--chdir`): holds `sigtrap`, its logs and batch output; bound into the
@@ -49,7 +49,7 @@ struct Setup {
     work: PathBuf,
 }
 
-fn setup() -> Option<Setup> {
+pub(crate) fn setup() -> Option<Setup> {
     let Some(cluster) = SlurmCluster::shared() else {
         eprintln!("skipped: no Slurm");
         return None;
@@ -65,13 +65,13 @@ fn setup() -> Option<Setup> {
 }
 
 impl Setup {
-    fn work_str(&self) -> &str {
+    pub(crate) fn work_str(&self) -> &str {
         self.work.to_str().unwrap()
     }
 
     /// A Slurm client whose jobs run in `work` with this store's Berth environment (srun and
     /// sbatch hand their whole environment to the job).
-    fn client(&self, program: &str) -> Command {
+    pub(crate) fn client(&self, program: &str) -> Command {
         let mut c = self.cluster.command(program);
         for (k, v) in self.b.cmd().get_envs() {
             match v {
@@ -84,7 +84,7 @@ impl Setup {
     }
 
     /// `srun -N1 -n1 --chdir WORK <mode prefix> ARGS...`
-    fn srun(&self, mode: Mode, args: &[&str]) -> Command {
+    pub(crate) fn srun(&self, mode: Mode, args: &[&str]) -> Command {
         let mut c = self.client("srun");
         c.args(["-N1", "-n1", "--chdir", self.work_str()])
             .args(self.prefix(mode))
@@ -93,7 +93,7 @@ impl Setup {
     }
 
     /// The words that run ARGS in `mode`: nothing, or `berth run` with the profile's flags.
-    fn prefix(&self, mode: Mode) -> Vec<String> {
+    pub(crate) fn prefix(&self, mode: Mode) -> Vec<String> {
         let run = [BERTH, "run", "--rm"].map(String::from).to_vec();
         match mode {
             Mode::Bare => vec![],
@@ -375,80 +375,8 @@ fn srun_passes_output_and_exit_code_through() {
     }
 }
 
-/// A program killed by a signal: srun names the signal and exits as for the bare program, in
-/// the hpc profile (the docker profile keeps Docker's exit status 128+N).
-#[test]
-fn a_signal_death_is_reported_like_the_bare_program() {
-    let Some(s) = setup() else { return };
-    let results: Vec<(Mode, Output)> = [Mode::Bare, Mode::Hpc]
-        .map(|m| (m, s.srun(m, &["sh", "-c", "kill -USR1 $$"]).spawn_output()))
-        .into_iter()
-        .map(|(m, c)| (m, c.wait_with_output().unwrap()))
-        .collect();
-    let srun_says = |out: &Output| -> Vec<String> {
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| l.contains("task 0"))
-            .map(|l| l.rsplit("task 0").next().unwrap_or_default().to_string())
-            .collect()
-    };
-    let (_, bare) = &results[0];
-    assert!(
-        srun_says(bare)
-            .iter()
-            .any(|l| l.contains("User defined signal 1")),
-        "{}",
-        String::from_utf8_lossy(&bare.stderr)
-    );
-    for (mode, out) in &results[1..] {
-        assert_eq!(out.status.code(), bare.status.code(), "{mode:?}: {out:?}");
-        assert_eq!(srun_says(out), srun_says(bare), "{mode:?}");
-    }
-}
-
-/// `srun --mpi=pmi2` gives each task a socket to slurmstepd's PMI server and names it in
-/// `PMI_FD`; an MPI library (MPICH, Intel MPI, MVAPICH) wires up through it. The rank in a
-/// container must get that descriptor at the same number: here it speaks PMI-1's wire
-/// protocol (which Slurm's pmi2 plugin also serves) and must get slurmstepd's answers.
-#[test]
-fn pmi2_socket_reaches_the_rank() {
-    let Some(s) = setup() else { return };
-    let list = s.client("srun").arg("--mpi=list").output().unwrap();
-    if !String::from_utf8_lossy(&[list.stdout, list.stderr].concat()).contains("pmi2") {
-        eprintln!("skipped: this Slurm has no mpi/pmi2 plugin");
-        return;
-    }
-    // busybox's shell, bare too: dash refuses descriptors above 9 in redirections.
-    let script = "echo cmd=init pmi_version=1 pmi_subversion=1 >&$PMI_FD && \
-                  read -r r <&$PMI_FD && echo \"$r\" && \
-                  echo cmd=finalize >&$PMI_FD && read -r r <&$PMI_FD && echo \"$r\"";
-    let results: Vec<(Mode, Child)> = ALL_MODES
-        .map(|m| {
-            let mut c = s.client("srun");
-            c.args(["-N1", "-n1", "--mpi=pmi2", "--chdir", s.work_str()])
-                .args(s.prefix(m))
-                .args(["busybox", "sh", "-c", script]);
-            (m, c.spawn_output())
-        })
-        .into_iter()
-        .collect();
-    for (mode, child) in results {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{mode:?}: {stdout} {stderr}");
-        let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(lines.len(), 2, "{mode:?}: {stdout} {stderr}");
-        assert!(
-            lines[0].contains("cmd=response_to_init") && lines[0].contains("rc=0"),
-            "{mode:?}: {stdout}"
-        );
-        assert!(lines[1].contains("cmd=finalize_ack"), "{mode:?}: {stdout}");
-    }
-}
-
 /// `spawn()` with stdout and stderr captured, so several steps can run at once.
-trait SpawnOutput {
+pub(crate) trait SpawnOutput {
     fn spawn_output(&mut self) -> Child;
 }
 

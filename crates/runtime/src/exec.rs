@@ -16,7 +16,9 @@ use rustix::thread::LinkNameSpaceType;
 
 use crate::error::{Failure, RuntimeError, Step};
 use crate::process::message::{self, FromInit, Sender};
-use crate::process::{check_cwd_inside_root, hide_from_proc, prepare_exec, Command, Credentials};
+use crate::process::{
+    check_cwd_inside_root, descriptors_to_keep, hide_from_proc, prepare_exec, Command, Credentials,
+};
 use crate::seccomp::Filter;
 use crate::stdio::{self, ChildStdio};
 use crate::sys::{self, Forked};
@@ -187,12 +189,7 @@ fn spawn(
         command,
         process,
         report: report_tx,
-        preserve_fds: {
-            let mut fds = opts.preserve_fds.to_vec();
-            fds.sort_unstable();
-            fds.retain(|&fd| fd > 2);
-            fds
-        },
+        preserve_fds: descriptors_to_keep(opts.preserve_fds),
     };
 
     let helper = match sys::fork().map_err(RuntimeError::sys("fork"))? {

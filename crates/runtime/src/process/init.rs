@@ -227,6 +227,15 @@ pub(crate) fn hide_from_proc() {
     let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable);
 }
 
+/// The descriptors a caller asked to pass on, as [`prepare_exec`] takes them: sorted, above 2
+/// (0-2 are the process's stdio anyway). Made before clone, so the child allocates nothing.
+pub(crate) fn descriptors_to_keep(fds: &[i32]) -> Vec<i32> {
+    let mut keep: Vec<i32> = fds.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    keep
+}
+
 /// The last steps before exec shared with `exec`: a clean signal state and no inherited
 /// descriptors beyond 0-2 but those the caller passes on, `keep` (sorted; CVE-2024-21626).
 pub(crate) fn prepare_exec(keep: &[i32]) -> Result<(), Failure> {

@@ -37,7 +37,7 @@ use crate::{hooks, monitor, stdio, Bundle, Stdio};
 
 pub(crate) use command::Command;
 pub(crate) use credentials::Credentials;
-pub(crate) use init::{check_cwd_inside_root, hide_from_proc, prepare_exec};
+pub(crate) use init::{check_cwd_inside_root, descriptors_to_keep, hide_from_proc, prepare_exec};
 use message::{FromInit, Receiver, Sender, ToInit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,9 +164,7 @@ impl Container {
                 source,
             })?;
         }
-        let mut preserve_fds = bundle.preserve_fds.clone();
-        preserve_fds.sort_unstable();
-        preserve_fds.retain(|&fd| fd > 2);
+        let preserve_fds = init::descriptors_to_keep(&bundle.preserve_fds);
         let (child_stdio, tty_socket) = stdio::prepare(stdio)?;
         let (control_rx, control_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
         let (report_rx, report_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
