@@ -51,25 +51,10 @@ fn exit_codes_like_docker() {
     // In the hpc profile berth ends by the program's signal, as the bare program would, so
     // that a batch system records the signal; a shell's `$?` is 143 all the same.
     use std::os::unix::process::ExitStatusExt;
-    let out = b.run(&[
-        "run",
-        "--rm",
-        "--hpc",
-        "localhost/bb",
-        "sh",
-        "-c",
-        "kill -TERM $$",
-    ]);
+    let hpc = |script: &str| b.run(&["run", "--rm", "--hpc", "localhost/bb", "sh", "-c", script]);
+    let out = hpc("kill -TERM $$");
     assert_eq!(out.status.signal(), Some(15), "{out:?}");
-    let out = b.run(&[
-        "run",
-        "--rm",
-        "--hpc",
-        "localhost/bb",
-        "sh",
-        "-c",
-        "exit 143",
-    ]);
+    let out = hpc("exit 143");
     assert_eq!(out.status.code(), Some(143), "{out:?}");
     let shell = b.wrapped(
         &["sh", "-c", "\"$@\"; echo $?", "sh"],
