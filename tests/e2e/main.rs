@@ -34,4 +34,5 @@ mod single_file;
 mod slurm;
 mod slurm_tasks;
 mod spank;
+mod spank_named;
 mod umoci;

@@ -15,8 +15,8 @@ use berth_testkit::{as_user, run_as, unprivileged_user, SlurmCluster};
 
 use crate::common::Berth;
 
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-const IMAGE: &str = "localhost/spank-test";
+pub(crate) const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+pub(crate) const IMAGE: &str = "localhost/spank-test";
 /// Nodes of the test cluster, each in its own network namespace; single-node steps ask -N1.
 pub(crate) const NODES: u32 = 2;
 
@@ -35,10 +35,10 @@ fn plugin() -> PathBuf {
         .unwrap_or_else(|| panic!("no libberth_spank*.so in {}", deps.display()))
 }
 
-struct Setup {
-    cluster: &'static SlurmCluster,
-    b: Berth,
-    work: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) cluster: &'static SlurmCluster,
+    pub(crate) b: Berth,
+    pub(crate) work: PathBuf,
 }
 
 /// The plug stack: the plugin and the binary linked (or copied) into the cluster's state
@@ -57,12 +57,12 @@ pub(crate) fn plugstack(state: &Path) -> String {
         }
     }
     format!(
-        "required {0}/libberth_spank.so berth={0}/berth\n",
+        "required {0}/libberth_spank.so berth={0}/berth runtime={0}/runtime\n",
         dir.display()
     )
 }
 
-fn setup() -> Option<Setup> {
+pub(crate) fn setup() -> Option<Setup> {
     // Built without libslurm-dev's header, the plugin names no Slurm version and Slurm
     // refuses to load it.
     if berth_spank::plugin_version == 0 {
@@ -86,9 +86,9 @@ fn setup() -> Option<Setup> {
 }
 
 impl Setup {
-    /// `srun -N1 ARGS...` in the work directory, with this store's environment.
-    fn srun(&self, args: &[&str]) -> Command {
-        let mut c = self.cluster.command("srun");
+    /// A Slurm client command run in the work directory, with this store's environment.
+    pub(crate) fn client(&self, program: &str) -> Command {
+        let mut c = self.cluster.command(program);
         for (k, v) in self.b.cmd().get_envs() {
             match v {
                 Some(v) => c.env(k, v),
@@ -97,12 +97,18 @@ impl Setup {
         }
         c.current_dir(&self.work)
             .stdin(Stdio::null())
-            .args(["-N1", "--chdir", self.work.to_str().unwrap()])
-            .args(args);
+            .args(["--chdir", self.work.to_str().unwrap()]);
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    /// `srun -N1 ARGS...` in the work directory, with this store's environment.
+    fn srun(&self, args: &[&str]) -> Command {
+        let mut c = self.client("srun");
+        c.arg("-N1").args(args);
+        c
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.srun(args).output().expect("run srun")
     }
 
@@ -125,7 +131,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn success(out: &Output) -> String {
+pub(crate) fn success(out: &Output) -> String {
     assert!(
         out.status.success(),
         "srun failed ({}):\nstdout: {}\nstderr: {}",
@@ -310,31 +316,6 @@ fn env_workdir_and_mounts() {
     ]);
     assert_eq!(success(&out), "/\n");
     s.wait_no_containers();
-}
-
-#[test]
-fn a_named_running_container_is_joined_and_kept() {
-    let Some(s) = setup() else { return };
-    // The store records which host runs a container, so the container is started, looked
-    // at and removed on the node its tasks run on, by steps without the plugin's options.
-    let on_node1 =
-        |args: &[&str]| success(&s.run(&[&["-w", "node1", "-n1", BERTH], args].concat()));
-    on_node1(&[
-        "run", "-d", "--hpc", "--name", "keep", IMAGE, "sleep", "600",
-    ]);
-    let want = on_node1(&["exec", "keep", "readlink", "/proc/self/ns/mnt"]);
-    let out = success(&s.run(&[
-        "-w",
-        "node1",
-        "-n2",
-        "--container-name=keep",
-        "readlink",
-        "/proc/self/ns/mnt",
-    ]));
-    assert_eq!(out, format!("{want}{want}"));
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(on_node1(&["ps", "-q"]).lines().count(), 1, "kept");
-    on_node1(&["rm", "-f", "keep"]);
 }
 
 #[test]

@@ -53,7 +53,9 @@ pub enum Context {
     Remote,
     /// sbatch, salloc.
     Allocator,
-    /// slurmd itself, or a prolog/epilog.
+    /// A job's prolog or epilog, run by slurmd as root.
+    JobScript,
+    /// slurmd itself.
     Other,
 }
 
@@ -74,6 +76,7 @@ pub fn context() -> Context {
         1 => Context::Local,
         2 => Context::Remote,
         3 => Context::Allocator,
+        5 => Context::JobScript,
         _ => Context::Other,
     }
 }

@@ -11,15 +11,20 @@
 //!   environment, so the command joins the container's namespaces (setns), stays a
 //!   descendant of slurmstepd in the step's cgroup, and its exit status is the task's.
 //! - `slurm_spank_exit` removes the container (`berth rm -f`) when the step ends on the node.
+//!   A container named with `--container-name` stays for the job's later steps instead, and
+//!   `slurm_spank_job_epilog` removes it when the job ends ([`job_scope`]).
 //!
-//! The plugin takes one argument in `plugstack.conf`, `berth=PATH` (default: `berth` found on
-//! the job's `PATH`).
+//! The plugin takes two optional arguments in `plugstack.conf`: `berth=PATH` (default: `berth`
+//! found on the job's `PATH`) and `runtime=DIR`, where steps leave the job epilog its work
+//! (default [`job_scope::DEFAULT_DIR`]).
 
 use std::ffi::{c_char, c_int};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 mod ffi;
+pub mod job_scope;
 pub mod limits;
 pub mod options;
 mod sys;
@@ -66,12 +71,18 @@ struct State {
     opts: ContainerOptions,
     /// `berth=` from plugstack.conf.
     berth: String,
+    /// `runtime=` from plugstack.conf.
+    runtime: PathBuf,
     /// The container the tasks join, once known.
     container: Option<String>,
-    /// Whether this step started it (and so removes it).
-    created: bool,
+    /// A container of the plugin's making this step used, and when it is to go.
+    owned: Option<(String, Scope)>,
     /// The environment `berth run` got, to pass the tasks only what they add.
     start_env: Vec<String>,
+    /// The job's environment, for the plugin's own `berth` commands.
+    job_env: Vec<String>,
+    /// The job's id.
+    job: u32,
     /// The user's ids and groups, for `berth rm` from slurmstepd's root context.
     ids: Option<(u32, u32, Vec<libc::gid_t>)>,
     /// The absolute path of the berth binary in the remote context.
@@ -85,14 +96,26 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
     Mutex::new(State {
         opts: ContainerOptions::new(),
         berth: "berth".into(),
+        runtime: PathBuf::from(job_scope::DEFAULT_DIR),
         container: None,
-        created: false,
+        owned: None,
         start_env: Vec::new(),
+        job_env: Vec::new(),
+        job: 0,
         ids: None,
         berth_path: None,
         failed: false,
     })
 });
+
+/// When a container the plugin made is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// When the step ends on the node (`slurm_spank_exit`).
+    Step,
+    /// When the job ends on the node (`slurm_spank_job_epilog`).
+    Job,
+}
 
 fn state() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
@@ -121,19 +144,11 @@ pub unsafe extern "C" fn slurm_spank_init(
     av: *mut *mut c_char,
 ) -> c_int {
     // SAFETY: forwarded from Slurm's own arguments.
-    let args = unsafe { ffi::plugin_args(ac, av) };
-    for a in &args {
-        match a.split_once('=') {
-            Some(("berth", path)) if !path.is_empty() => state().berth = path.to_string(),
-            _ => {
-                ffi::error(&format!(
-                    "berth-spank: unknown plugin argument {a:?} (berth=PATH)"
-                ));
-                return -1;
-            }
-        }
+    if let Err(e) = unsafe { read_plugin_args(ac, av) } {
+        ffi::error(&e);
+        return -1;
     }
-    if ffi::context() == Context::Other {
+    if matches!(ffi::context(), Context::Other | Context::JobScript) {
         return 0;
     }
     let sp = Spank::new(sp);
@@ -150,6 +165,27 @@ pub unsafe extern "C" fn slurm_spank_init(
         }
     }
     0
+}
+
+/// Takes `berth=PATH` and `runtime=/DIR` from `plugstack.conf`. Slurm passes them to every
+/// callback, and the job epilog's process calls no other.
+///
+/// # Safety
+/// `ac` valid C strings in `av`.
+unsafe fn read_plugin_args(ac: c_int, av: *mut *mut c_char) -> Result<(), String> {
+    // SAFETY: the caller's promise.
+    for a in unsafe { ffi::plugin_args(ac, av) } {
+        match a.split_once('=') {
+            Some(("berth", path)) if !path.is_empty() => state().berth = path.to_string(),
+            Some(("runtime", dir)) if dir.starts_with('/') => state().runtime = dir.into(),
+            _ => {
+                return Err(format!(
+                    "berth-spank: unknown plugin argument {a:?} (berth=PATH, runtime=/DIR)"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses container options without an image or a container to run in.
@@ -211,39 +247,57 @@ fn start_container(sp: &Spank) -> Result<(), String> {
     let groups = sys::current_groups();
     st.ids = Some((uid, gid, groups.clone()));
     st.berth_path = Some(berth.clone());
+    st.job_env = env.clone();
+    st.job = job;
+    let berth_cmd = || berth_command(&berth, &env, (uid, gid, &groups));
 
-    if let Some(name) = st.opts.name.clone() {
-        let mut c = berth_command(&berth, &env, (uid, gid, &groups));
-        c.args([
-            "container",
-            "inspect",
-            "--format",
-            "{{.State.Running}}",
-            &name,
-        ]);
-        let running = c
-            .output()
-            .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true")
-            .unwrap_or(false);
-        if running {
-            // Started by someone else, with another environment: the tasks pass all of theirs
-            // (start_env stays empty).
-            st.container = Some(name);
-            return Ok(());
+    let name = match st.opts.name.clone() {
+        Some(user_name) => {
+            // One the user runs on this node under that name (a record of another host reads
+            // as exited): joined, and theirs to remove. Started by someone else, with another
+            // environment: the tasks pass all of theirs (start_env stays empty).
+            if status(berth_cmd(), &user_name).as_deref() == Some("running") {
+                st.container = Some(user_name);
+                return Ok(());
+            }
+            // The plugin's own, kept for the job's later steps. The store may be shared
+            // between nodes, and a record belongs to one host, hence the node in the name.
+            let own = format!("{user_name}.{}", hostname());
+            match status(berth_cmd(), &own).as_deref() {
+                Some("running") => {
+                    st.container = Some(own.clone());
+                    st.owned = Some((own, Scope::Job));
+                    return Ok(());
+                }
+                // An earlier step's, stopped since (Slurm kills what is left in a step's
+                // cgroup): started again, with its writable layer.
+                Some(_) => {
+                    st.owned = Some((own.clone(), Scope::Job));
+                    let out = berth_cmd().args(["start", &own]).output().map_err(|e| {
+                        format!("--container-name {user_name}: cannot run {berth}: {e}")
+                    })?;
+                    if !out.status.success() {
+                        return Err(format!(
+                            "--container-name {user_name}: cannot start container {own}: {}",
+                            last_line(&out.stderr).unwrap_or_else(|| out.status.to_string())
+                        ));
+                    }
+                    st.container = Some(own);
+                    return Ok(());
+                }
+                None if st.opts.image.is_none() => {
+                    return Err(format!(
+                        "--container-name {user_name}: no container {user_name} runs on this node \
+                         and no earlier step of the job made {own}; give --container-image too"
+                    ));
+                }
+                None => own,
+            }
         }
-        if st.opts.image.is_none() {
-            return Err(format!(
-                "--container-name {name}: no such running container"
-            ));
-        }
-    }
+        None => format!("slurm-{job}.{step}-{}", hostname()),
+    };
     let image = st.opts.image.clone().unwrap_or_default();
-    let name = st
-        .opts
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("slurm-{job}.{step}-{}", hostname()));
-    let mut c = berth_command(&berth, &env, (uid, gid, &groups));
+    let mut c = berth_cmd();
     c.args(st.opts.run_args(&image, &name));
     for (k, v) in st.opts.run_env() {
         c.env(k, v);
@@ -251,12 +305,24 @@ fn start_container(sp: &Spank) -> Result<(), String> {
     let out = c
         .output()
         .map_err(|e| format!("--container-image {image}: cannot run {berth}: {e}"))?;
+    let scope = if st.opts.name.is_some() {
+        Scope::Job
+    } else {
+        Scope::Step
+    };
     if !out.status.success() {
-        // A container that was made but did not start leaves a record; one under a name of
-        // our own making is ours to remove (a user's --container-name may be theirs).
-        if st.opts.name.is_none() {
-            let mut rm = berth_command(&berth, &env, (uid, gid, &groups));
-            let _ = rm.args(["rm", "-f", &name]).output();
+        if scope == Scope::Job {
+            // Another step of the job on this node may have made it just before: joined.
+            if status(berth_cmd(), &name).as_deref() == Some("running") {
+                st.container = Some(name.clone());
+                st.owned = Some((name, scope));
+                return Ok(());
+            }
+            // What was made is the job epilog's to remove.
+            st.owned = Some((name, scope));
+        } else {
+            // A container that was made but did not start leaves a record.
+            let _ = berth_cmd().args(["rm", "-f", &name]).output();
         }
         let mut msg =
             last_line(&out.stderr).unwrap_or_else(|| format!("berth run failed ({})", out.status));
@@ -268,10 +334,27 @@ fn start_container(sp: &Spank) -> Result<(), String> {
     ffi::debug(&format!(
         "berth-spank: started container {name} from {image}"
     ));
-    st.container = Some(name);
-    st.created = true;
+    st.container = Some(name.clone());
+    st.owned = Some((name, scope));
     st.start_env = env;
     Ok(())
+}
+
+/// A container's status (`running`, `exited`, ...), or None when there is no such container.
+fn status(mut berth: Command, name: &str) -> Option<String> {
+    let out = berth
+        .args([
+            "container",
+            "inspect",
+            "--format",
+            "{{.State.Status}}",
+            name,
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Replaces the task's command with `berth exec` into the node's container.
@@ -332,7 +415,8 @@ fn default_tmpdir(env: &mut Vec<String>) {
     }
 }
 
-/// Removes the container this step started on the node.
+/// Removes the container this step started on the node, or leaves a named one to the job
+/// epilog.
 ///
 /// # Safety
 /// Called by Slurm.
@@ -346,29 +430,72 @@ pub unsafe extern "C" fn slurm_spank_exit(
         return 0;
     }
     let st = state();
-    let (Some(name), true, Some(berth), Some((uid, gid, groups))) = (
-        st.container.clone(),
-        st.created,
-        st.berth_path.clone(),
-        st.ids.clone(),
-    ) else {
+    let (Some((name, scope)), Some(berth), Some(ids)) =
+        (st.owned.clone(), st.berth_path.clone(), st.ids.clone())
+    else {
         return 0;
     };
-    let mut c = berth_command(&berth, &st.start_env, (uid, gid, &groups));
-    c.args(["rm", "-f", &name]);
-    match c.output() {
-        Ok(o) if o.status.success() => 0,
-        Ok(o) => {
-            ffi::error(&format!(
-                "berth-spank: cannot remove container {name}: {}",
-                last_line(&o.stderr).unwrap_or_default()
-            ));
-            0
+    match scope {
+        Scope::Step => remove(&berth, &st.job_env, &ids, &name),
+        Scope::Job => {
+            let rec = job_scope::Record {
+                host: hostname(),
+                container: name.clone(),
+                berth,
+                ids,
+                env: st.job_env.clone(),
+            };
+            if let Err(e) = job_scope::save(&st.runtime, st.job, &rec) {
+                ffi::error(&format!(
+                    "berth-spank: cannot record container {name} for the job's end in {}: {e}",
+                    st.runtime.display()
+                ));
+            }
         }
-        Err(e) => {
-            ffi::error(&format!("berth-spank: cannot run {berth}: {e}"));
-            0
-        }
+    }
+    0
+}
+
+/// Removes the named containers the job's steps left on this node. Never fails: a failing
+/// epilog drains the node.
+///
+/// # Safety
+/// Called by Slurm with a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn slurm_spank_job_epilog(
+    sp: *mut RawHandle,
+    ac: c_int,
+    av: *mut *mut c_char,
+) -> c_int {
+    if ffi::context() != Context::JobScript {
+        return 0;
+    }
+    // SAFETY: forwarded from Slurm's own arguments.
+    if let Err(e) = unsafe { read_plugin_args(ac, av) } {
+        ffi::error(&e);
+        return 0;
+    }
+    let Some(job) = Spank::new(sp).job_id() else {
+        return 0;
+    };
+    let dir = state().runtime.clone();
+    for (file, rec) in job_scope::of_job(&dir, job, &hostname()) {
+        remove(&rec.berth, &rec.env, &rec.ids, &rec.container);
+        let _ = std::fs::remove_file(file);
+    }
+    0
+}
+
+/// `berth rm -f NAME` as the user, reporting a failure in one line.
+fn remove(berth: &str, env: &[String], (uid, gid, groups): &(u32, u32, Vec<u32>), name: &str) {
+    let mut c = berth_command(berth, env, (*uid, *gid, groups));
+    match c.args(["rm", "-f", name]).output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => ffi::error(&format!(
+            "berth-spank: cannot remove container {name}: {}",
+            last_line(&o.stderr).unwrap_or_default()
+        )),
+        Err(e) => ffi::error(&format!("berth-spank: cannot run {berth}: {e}")),
     }
 }
 

@@ -32,7 +32,8 @@ pub const OPTIONS: [Opt; 11] = [
     Opt {
         name: "container-name",
         arginfo: Some("NAME"),
-        usage: "[berth] run in the running container NAME, or start one under that name",
+        usage:
+            "[berth] join the running container NAME, or keep this node's for the job's later steps",
     },
     Opt {
         name: "container-env",

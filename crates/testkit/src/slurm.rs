@@ -43,8 +43,15 @@ const CLIENT_ENV_PREFIXES: [&str; 8] = [
 ];
 
 /// The repository's `scripts/slurm` directory (start/stop scripts, `sigtrap.c`).
+///
+/// From the manifest directory `cargo test` gives the test process, which is the checkout
+/// being tested: the one compiled in is where this crate was first built, and a target
+/// directory shared by several checkouts keeps it after that checkout is gone.
 fn scripts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm")
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.join("../../scripts/slurm")
 }
 
 /// `PATH` with the sbin directories appended: `cargo test` may run without them, and
