@@ -372,6 +372,49 @@ fn tty_window_size() {
     assert!(text.contains("33 97\r\n"), "{text:?}");
 }
 
+/// A terminal resized while the container runs resizes the container's terminal, and the
+/// program gets its SIGWINCH, as under `docker run -t`.
+#[test]
+fn tty_resize_reaches_the_container() {
+    let b = with_busybox();
+    let dir = b.dir.path().join("resize");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The outer shell resizes its terminal once the program has its trap set; stty sends
+    // SIGWINCH to the terminal's process group, berth included.
+    let line = format!(
+        "stty rows 33 cols 97; \
+         {berth} run --rm -t -v {d}:/m localhost/bb sh -c \
+           'trap \"stty size; exit 0\" WINCH; stty size; touch /m/ready; \
+            i=0; while [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done' & \
+         while [ ! -e {d}/ready ]; do sleep 0.05; done; \
+         stty rows 40 cols 120; wait $!",
+        berth = env!("CARGO_BIN_EXE_berth"),
+        d = dir.display(),
+    );
+    let out = b
+        .cmd()
+        .get_envs()
+        .fold(Command::new("script"), |mut c, (k, v)| {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+            c
+        })
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // Both terminals turn "\n" into "\r\n".
+    let sizes: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_matches(['\r', '\0']))
+        .filter(|l| l.split(' ').count() == 2 && l.split(' ').all(|n| n.parse::<u32>().is_ok()))
+        .collect();
+    assert_eq!(sizes, ["33 97", "40 120"], "{text:?}");
+}
+
 /// `create`, `start [-a]` and `restart` as Docker has them: a created container runs only when
 /// started, keeps its writable layer from one start to the next, and `start -a` returns its
 /// exit code.

@@ -139,7 +139,7 @@ pub(crate) fn wait(
     let stdin = rustix::stdio::stdin();
     let _raw = master.and_then(|_| tty::RawMode::enter(stdin));
     if let Some(m) = master {
-        tty::copy_window_size(stdin, m);
+        tty::copy_window_size(m);
     }
     let mut stdin_open = master.is_some();
     let mut master_open = master.is_some();
@@ -232,7 +232,7 @@ fn forward_pending(sigfd: &OwnedFd, pid: i32, master: Option<&OwnedFd>) {
         }
         let sig = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32;
         match master {
-            Some(m) if sig == libc::SIGWINCH => tty::copy_window_size(rustix::stdio::stdin(), m),
+            Some(m) if sig == libc::SIGWINCH => tty::copy_window_size(m),
             // The container may already be gone; its exit is picked up through the pidfd.
             _ => drop(sys::kill(pid, sig)),
         }

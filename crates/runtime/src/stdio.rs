@@ -66,9 +66,9 @@ impl ChildStdio {
             ChildStdio::Inherit => Ok(()),
             ChildStdio::Tty(socket) => (|| -> std::io::Result<()> {
                 let pty = tty::open()?;
-                // 0 is still the caller's terminal here: the process must see its size from
+                // 0-2 are still the caller's here: the process must see its size from
                 // its first instruction, before the monitor has received the master.
-                tty::copy_window_size(rustix::stdio::stdin(), &pty.master);
+                tty::copy_window_size(&pty.master);
                 tty::make_controlling(&pty.slave)?;
                 tty::send_fd(socket, &pty.master)
             })()

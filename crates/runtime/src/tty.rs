@@ -91,10 +91,14 @@ pub(crate) fn make_controlling(slave: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies the window size of terminal `from` (the monitor's stdin) to `to` (the pty master);
-/// nothing happens when `from` is not a terminal.
-pub(crate) fn copy_window_size<A: AsFd, B: AsFd>(from: A, to: B) {
-    if let Ok(size) = rustix::termios::tcgetwinsize(from) {
+/// Copies the window size of the caller's terminal to `to` (the pty master): that of stdin,
+/// else stdout, else stderr, as a Docker client takes it from whichever stream is a terminal
+/// (`run -t` with stdin from a file or `/dev/null` still has one); nothing happens when none is.
+pub(crate) fn copy_window_size<B: AsFd>(to: B) {
+    let size = rustix::termios::tcgetwinsize(rustix::stdio::stdin())
+        .or_else(|_| rustix::termios::tcgetwinsize(rustix::stdio::stdout()))
+        .or_else(|_| rustix::termios::tcgetwinsize(rustix::stdio::stderr()));
+    if let Ok(size) = size {
         let _ = rustix::termios::tcsetwinsize(to, size);
     }
 }

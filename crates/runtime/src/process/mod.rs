@@ -239,7 +239,7 @@ impl Container {
         container.master = stdio::receive_master(tty_socket)?;
         if let Some(master) = &container.master {
             // Before exec, so the process sees the right size from its first instruction.
-            crate::tty::copy_window_size(rustix::stdio::stdin(), master);
+            crate::tty::copy_window_size(master);
         }
         Ok(container)
     }
