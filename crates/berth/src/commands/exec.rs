@@ -98,6 +98,7 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
             stderr: devnull()?,
         };
         opts.forward_signals = false;
+        crate::dispatch::host::debug_assert_single_threaded();
         berth_runtime::exec_detached(st.pid, &process, stdio, &opts).map_err(exec_failed)?;
         return Ok(0);
     }
@@ -116,6 +117,7 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
             ),
         }
     };
+    crate::dispatch::host::debug_assert_single_threaded();
     let code = berth_runtime::exec_confined(st.pid, &process, stdio, &opts).map_err(exec_failed)?;
     crate::dispatch::start::end_like_the_program(&rec.host_config);
     Ok(code.clamp(0, 255) as u8)

@@ -411,6 +411,10 @@ fn run_step(
         stderr: File::from(std::os::fd::OwnedFd::from(w2)),
     };
     let code = std::thread::scope(|s| -> anyhow::Result<i32> {
+        // The relay thread comes after the clone: the container's init runs on a copy of
+        // this process, where a lock another thread held at that instant is never released.
+        super::host::debug_assert_single_threaded();
+        let created = Container::create(&bundle, stdio);
         s.spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = r.read(&mut buf) {
@@ -420,7 +424,7 @@ fn run_step(
                 output(&buf[..n]);
             }
         });
-        let mut c = Container::create(&bundle, stdio)?;
+        let mut c = created?;
         c.start()?;
         let code = c.wait(false)?;
         drop(c);

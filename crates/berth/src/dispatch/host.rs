@@ -193,3 +193,17 @@ pub fn launcher_fds<'a>(env: impl IntoIterator<Item = &'a String>) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Debug builds (the tests) check the precondition of the runtime's container and exec
+/// clones: they copy only the calling thread, and a lock another thread held at that instant
+/// (the allocator's, stdio's) stays held in the child, which allocates before its exec. A
+/// race, so it is checked every time rather than waited for.
+pub fn debug_assert_single_threaded() {
+    if cfg!(debug_assertions) {
+        let threads = fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
+        assert!(
+            threads <= 1,
+            "a container or exec clone from a process with {threads} threads"
+        );
+    }
+}

@@ -164,6 +164,7 @@ pub fn run(
         store.set_container_state(&rec.id, state)?;
         Ok(())
     };
+    super::host::debug_assert_single_threaded();
     let mut c = match Container::create(&bundle, stdio) {
         Ok(c) => c,
         Err(e) => {

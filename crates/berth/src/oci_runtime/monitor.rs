@@ -54,6 +54,7 @@ fn create(
     rec: &mut Record,
 ) -> Result<Created> {
     rec.save(root)?;
+    crate::dispatch::host::debug_assert_single_threaded();
     let mut c = Container::create(&bundle(root, prep), stdio)?;
     // Before exec: the program starts inside its limits.
     let cgroup = limits::apply(&prep.id, &prep.spec, c.pid())?;
