@@ -506,3 +506,163 @@ fn system_prune_removes_what_nothing_uses() {
     assert_eq!(b.ok(&["images", "-q"]).trim(), "");
     assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
 }
+
+/// `stats` as `docker stats`: CPU % between two samples (one busy loop reads about 100%), memory
+/// against the `--memory` limit, network and block I/O, PIDs; `--format json` has Docker's
+/// keys; without `--no-stream` a new frame comes every second.
+#[test]
+fn stats_show_cpu_memory_io_and_stream() {
+    let b = with_busybox();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "idle",
+        "--memory",
+        "64m",
+        "localhost/bb",
+        "sleep",
+        "100",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "io",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/f bs=1M count=8 conv=fsync 2>/dev/null; touch /done; sleep 100",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b
+        .cmd()
+        .args(["exec", "io", "test", "-e", "/done"])
+        .status()
+        .unwrap()
+        .code()
+        != Some(0)
+    {
+        assert!(Instant::now() < deadline, "dd did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let table = b.ok(&["stats", "--no-stream"]);
+    assert_eq!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        [
+            "CONTAINER",
+            "ID",
+            "NAME",
+            "CPU",
+            "%",
+            "MEM",
+            "USAGE",
+            "/",
+            "LIMIT",
+            "MEM",
+            "%",
+            "NET",
+            "I/O",
+            "BLOCK",
+            "I/O",
+            "PIDS"
+        ],
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 4, "{table}");
+    let json = b.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "json",
+        "busy",
+        "idle",
+        "io",
+    ]);
+    let rows: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "BlockIO",
+            "CPUPerc",
+            "Container",
+            "ID",
+            "MemPerc",
+            "MemUsage",
+            "Name",
+            "NetIO",
+            "PIDs"
+        ]
+    );
+    let by = |name: &str| rows.iter().find(|r| r["Name"] == name).unwrap().clone();
+    let perc = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .trim_end_matches('%')
+            .parse::<f64>()
+            .unwrap()
+    };
+    // A shared, loaded machine: the loop gets much of one CPU, the sleeper next to none.
+    assert!(perc(&by("busy")["CPUPerc"]) > 30.0, "{json}");
+    assert!(perc(&by("idle")["CPUPerc"]) < 5.0, "{json}");
+    assert!(
+        by("idle")["MemUsage"]
+            .as_str()
+            .unwrap()
+            .ends_with(" / 64MiB"),
+        "{json}"
+    );
+    assert_eq!(by("idle")["NetIO"], "0B / 0B");
+    assert_eq!(by("idle")["PIDs"], 1);
+    // 8 MiB written and synced: at least 8.39MB reached the disk (more on a filesystem that
+    // journals data). Memory-backed stores write no blocks.
+    let fs = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(b.dir.path())
+        .output()
+        .unwrap();
+    let on_disk = !String::from_utf8_lossy(&fs.stdout).contains("tmpfs");
+    let written = by("io")["BlockIO"]
+        .as_str()
+        .unwrap()
+        .rsplit(" / ")
+        .next()
+        .unwrap()
+        .to_string();
+    let mb: f64 = written.trim_end_matches("MB").parse().unwrap_or(0.0);
+    assert!(!on_disk || (written.ends_with("MB") && mb >= 8.3), "{json}");
+
+    let mut stream = b
+        .cmd()
+        .args(["stats", "--format", "{{.Name}} {{.PIDs}}", "idle"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2600));
+    stream.kill().unwrap();
+    let out = stream.wait_with_output().unwrap();
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .matches("idle 1")
+        .count();
+    assert!((2..=3).contains(&frames), "{frames} frames");
+    b.ok(&["rm", "-f", "busy", "idle", "io"]);
+}

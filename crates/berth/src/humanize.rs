@@ -14,6 +14,36 @@ pub fn size(bytes: u64) -> String {
     format!("{}{}", sig3(v), UNITS[i])
 }
 
+/// `1.324MiB`, `23.44GiB`: binary units, four significant digits (Docker's `BytesSize`, used
+/// for memory).
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    let s = if v >= 1000.0 {
+        format!("{v:.0}")
+    } else if v >= 100.0 {
+        format!("{v:.1}")
+    } else if v >= 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    };
+    format!("{}{}", trim_zeros(s), UNITS[i])
+}
+
+fn trim_zeros(s: String) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 fn sig3(v: f64) -> String {
     let s = if v >= 100.0 {
         format!("{v:.0}")
@@ -22,11 +52,7 @@ fn sig3(v: f64) -> String {
     } else {
         format!("{v:.2}")
     };
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    trim_zeros(s)
 }
 
 /// Seconds since the epoch of an RFC 3339 timestamp (`2024-01-02T03:04:05.123Z`, offsets allowed).
@@ -132,6 +158,11 @@ mod tests {
         assert_eq!(size(7_800_000), "7.8MB");
         assert_eq!(size(123_456), "123kB");
         assert_eq!(size(1_234_567_890), "1.23GB");
+        assert_eq!(binary_size(0), "0B");
+        assert_eq!(binary_size(1_388_544), "1.324MiB");
+        assert_eq!(binary_size(25_168_625_664), "23.44GiB");
+        assert_eq!(binary_size(524_288), "512KiB");
+        assert_eq!(binary_size(1023), "1023B");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod oci;
 mod pull;
 mod rmi;
 mod run;
+mod stats;
 mod version;
 mod volume;
 
@@ -114,7 +115,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Container(ContainerCommand::Prune(a)) => container::prune(&s, &a),
         Command::Top(a) => container::top(&s, &a),
         Command::Port(a) => container::port(&s, &a),
-        Command::Stats(a) => container::stats(&s, &a),
+        Command::Stats(a) => stats::stats(&s, &a),
         Command::Cp(a) => container::cp(&s, &a),
         Command::Volume(c) => volume::run(&s, &c),
         Command::Version(_) | Command::Completion(_) | Command::Oci(_) => {
