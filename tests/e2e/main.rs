@@ -16,6 +16,7 @@ mod build_mounts;
 mod build_toolchain;
 mod cdi;
 mod cli;
+mod cp;
 mod exec;
 mod hostile;
 mod mpi;

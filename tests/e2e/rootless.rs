@@ -88,7 +88,7 @@ impl AsUser {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn import(&self, name: &str) {
+    pub(crate) fn import(&self, name: &str) {
         self.ok(&["import", self.tar.to_str().unwrap(), name]);
     }
 }

@@ -332,9 +332,18 @@ pub struct StatsArgs {
 /// `berth cp`
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// `CONTAINER:PATH` or a host path.
+    /// Keep the files' owners (uid and gid as the source has them).
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+    /// Follow a symbolic link given as the source.
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
+    /// Print nothing but errors (cp prints nothing else anyway).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// `CONTAINER:PATH`, a host path, or `-` for a tar stream on stdin.
     pub source: String,
-    /// `CONTAINER:PATH` or a host path.
+    /// `CONTAINER:PATH`, a host path, or `-` for a tar stream on stdout.
     pub destination: String,
 }
 

@@ -33,6 +33,7 @@ mod squashfs;
 mod stdio;
 mod sys;
 mod tty;
+mod visit;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,7 @@ pub use resident::shed_startup_pages;
 pub use seccomp::{default_seccomp, fake_root_seccomp, seccomp_from_docker_json};
 pub use signal::signal_by_name;
 pub use squashfs::{mount_squashfs, SquashfsMount};
+pub use visit::{visit_filesystem, Visit, VISIT_JOIN_FAILED};
 
 /// What to run: a root filesystem and the OCI runtime spec describing the process, its
 /// namespaces, id maps and mounts.

@@ -6,6 +6,7 @@ mod commit;
 mod completion;
 mod container;
 mod convert;
+mod cp;
 mod df;
 mod exec;
 mod history;
@@ -116,7 +117,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Top(a) => container::top(&s, &a),
         Command::Port(a) => container::port(&s, &a),
         Command::Stats(a) => stats::stats(&s, &a),
-        Command::Cp(a) => container::cp(&s, &a),
+        Command::Cp(a) => cp::cp(&s, &a),
         Command::Volume(c) => volume::run(&s, &c),
         Command::Version(_) | Command::Completion(_) | Command::Oci(_) => {
             unreachable!("handled above")
