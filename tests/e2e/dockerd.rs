@@ -16,7 +16,10 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// Starts the daemon; `None` (after saying why) when it is not installed or does not come up.
+    /// Starts the daemon; `None` (after saying why) when it is not installed. Installed (as
+    /// `scripts/install-deps` does) but not coming up fails the test with the daemon's log, so
+    /// that the comparisons with Docker cannot pass without Docker; `BERTH_TEST_DOCKERD=optional`
+    /// skips them instead, for machines where dockerd cannot run.
     pub fn start() -> Option<Dockerd> {
         if !have("dockerd") || !have("docker") {
             eprintln!("dockerd not installed: skipped");
@@ -54,11 +57,12 @@ impl Dockerd {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        eprintln!(
-            "dockerd did not come up: {}",
-            std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default()
-        );
-        None
+        let log = std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default();
+        if std::env::var("BERTH_TEST_DOCKERD").as_deref() == Ok("optional") {
+            eprintln!("dockerd did not come up (skipped: BERTH_TEST_DOCKERD=optional): {log}");
+            return None;
+        }
+        panic!("dockerd did not come up in 60 s (BERTH_TEST_DOCKERD=optional skips): {log}");
     }
 
     /// A `docker` client command aimed at this daemon, with its own client config.
