@@ -245,20 +245,40 @@ fn stop_signal_labels_devices_and_pull_policy() {
         "pulled",
     ]);
     assert_eq!(out.trim(), "pulled");
+    // The registry's tag moves to a new image while the local one stays: the default
+    // (missing) runs the local image, --pull always the registry's.
+    let ctx = b.dir.path().join("newer");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/bb\nRUN echo newer > /marker\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", &name, ctx.to_str().unwrap()]);
+    b.ok(&["push", "-q", "--tls-verify=false", &name]);
+    b.ok(&["tag", "localhost/bb", &name]);
+    let run = |pull: &str| {
+        b.cmd()
+            .args([
+                "run",
+                "--rm",
+                "--pull",
+                pull,
+                "-q",
+                "--tls-verify=false",
+                &name,
+            ])
+            .args(["cat", "/marker"])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run("missing").status.code(), Some(1), "the local image");
+    let out = run("always");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "newer\n");
     assert_eq!(
-        b.ok(&[
-            "run",
-            "--rm",
-            "--pull",
-            "always",
-            "-q",
-            "--tls-verify=false",
-            &name,
-            "echo",
-            "again"
-        ])
-        .trim(),
-        "again"
+        run("never").stdout,
+        b"newer\n",
+        "the pulled image is now the local one"
     );
 }
 
