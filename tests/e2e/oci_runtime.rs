@@ -373,7 +373,20 @@ fn oci_run_with_a_user_namespace_and_id_maps() {
 fn slurm_with_oci() -> Option<&'static SlurmCluster> {
     static CONF: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let cluster = SlurmCluster::shared()?;
-    CONF.get_or_init(|| {
+    CONF.get_or_init(|| write_oci_conf(cluster));
+    Some(cluster)
+}
+
+/// [`slurm_with_oci`] on the two-node cluster (each node in its own network namespace).
+fn two_nodes_with_oci() -> Option<&'static SlurmCluster> {
+    static CONF: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let cluster = crate::spank::two_node_cluster()?;
+    CONF.get_or_init(|| write_oci_conf(cluster));
+    Some(cluster)
+}
+
+fn write_oci_conf(cluster: &SlurmCluster) {
+    {
         let state = cluster.state_dir().join("run/berth-oci");
         let rt = format!("exec {BERTH} --root {} oci", state.display());
         let id = "%n.%u.%j.%s.%t";
@@ -385,8 +398,56 @@ fn slurm_with_oci() -> Option<&'static SlurmCluster> {
         );
         let etc = cluster.conf().parent().unwrap();
         std::fs::write(etc.join("oci.conf"), conf).unwrap();
+    }
+}
+
+/// `srun -N2 --container=BUNDLE`: one container per node, each in its node's network
+/// namespace (the bundle asks for none of its own), and nothing left after the step. (Slurm
+/// 22.05 runs the runtime without the task's variables, so rank and node are not asked.)
+#[test]
+fn oci_slurm_two_node_step() {
+    let Some(cluster) = two_nodes_with_oci() else {
+        return;
+    };
+    let t = Oci::new();
+    t.config(&["true"], |c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
     });
-    Some(cluster)
+    let out = cluster
+        .command("srun")
+        .args(["-N2", "--ntasks-per-node=1"])
+        .arg(format!("--container={}", t.bundle().display()))
+        .args([
+            "sh",
+            "-c",
+            "echo $(cat /etc/os-release) $(readlink /proc/self/ns/net)",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The nodes' namespaces, as start-cluster names them for this test process.
+    let node_ns = |n: u32| {
+        let path = format!("/run/netns/bk{}-node{n}", std::process::id() % 100_000);
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        format!("ID=berth-oci-bundle net:[{ino}]")
+    };
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    let mut want = vec![node_ns(1), node_ns(2)];
+    want.sort();
+    assert_eq!(lines, want, "{stdout}");
+    let state = cluster.state_dir().join("run/berth-oci");
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "containers left behind: {left:?}");
 }
 
 #[test]

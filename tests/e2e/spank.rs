@@ -62,14 +62,19 @@ pub(crate) fn plugstack(state: &Path) -> String {
     )
 }
 
-pub(crate) fn setup() -> Option<Setup> {
+/// The two-node cluster whose plug stack loads the plugin under test.
+pub(crate) fn two_node_cluster() -> Option<&'static SlurmCluster> {
     // Built without libslurm-dev's header, the plugin names no Slurm version and Slurm
     // refuses to load it.
     if berth_spank::plugin_version == 0 {
         eprintln!("skipped: the plugin was built without libslurm-dev (scripts/install-deps)");
         return None;
     }
-    let cluster = SlurmCluster::with_plugstack(NODES, plugstack)?;
+    SlurmCluster::with_plugstack(NODES, plugstack)
+}
+
+pub(crate) fn setup() -> Option<Setup> {
+    let cluster = two_node_cluster()?;
     let b = Berth::new();
     b.import_busybox("localhost/bb");
     let ctx = b.dir.path().join("ctx");
