@@ -174,11 +174,18 @@ fn srun_pmix_runs_ranks_in_containers() {
         return;
     }
     let Some(b) = image_store() else { return };
-    let mut srun = with_store(cluster.command("srun"), b);
-    srun.args(["-N1", "-n2", "--mpi=pmix", "--time=2", "--chdir"])
-        .arg(work(b))
-        .args(rank(&[], &["pingpong"]));
-    assert_two_ranks("srun --mpi=pmix", &srun.output().unwrap());
+    let srun = |extra: &[&str]| {
+        let mut srun = with_store(cluster.command("srun"), b);
+        srun.args(["-N1", "-n2", "--mpi=pmix", "--time=2", "--chdir"])
+            .arg(work(b))
+            .args(rank(extra, &["pingpong"]));
+        srun.output().unwrap()
+    };
+    assert_two_ranks("srun --mpi=pmix", &srun(&[]));
+    // With the host's MPI library bound in, wired up by Slurm's PMIx server as well.
+    if host_has_libmpi() {
+        assert_two_ranks("srun --mpi=pmix, --mpi=host", &srun(&["--mpi=host"]));
+    }
 }
 
 /// Under the SPANK plugin the ranks join one container per node, so they share its user
