@@ -9,7 +9,8 @@
 //! without following symlinks out of it, a tmpfs `/dev` with bind-mounted device nodes,
 //! masked and read-only paths, then `pivot_root`. [`Container::start`] lets it exec and
 //! reports a missing or non-executable command before returning; [`Container::wait`] forwards
-//! signals and returns Docker's exit code. [`exec`] joins a running container.
+//! signals and returns Docker's exit code. [`exec`] joins a running container, and
+//! [`visit_filesystem`] runs the caller's code in its file system (`cp`).
 //!
 //! Every raw system call lives in the private `sys` module behind a small safe API; the rest goes
 //! through `rustix`.

@@ -93,21 +93,24 @@ fn out_of(store: &Store, rec: &ContainerRecord, path: &str, dest: &str, a: &CpAr
             })?;
             let placed = receive(r, dest, opts);
             let code = visit.wait()?;
-            if code != 0 {
-                let mut msg = String::new();
-                let _ = err_r.read_to_string(&mut msg);
-                bail!("cp: {}", not_found_in(msg, &path, rec));
+            let mut msg = String::new();
+            let _ = err_r.read_to_string(&mut msg);
+            // Whichever side failed first: the other only saw the pipe break or end.
+            match placed {
+                Err(e) if code == 0 || is_broken_pipe(&msg) => Err(e),
+                _ if code != 0 => bail!("cp: {}", not_found_in(msg, &path, rec)),
+                placed => placed,
             }
-            placed
         }
         None => {
             let host = stopped_source(store, rec, &path)?;
             std::thread::scope(|s| {
                 let producer = s.spawn(|| archive_named(w, &host, &path, a.follow_link));
                 let placed = receive(r, dest, opts);
-                match producer.join().expect("archive thread") {
-                    Err(e) => bail!("cp: {}", not_found_in(format!("{e:#}"), &path, rec)),
-                    Ok(()) => placed,
+                match (producer.join().expect("archive thread"), placed) {
+                    (Err(e), Err(placed)) if is_broken_pipe(&format!("{e:#}")) => Err(placed),
+                    (Err(e), _) => bail!("cp: {}", not_found_in(format!("{e:#}"), &path, rec)),
+                    (Ok(()), placed) => placed,
                 }
             })
         }
@@ -147,12 +150,13 @@ fn into(store: &Store, rec: &ContainerRecord, src: &str, path: &str, a: &CpArgs)
             let sent = send(&mut w);
             drop(w);
             let code = visit.wait()?;
-            if code != 0 {
-                let mut msg = String::new();
-                let _ = err_r.read_to_string(&mut msg);
-                bail!("cp: {msg} (in container {})", rec.name);
+            let mut msg = String::new();
+            let _ = err_r.read_to_string(&mut msg);
+            match sent {
+                Err(e) if !is_broken_pipe(&format!("{e:#}")) => Err(e),
+                _ if code != 0 => bail!("cp: {msg} (in container {})", rec.name),
+                sent => sent,
             }
-            sent
         }
         None => {
             let dest = stopped_dest(store, rec, &path)?;
@@ -160,11 +164,18 @@ fn into(store: &Store, rec: &ContainerRecord, src: &str, path: &str, a: &CpArgs)
                 let consumer = s.spawn(move || extract(r, dest, opts));
                 let sent = send(&mut w);
                 drop(w);
-                consumer.join().expect("extract thread")?;
-                sent
+                let placed = consumer.join().expect("extract thread");
+                match sent {
+                    Err(e) if !is_broken_pipe(&format!("{e:#}")) => Err(e),
+                    _ => placed,
+                }
             })
         }
     }
+}
+
+fn is_broken_pipe(msg: &str) -> bool {
+    msg.contains("Broken pipe")
 }
 
 /// A "no such file" from the container's side in Docker's words.
@@ -505,5 +516,96 @@ fn stopped_dest(store: &Store, rec: &ContainerRecord, path: &str) -> Result<Dest
                 exists: found.is_some(),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_as_docker_tells_them_apart() {
+        assert_eq!(
+            container_side("c:/a/b"),
+            Some(("c".to_string(), "/a/b".to_string()))
+        );
+        assert_eq!(
+            container_side("c:rel"),
+            Some(("c".to_string(), "rel".to_string()))
+        );
+        for host in ["-", "/abs:x", "./c:x", "../c:x", "plain", ":x"] {
+            assert_eq!(container_side(host), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn entry_and_container_paths_stay_inside() {
+        assert_eq!(clean(Path::new("./a/b")).unwrap(), Path::new("a/b"));
+        assert_eq!(clean(Path::new(".")).unwrap(), Path::new(""));
+        assert!(clean(Path::new("a/../../x")).is_err());
+        assert!(clean(Path::new("/etc/passwd")).is_err());
+        assert_eq!(relative("/a/./b/").unwrap(), Path::new("a/b"));
+        assert!(relative("/a/../b").is_err());
+    }
+
+    #[test]
+    fn a_stream_lands_by_docker_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("sub/f"), "f").unwrap();
+        let tar_of = |p: &Path, as_given: &str| {
+            let mut out = Vec::new();
+            archive_named(&mut out, p, as_given, false).unwrap();
+            out
+        };
+        let opts = Options { archive: false };
+        let dest = dir.path().join("renamed");
+        let d = classify(&dest, false).unwrap();
+        extract(&tar_of(&src, "/src")[..], d, opts).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("sub/f")).unwrap(), "f");
+        let d = classify(&dest, false).unwrap();
+        extract(&tar_of(&src, "/src")[..], d, opts).unwrap();
+        assert!(
+            dest.join("src/sub/f").exists(),
+            "into an existing directory"
+        );
+        let d = classify(&dir.path().join("contents"), false).unwrap();
+        extract(&tar_of(&src, "/src/.")[..], d, opts).unwrap();
+        assert!(dir.path().join("contents/sub/f").exists());
+        assert!(classify(&dir.path().join("nope/"), true).is_err());
+        assert!(classify(&dir.path().join("no/such/parent"), false).is_err());
+    }
+
+    #[test]
+    fn a_hostile_stream_does_not_leave_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, "d", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "d/link", &outside).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "d/link/escaped", &b"x"[..]).unwrap();
+        let stream = b.into_inner().unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        let err = extract(
+            &stream[..],
+            Dest::Dir(dest.clone()),
+            Options { archive: false },
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert!(!outside.join("escaped").exists());
     }
 }
