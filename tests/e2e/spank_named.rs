@@ -45,6 +45,8 @@ fn a_named_container_lasts_for_the_job_on_each_node() {
          srun -N2 --ntasks-per-node=1 --container-name=work sh -c 'echo kept $(cat /etc/made-on)'\n\
          {BERTH} kill work.node1 >/dev/null\n\
          srun -N1 -w node1 --container-name=work sh -c 'echo restarted $(cat /etc/made-on)'\n\
+         srun -N1 -w node1 --container-name=work --container-workdir=/etc \
+           --container-mounts=/tmp:/mnt sh -c 'echo in $(pwd)'\n\
          srun -N1 -w node1 --container-image={IMAGE} sh -c 'cat /etc/made-on || echo fresh'\n\
          srun -N1 -w node1 --container-name=other true; echo other $?\n\
          {BERTH} ps -a --format '{{{{.Names}}}} {{{{.State}}}}' | sort\n\
@@ -81,6 +83,7 @@ fn a_named_container_lasts_for_the_job_on_each_node() {
             "kept node1",
             "kept node2",
             "restarted node1",
+            "in /etc",
             "fresh",
             "other 125",
             // A record whose monitor runs on another host reads as exited.
@@ -89,6 +92,13 @@ fn a_named_container_lasts_for_the_job_on_each_node() {
             "on node2: running",
         ],
         "{out}\n{err}"
+    );
+    assert!(
+        err.contains(
+            "--container-mounts apply only when a container is made; container work.node1 \
+             keeps its own"
+        ),
+        "{err}"
     );
     assert!(
         err.contains("cat: can't open '/etc/made-on': No such file or directory"),

@@ -257,6 +257,7 @@ fn start_container(sp: &Spank) -> Result<(), String> {
             // as exited): joined, and theirs to remove. Started by someone else, with another
             // environment: the tasks pass all of theirs (start_env stays empty).
             if status(berth_cmd(), &user_name).as_deref() == Some("running") {
+                ignored_when_joining(&st.opts, &user_name);
                 st.container = Some(user_name);
                 return Ok(());
             }
@@ -265,6 +266,7 @@ fn start_container(sp: &Spank) -> Result<(), String> {
             let own = format!("{user_name}.{}", hostname());
             match status(berth_cmd(), &own).as_deref() {
                 Some("running") => {
+                    ignored_when_joining(&st.opts, &own);
                     st.container = Some(own.clone());
                     st.owned = Some((own, Scope::Job));
                     return Ok(());
@@ -272,6 +274,7 @@ fn start_container(sp: &Spank) -> Result<(), String> {
                 // An earlier step's, stopped since (Slurm kills what is left in a step's
                 // cgroup): started again, with its writable layer.
                 Some(_) => {
+                    ignored_when_joining(&st.opts, &own);
                     st.owned = Some((own.clone(), Scope::Job));
                     let out = berth_cmd().args(["start", &own]).output().map_err(|e| {
                         format!("--container-name {user_name}: cannot run {berth}: {e}")
@@ -338,6 +341,17 @@ fn start_container(sp: &Spank) -> Result<(), String> {
     st.owned = Some((name, scope));
     st.start_env = env;
     Ok(())
+}
+
+/// Says, once per node, which of the step's options cannot change a container that exists.
+fn ignored_when_joining(opts: &ContainerOptions, name: &str) {
+    let given = opts.made_with();
+    if !given.is_empty() {
+        ffi::error(&format!(
+            "berth-spank: {} apply only when a container is made; container {name} keeps its own",
+            given.join(", ")
+        ));
+    }
 }
 
 /// A container's status (`running`, `exited`, ...), or None when there is no such container.

@@ -165,6 +165,25 @@ impl ContainerOptions {
         *self != plain
     }
 
+    /// The options given that shape a container only when it is made (its mounts, root file
+    /// system and ids), for a step that joins one that exists.
+    pub fn made_with(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if !self.mounts.is_empty() {
+            given.push("--container-mounts");
+        }
+        if self.readonly {
+            given.push("--container-readonly");
+        }
+        if self.remap_root {
+            given.push("--container-remap-root");
+        }
+        if !self.mount_home {
+            given.push("--no-container-mount-home");
+        }
+        given
+    }
+
     /// `berth run` arguments (after `berth`) that start the step's container on this node:
     /// detached, named, in the hpc profile, running `sleep` until the step ends.
     pub fn run_args(&self, image: &str, name: &str) -> Vec<String> {
@@ -213,6 +232,11 @@ impl ContainerOptions {
         start_env: &[String],
     ) -> Vec<String> {
         let mut a: Vec<String> = ["exec", "-i"].map(String::from).to_vec();
+        // Every task's, also in a container made by an earlier step or by the user.
+        if let Some(w) = &self.workdir {
+            a.push("-w".into());
+            a.push(w.clone());
+        }
         for kv in task_env {
             let Some((k, _)) = kv.split_once('=') else {
                 continue;
@@ -345,6 +369,34 @@ mod tests {
             o.exec_args("n", &argv, &task, &start).join(" "),
             "exec -i -e FOO=x -e SLURM_PROCID=1 n cat /f"
         );
+    }
+
+    #[test]
+    fn workdir_applies_to_every_task_and_creation_options_are_named() {
+        let o = opts(&[
+            ("container-workdir", Some("/w")),
+            ("container-mounts", Some("/a:/b")),
+            ("container-readonly", None),
+            ("no-container-mount-home", None),
+        ])
+        .unwrap();
+        let argv = ["pwd".to_string()];
+        assert_eq!(
+            o.exec_args("n", &argv, &[], &[]).join(" "),
+            "exec -i -w /w n pwd"
+        );
+        assert_eq!(
+            o.made_with(),
+            [
+                "--container-mounts",
+                "--container-readonly",
+                "--no-container-mount-home"
+            ]
+        );
+        assert!(opts(&[("container-workdir", Some("/w"))])
+            .unwrap()
+            .made_with()
+            .is_empty());
     }
 
     #[test]
