@@ -30,6 +30,7 @@ mod run_cpus;
 mod run_flags;
 mod run_options;
 mod run_security;
+mod run_signals;
 mod shared_store;
 mod single_file;
 mod slurm;
