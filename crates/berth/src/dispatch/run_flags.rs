@@ -1,0 +1,171 @@
+//! The mount and size flags of `run`/`create` (`-v`, `--mount`, `--device`, `--memory`)
+//! parsed into mount specs and numbers, each refusal naming the flag and its value.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use berth_oci::{MountKind, MountSpec};
+use berth_store::Store;
+
+/// `-v SRC:DST[:ro|rw]`: SRC is a host path when it has a `/`, else a named volume.
+pub(super) fn parse_volume(store: &Store, v: &str, volumes: &mut Vec<String>) -> Result<MountSpec> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [dst] => (None, *dst, ""),
+        [src, dst] => (Some(*src), *dst, ""),
+        [src, dst, opts] => (Some(*src), *dst, *opts),
+        _ => bail!("invalid volume specification {v:?}: expected SRC:DST[:OPTIONS]"),
+    };
+    if !dst.starts_with('/') {
+        bail!("invalid volume specification {v:?}: the destination must be an absolute path");
+    }
+    let mut readonly = false;
+    let mut options = Vec::new();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" | "readonly" => readonly = true,
+            "rw" => readonly = false,
+            "z" | "Z" => {}
+            o => options.push(o.to_string()),
+        }
+    }
+    let source = match src {
+        Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => {
+            let p = if let Some(rest) = s.strip_prefix('~') {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest.trim_start_matches('/'))
+            } else {
+                PathBuf::from(s)
+            };
+            let p = p
+                .canonicalize()
+                .with_context(|| format!("invalid volume specification {v:?}: {s}"))?;
+            p.display().to_string()
+        }
+        Some(name) => {
+            volumes.push(name.to_string());
+            store.create_volume(name)?.display().to_string()
+        }
+        None => bail!("invalid volume specification {v:?}: anonymous volumes are not supported; name one (NAME:{dst})"),
+    };
+    Ok(MountSpec {
+        kind: MountKind::Bind,
+        source,
+        target: dst.to_string(),
+        readonly,
+        options,
+    })
+}
+
+/// `--device HOST[:CONTAINER[:PERMS]]`: a user namespace may not create device nodes, so the
+/// host's node is bind-mounted; without `w` in PERMS it is read-only.
+pub(super) fn parse_device(d: &str) -> Result<MountSpec> {
+    let parts: Vec<&str> = d.split(':').collect();
+    let (host, target, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, c] if c.chars().all(|x| "rwm".contains(x)) => (*h, *h, *c),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => bail!("invalid --device {d:?}: expected HOST[:CONTAINER[:PERMS]]"),
+    };
+    use std::os::unix::fs::FileTypeExt;
+    let m = fs::metadata(host).with_context(|| format!("invalid --device {d:?}: {host}"))?;
+    if !(m.file_type().is_char_device() || m.file_type().is_block_device()) {
+        bail!("invalid --device {d:?}: {host} is not a device node");
+    }
+    if !target.starts_with('/') {
+        bail!("invalid --device {d:?}: the container path must be absolute");
+    }
+    Ok(MountSpec {
+        kind: MountKind::Bind,
+        source: host.to_string(),
+        target: target.to_string(),
+        readonly: !perms.contains('w'),
+        options: Vec::new(),
+    })
+}
+
+/// `--mount type=bind,source=/a,target=/b,readonly`.
+pub(super) fn parse_mount(store: &Store, m: &str, volumes: &mut Vec<String>) -> Result<MountSpec> {
+    let mut kind = "volume";
+    let (mut source, mut target, mut readonly) = (None, None, false);
+    let mut options = Vec::new();
+    for kv in m.split(',') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "type" => kind = v,
+            "source" | "src" => source = Some(v.to_string()),
+            "target" | "destination" | "dst" => target = Some(v.to_string()),
+            "readonly" | "ro" => readonly = v.is_empty() || v == "true" || v == "1",
+            "tmpfs-size" => options.push(format!("size={v}")),
+            "tmpfs-mode" => options.push(format!("mode={v}")),
+            "bind-propagation" | "consistency" => {}
+            other => bail!("invalid --mount {m:?}: unknown key {other:?}"),
+        }
+    }
+    let target = target.with_context(|| format!("invalid --mount {m:?}: target is required"))?;
+    match kind {
+        "bind" => {
+            let src =
+                source.with_context(|| format!("invalid --mount {m:?}: source is required"))?;
+            let p = Path::new(&src).canonicalize().with_context(|| {
+                format!("invalid --mount {m:?}: bind source path does not exist: {src}")
+            })?;
+            Ok(MountSpec {
+                kind: MountKind::Bind,
+                source: p.display().to_string(),
+                target,
+                readonly,
+                options,
+            })
+        }
+        "volume" => {
+            let name = source.with_context(|| {
+                format!("invalid --mount {m:?}: anonymous volumes are not supported")
+            })?;
+            volumes.push(name.clone());
+            let p = store.create_volume(&name)?;
+            Ok(MountSpec {
+                kind: MountKind::Bind,
+                source: p.display().to_string(),
+                target,
+                readonly,
+                options,
+            })
+        }
+        "tmpfs" => Ok(MountSpec {
+            kind: MountKind::Tmpfs,
+            source: "tmpfs".into(),
+            target,
+            readonly,
+            options,
+        }),
+        other => bail!("invalid --mount {m:?}: unknown type {other:?}"),
+    }
+}
+
+/// Berth is not setuid, so the kernel already stops a caller binding what they cannot read;
+/// this check turns that into a clear message before anything is set up.
+pub(super) fn check_readable(p: &Path) -> Result<()> {
+    let r = if p.is_dir() {
+        fs::read_dir(p).map(|_| ())
+    } else {
+        fs::File::open(p).map(|_| ())
+    };
+    r.with_context(|| format!("cannot mount {}: not readable by the caller", p.display()))
+}
+
+/// `512m`, `2g`, `1024` → bytes.
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    Ok((n * mult as f64) as u64)
+}
