@@ -17,6 +17,7 @@ mod build_toolchain;
 mod cdi;
 mod cli;
 mod cp;
+mod cp_docker_diff;
 mod exec;
 mod hostile;
 mod mpi;
