@@ -268,3 +268,64 @@ fn docker_profile_matches_docker() {
         differences.join("\n")
     );
 }
+
+/// `stats --no-stream --format json` has Docker's keys, each a string as in Docker's output,
+/// and `Container` is the name as given.
+#[test]
+fn stats_json_matches_docker() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb:latest");
+    let Some(d) = Dockerd::start() else { return };
+    d.load_from(&b, "localhost/bb:latest");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "st",
+        "localhost/bb:latest",
+        "sleep",
+        "300",
+    ]);
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "st",
+        "localhost/bb:latest",
+        "sleep",
+        "300",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shape = |json: &str| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        let obj = v.as_object().unwrap();
+        let mut keys: Vec<(String, String)> = obj
+            .iter()
+            .map(|(k, v)| {
+                let kind = if v.is_string() { "string" } else { "other" };
+                let shown = if k == "Container" || k == "Name" {
+                    v.to_string()
+                } else {
+                    kind.into()
+                };
+                (k.clone(), shown)
+            })
+            .collect();
+        keys.sort();
+        keys
+    };
+    let theirs = d.docker(&["stats", "--no-stream", "--format", "json", "st"]);
+    let ours = b.ok(&["stats", "--no-stream", "--format", "json", "st"]);
+    assert_eq!(
+        shape(&ours),
+        shape(&String::from_utf8_lossy(&theirs.stdout))
+    );
+    let _ = d.docker(&["rm", "-f", "st"]);
+    b.ok(&["rm", "-f", "st"]);
+}

@@ -632,7 +632,8 @@ fn stats_show_cpu_memory_io_and_stream() {
         "{json}"
     );
     assert_eq!(by("idle")["NetIO"], "0B / 0B");
-    assert_eq!(by("idle")["PIDs"], 1);
+    assert_eq!(by("idle")["PIDs"], "1");
+    assert_eq!(by("idle")["Container"], "idle", "as given");
     // 8 MiB written and synced: at least 8.39MB reached the disk (more on a filesystem that
     // journals data). Memory-backed stores write no blocks.
     let fs = Command::new("stat")

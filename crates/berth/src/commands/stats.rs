@@ -49,6 +49,12 @@ pub fn stats(s: &Settings, a: &berth_cli::StatsArgs) -> Result<u8> {
         .iter()
         .map(|n| store.lookup_container(n))
         .collect::<Result<_, _>>()?;
+    // Docker's `Container` column: the name or id as given, else the short id.
+    let given: Vec<(String, &str)> = named
+        .iter()
+        .zip(&a.containers)
+        .map(|(r, n)| (r.id.clone(), n.as_str()))
+        .collect();
     let mem_total = meminfo_total();
     let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut before = sample_all(&store, &named)?;
@@ -76,7 +82,8 @@ pub fn stats(s: &Settings, a: &berth_cli::StatsArgs) -> Result<u8> {
                 } else {
                     0.0
                 };
-                row(rec, cur, cpu_perc, mem_total)
+                let as_given = given.iter().find(|(id, _)| *id == rec.id).map(|g| g.1);
+                row(rec, as_given, cur, cpu_perc, mem_total)
             })
             .collect();
         if !a.no_stream && tty {
@@ -93,7 +100,13 @@ pub fn stats(s: &Settings, a: &berth_cli::StatsArgs) -> Result<u8> {
     }
 }
 
-fn row(rec: &ContainerRecord, cur: &Sample, cpu_perc: f64, mem_total: u64) -> Value {
+fn row(
+    rec: &ContainerRecord,
+    as_given: Option<&str>,
+    cur: &Sample,
+    cpu_perc: f64,
+    mem_total: u64,
+) -> Value {
     let limit = rec.host_config["Memory"]
         .as_u64()
         .filter(|m| *m > 0)
@@ -105,14 +118,15 @@ fn row(rec: &ContainerRecord, cur: &Sample, cpu_perc: f64, mem_total: u64) -> Va
     };
     json!({
         "ID": rec.id[..12],
-        "Container": rec.id[..12],
+        "Container": as_given.unwrap_or(&rec.id[..12]),
         "Name": rec.name,
         "CPUPerc": format!("{cpu_perc:.2}%"),
         "MemUsage": format!("{} / {}", humanize::binary_size(cur.rss), humanize::binary_size(limit)),
         "MemPerc": format!("{mem_perc:.2}%"),
         "NetIO": format!("{} / {}", humanize::size(cur.net.0), humanize::size(cur.net.1)),
         "BlockIO": format!("{} / {}", humanize::size(cur.block.0), humanize::size(cur.block.1)),
-        "PIDs": cur.pids,
+        // A string, as Docker's json has it.
+        "PIDs": cur.pids.to_string(),
     })
 }
 
