@@ -420,6 +420,20 @@ fn an_unprivileged_user_runs_in_a_container_of_their_own() {
         ],
     ));
     assert_eq!(out, "0\n");
+    // A named container outlives its step and goes with the job: the epilog (root, in slurmd)
+    // removes it from the user's own store, as the user.
+    let out = success(&as_them(
+        srun,
+        &[
+            "-N1",
+            "-n1",
+            "--container-image=localhost/bb",
+            "--container-name=mine",
+            "id",
+            "-u",
+        ],
+    ));
+    assert_eq!(out, format!("{}\n", user.uid));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ps = success(&as_them(&berth, &["ps", "-a", "-q"]));
