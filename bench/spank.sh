@@ -9,6 +9,9 @@
 # Medians of hyperfine runs, interleaved by hyperfine's order; wall time on a 2-core machine, so
 # the N tasks partly overlap.
 #
+# Then, inside one allocation, a step that makes a new container against one that joins the
+# job's named container (`--container-name`), kept from the first step on.
+#
 # Usage: bench/spank.sh [N] [RUNS]     (defaults 16 and 10; run as root)
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -47,6 +50,11 @@ img=--container-image=localhost/tiny
 hyperfine -N --warmup 2 --runs "$runs" --export-json "$json" \
   "srun -N1 -n1 true" "srun -N1 -n$n true" \
   "srun -N1 -n1 $img true" "srun -N1 -n$n $img true" >&2
+# Steps of one allocation: a new container per step, against steps that join the job's named
+# container (kept from the first step on, removed by the job's epilog).
+json2="$BERTH_REPO/bench/results/spank-named-$stamp.json"
+salloc -N1 -Q hyperfine -N --warmup 2 --runs "$runs" --export-json "$json2" \
+  "srun -n1 true" "srun -n1 $img true" "srun -n1 $img --container-name=kept true" >&2
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 median() { jq -r --arg c "$1" '.results[] | select(.command == $c) | .median * 1000' "$json"; }
@@ -60,4 +68,11 @@ awk -v b1="$b1" -v bn="$bn" -v c1="$c1" -v cn="$cn" -v n="$n" 'BEGIN {
   printf "\ncontainer per step (creation and removal): %.1f ms\n", c1 - b1
   printf "container per task after the first: %.2f ms (goal: under 10 ms)\n", (cn - c1 - (bn - b1)) / (n - 1)
 }'
-echo "hyperfine JSON: $json"
+median2() { jq -r --arg c "$1" '.results[] | select(.command == $c) | .median * 1000' "$json2"; }
+s0=$(median2 "srun -n1 true")
+s1=$(median2 "srun -n1 $img true")
+s2=$(median2 "srun -n1 $img --container-name=kept true")
+awk -v s0="$s0" -v s1="$s1" -v s2="$s2" 'BEGIN {
+  printf "steps of one allocation: bare %.1f ms, new container %.1f ms (+%.1f), joining the named one %.1f ms (+%.1f)\n", s0, s1, s1 - s0, s2, s2 - s0
+}'
+echo "hyperfine JSON: $json $json2"

@@ -253,18 +253,20 @@ fn start_container(sp: &Spank) -> Result<(), String> {
 
     let name = match st.opts.name.clone() {
         Some(user_name) => {
+            // The plugin's own, kept for the job's later steps: the store may be shared
+            // between nodes, and a record belongs to one host, hence the node in the name.
+            let own = format!("{user_name}.{}", hostname());
+            // Both looked up in one call: each costs a start of berth.
+            let found = statuses(berth_cmd(), &[&user_name, &own]);
             // One the user runs on this node under that name (a record of another host reads
             // as exited): joined, and theirs to remove. Started by someone else, with another
             // environment: the tasks pass all of theirs (start_env stays empty).
-            if status(berth_cmd(), &user_name).as_deref() == Some("running") {
+            if found.get(&user_name).map(String::as_str) == Some("running") {
                 ignored_when_joining(&st.opts, &user_name);
                 st.container = Some(user_name);
                 return Ok(());
             }
-            // The plugin's own, kept for the job's later steps. The store may be shared
-            // between nodes, and a record belongs to one host, hence the node in the name.
-            let own = format!("{user_name}.{}", hostname());
-            match status(berth_cmd(), &own).as_deref() {
+            match found.get(&own).map(String::as_str) {
                 Some("running") => {
                     ignored_when_joining(&st.opts, &own);
                     st.container = Some(own.clone());
@@ -316,7 +318,8 @@ fn start_container(sp: &Spank) -> Result<(), String> {
     if !out.status.success() {
         if scope == Scope::Job {
             // Another step of the job on this node may have made it just before: joined.
-            if status(berth_cmd(), &name).as_deref() == Some("running") {
+            let found = statuses(berth_cmd(), &[&name]);
+            if found.get(&name).map(String::as_str) == Some("running") {
                 st.container = Some(name.clone());
                 st.owned = Some((name, scope));
                 return Ok(());
@@ -354,21 +357,26 @@ fn ignored_when_joining(opts: &ContainerOptions, name: &str) {
     }
 }
 
-/// A container's status (`running`, `exited`, ...), or None when there is no such container.
-fn status(mut berth: Command, name: &str) -> Option<String> {
-    let out = berth
-        .args([
-            "container",
-            "inspect",
-            "--format",
-            "{{.State.Status}}",
-            name,
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// The status (`running`, `exited`, ...) of each of `names` that exists.
+fn statuses(mut berth: Command, names: &[&str]) -> std::collections::HashMap<String, String> {
+    berth.args([
+        "container",
+        "inspect",
+        "--format",
+        "{{.Name}} {{.State.Status}}",
+    ]);
+    berth.args(names);
+    // A missing name makes the command fail after it printed the others.
+    let Ok(out) = berth.output() else {
+        return Default::default();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, status) = l.split_once(' ')?;
+            Some((name.trim_start_matches('/').to_string(), status.to_string()))
+        })
+        .collect()
 }
 
 /// Replaces the task's command with `berth exec` into the node's container.
