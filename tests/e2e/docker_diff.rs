@@ -326,6 +326,42 @@ fn stats_json_matches_docker() {
         shape(&ours),
         shape(&String::from_utf8_lossy(&theirs.stdout))
     );
-    let _ = d.docker(&["rm", "-f", "st"]);
-    b.ok(&["rm", "-f", "st"]);
+    // A stopped container, named or with -a: a row of zeros, the same in every column.
+    b.ok(&["run", "--name", "gone", "localhost/bb:latest", "true"]);
+    d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "gone",
+        "localhost/bb:latest",
+        "true",
+    ]);
+    let values = |json: &str| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        v.as_object_mut().unwrap().remove("ID");
+        v
+    };
+    let theirs = d.docker(&["stats", "--no-stream", "--format", "json", "gone"]);
+    let ours = b.ok(&["stats", "--no-stream", "--format", "json", "gone"]);
+    assert_eq!(
+        values(&ours),
+        values(&String::from_utf8_lossy(&theirs.stdout))
+    );
+    let names = "{{.Name}} {{.PIDs}}";
+    let theirs = d.docker(&["stats", "--no-stream", "-a", "--format", names]);
+    let mut theirs: Vec<String> = String::from_utf8_lossy(&theirs.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut ours: Vec<String> = b
+        .ok(&["stats", "--no-stream", "-a", "--format", names])
+        .lines()
+        .map(String::from)
+        .collect();
+    theirs.sort();
+    ours.sort();
+    assert_eq!(ours, theirs);
+    let _ = d.docker(&["rm", "-f", "st", "gone"]);
+    b.ok(&["rm", "-f", "st", "gone"]);
 }

@@ -324,6 +324,9 @@ pub struct StatsArgs {
     /// Print once and exit.
     #[arg(long = "no-stream")]
     pub no_stream: bool,
+    /// Also containers that are not running (with zeros, as Docker shows them).
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Output format: `table`, `json` or a Go-style template.
     #[arg(long)]
     pub format: Option<String>,

@@ -57,7 +57,7 @@ pub fn stats(s: &Settings, a: &berth_cli::StatsArgs) -> Result<u8> {
         .collect();
     let mem_total = meminfo_total();
     let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let mut before = sample_all(&store, &named)?;
+    let mut before = sample_all(&store, &named, a.all)?;
     let mut host_before = host_ticks();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
@@ -66,7 +66,7 @@ pub fn stats(s: &Settings, a: &berth_cli::StatsArgs) -> Result<u8> {
         } else {
             STREAM_INTERVAL
         });
-        let now = sample_all(&store, &named)?;
+        let now = sample_all(&store, &named, a.all)?;
         let host_now = host_ticks();
         let host_delta = host_now.saturating_sub(host_before) as f64;
         let rows: Vec<Value> = now
@@ -107,10 +107,14 @@ fn row(
     cpu_perc: f64,
     mem_total: u64,
 ) -> Value {
-    let limit = rec.host_config["Memory"]
-        .as_u64()
-        .filter(|m| *m > 0)
-        .unwrap_or(mem_total);
+    // A container that is not running has no limit in force (Docker shows 0B).
+    let limit = match cur.pids {
+        0 => 0,
+        _ => rec.host_config["Memory"]
+            .as_u64()
+            .filter(|m| *m > 0)
+            .unwrap_or(mem_total),
+    };
     let mem_perc = if limit > 0 {
         cur.rss as f64 * 100.0 / limit as f64
     } else {
@@ -130,19 +134,25 @@ fn row(
     })
 }
 
-/// The named containers, or every running one, each with its counters; containers that are
-/// not running are left out.
-fn sample_all(store: &Store, named: &[ContainerRecord]) -> Result<Vec<(ContainerRecord, Sample)>> {
-    let recs = if named.is_empty() {
-        store.containers()?
+/// The named containers (any state), or every running one (every one with `all`), each with
+/// its counters: zeros for a container that is not running, as Docker shows it.
+fn sample_all(
+    store: &Store,
+    named: &[ContainerRecord],
+    all: bool,
+) -> Result<Vec<(ContainerRecord, Sample)>> {
+    let (recs, all) = if named.is_empty() {
+        (store.containers()?, all)
     } else {
-        named.to_vec()
+        (named.to_vec(), true)
     };
     let mut out = Vec::new();
     for rec in recs {
         let st = store.container_state(&rec.id)?;
         if matches!(effective_status(&st).as_str(), "running" | "paused") {
             out.push((rec, sample(st.pid)));
+        } else if all {
+            out.push((rec, Sample::default()));
         }
     }
     Ok(out)
