@@ -634,6 +634,18 @@ fn stats_show_cpu_memory_io_and_stream() {
     assert_eq!(by("idle")["NetIO"], "0B / 0B");
     assert_eq!(by("idle")["PIDs"], "1");
     assert_eq!(by("idle")["Container"], "idle", "as given");
+    let full = b.ok(&[
+        "stats",
+        "--no-stream",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}",
+        "idle",
+    ]);
+    assert_eq!(
+        full.trim(),
+        b.ok(&["inspect", "--format", "{{.Id}}", "idle"]).trim()
+    );
     // 8 MiB written and synced: at least 8.39MB reached the disk (more on a filesystem that
     // journals data). Memory-backed stores write no blocks.
     let fs = Command::new("stat")

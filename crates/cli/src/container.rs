@@ -327,6 +327,9 @@ pub struct StatsArgs {
     /// Also containers that are not running (with zeros, as Docker shows them).
     #[arg(short = 'a', long)]
     pub all: bool,
+    /// Full container ids.
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
     /// Output format: `table`, `json` or a Go-style template.
     #[arg(long)]
     pub format: Option<String>,

@@ -83,7 +83,11 @@ pub fn stats(s: &Settings, a: &berth_cli::StatsArgs) -> Result<u8> {
                     0.0
                 };
                 let as_given = given.iter().find(|(id, _)| *id == rec.id).map(|g| g.1);
-                row(rec, as_given, cur, cpu_perc, mem_total)
+                let mut r = row(rec, as_given, cur, cpu_perc, mem_total);
+                if a.no_trunc {
+                    r["ID"] = rec.id.clone().into();
+                }
+                r
             })
             .collect();
         if !a.no_stream && tty {
