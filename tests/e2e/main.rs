@@ -20,6 +20,7 @@ mod cp;
 mod cp_docker_diff;
 mod exec;
 mod hostile;
+mod lifecycle_docker_diff;
 mod mpi;
 mod oci_runtime;
 mod pull_config;

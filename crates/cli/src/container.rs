@@ -335,6 +335,16 @@ pub struct StatsArgs {
     pub format: Option<String>,
 }
 
+/// `berth top`
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The container.
+    pub container: String,
+    /// Options for `ps` (default `-ef`), as `docker top` takes them.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_options: Vec<String>,
+}
+
 /// `berth cp`
 #[derive(Debug, Args)]
 pub struct CpArgs {

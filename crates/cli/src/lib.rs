@@ -131,7 +131,7 @@ pub enum Command {
     /// Unpause containers.
     Unpause(ContainersArgs),
     /// Display the running processes of a container.
-    Top(ContainersArgs),
+    Top(TopArgs),
     /// Display resource usage of containers.
     Stats(StatsArgs),
     /// List port mappings of a container.

@@ -502,31 +502,141 @@ pub fn prune(s: &Settings, a: &PruneArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn top(s: &Settings, a: &ContainersArgs) -> Result<u8> {
-    let p = Printer::new(false);
-    each(s, &a.containers, |store, rec| {
-        let st = running(store, rec)?;
-        let mut rows = Vec::new();
-        for pid in container_pids(st.pid) {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd)
-                .replace('\0', " ")
-                .trim()
-                .to_string();
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let uid = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().next())
-                .unwrap_or("?")
-                .to_string();
-            rows.push(json!({"UID": uid, "PID": pid, "CMD": cmd}));
-        }
-        p.rows(None, "table {{.UID}}\t{{.PID}}\t{{.CMD}}", &rows)
+/// `top`: the host's `ps` with Docker's default `-ef` (or the options given), keeping the
+/// header and the container's processes, found by the column named PID, as Docker's daemon
+/// does; printed in columns as Docker's client prints them.
+pub fn top(s: &Settings, a: &berth_cli::TopArgs) -> Result<u8> {
+    // Fails with 1, as `docker top` does.
+    each(s, std::slice::from_ref(&a.container), |store, rec| {
+        top_of(store, rec, a)
     })
+}
+
+fn top_of(store: &Store, rec: &ContainerRecord, a: &berth_cli::TopArgs) -> Result<()> {
+    let st = running(store, rec)?;
+    let pids: std::collections::HashSet<String> = container_pids(st.pid)
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect();
+    let options = if a.ps_options.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        a.ps_options.clone()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&options)
+        .output()
+        .context("top: cannot run ps (procps)")?;
+    if !out.status.success() {
+        bail!(
+            "top: ps {} failed: {}",
+            options.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let Some(pid_col) = header.iter().position(|h| *h == "PID") else {
+        bail!("top: ps {} shows no PID column", options.join(" "));
+    };
+    // The last column (the command) may hold spaces.
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| split_columns(l, header.len()))
+        .filter(|cols| cols.get(pid_col).is_some_and(|p| pids.contains(p)))
+        .collect();
+    let mut table = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    table.extend(rows);
+    print!("{}", columns(&table));
+    Ok(())
+}
+
+/// A line of `ps` output as `n` columns, the last one the rest of the line.
+fn split_columns(line: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = line.trim_start();
+    while out.len() + 1 < n {
+        let Some((word, tail)) = rest.split_once(char::is_whitespace) else {
+            break;
+        };
+        out.push(word.to_string());
+        rest = tail.trim_start();
+    }
+    out.push(rest.to_string());
+    out
+}
+
+/// Rows in columns at least 20 wide with 3 spaces of padding, as Docker's client prints
+/// `top` (a tab writer with those settings).
+fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            let w = rows
+                .iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0);
+            (w + 3).max(20)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub fn port(s: &Settings, a: &ContainersArgs) -> Result<u8> {
     // No port publishing: containers use host or loopback-only networking.
     each(s, &a.containers, |_, _| Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_lines_split_into_columns_with_the_command_whole() {
+        assert_eq!(
+            split_columns("root  12  1  0 17:35 ?  00:00:00 sleep 100", 8),
+            [
+                "root",
+                "12",
+                "1",
+                "0",
+                "17:35",
+                "?",
+                "00:00:00",
+                "sleep 100"
+            ]
+        );
+        assert_eq!(split_columns("  7 sh", 2), ["7", "sh"]);
+    }
+
+    #[test]
+    fn columns_as_dockers_tab_writer() {
+        let rows = [
+            vec!["PID".to_string(), "CMD".to_string()],
+            vec!["1".to_string(), "a command".to_string()],
+        ];
+        assert_eq!(
+            columns(&rows),
+            format!("PID{}CMD\n1{}a command\n", " ".repeat(17), " ".repeat(19))
+        );
+    }
 }

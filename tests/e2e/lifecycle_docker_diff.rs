@@ -1,0 +1,176 @@
+//! The lifecycle commands compared with Docker's on the same containers: `wait`, `logs` (and
+//! `--tail`, `-t`), `ps` status, `stop` with a trapped signal, `kill -s`, `kill`, `pause`,
+//! `top`'s columns, and the refusals of `rm` and `unpause`. Exit codes and output must agree
+//! (timestamps and ids aside).
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::common::Berth;
+use crate::dockerd::Dockerd;
+
+fn out(o: &Output) -> (Option<i32>, String) {
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+    )
+}
+
+fn err_of(o: &Output) -> (Option<i32>, String) {
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+/// RFC 3339 timestamps with nanoseconds, as `logs -t` prints them, replaced by a marker.
+fn without_times(s: &str) -> String {
+    s.lines()
+        .map(|l| match l.split_once(' ') {
+            Some((t, rest)) if t.len() == 30 && t.ends_with('Z') && t.as_bytes()[10] == b'T' => {
+                format!("TIME {rest}")
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn lifecycle_matches_docker() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb:latest");
+    let Some(d) = Dockerd::start() else { return };
+    d.load_from(&b, "localhost/bb:latest");
+    let img = "localhost/bb:latest";
+    // Each command through both engines: docker gets --network none on run.
+    let both = |args: &[&str]| -> (Output, Output) {
+        let mut dargs = args.to_vec();
+        if args.first() == Some(&"run") {
+            dargs.insert(1, "--network");
+            dargs.insert(2, "none");
+        }
+        (d.docker(&dargs), b.run(args))
+    };
+    let mut differences = Vec::new();
+    let mut same = |what: &str, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
+        if theirs != ours {
+            differences.push(format!("{what}:\n  docker {theirs:?}\n  berth  {ours:?}"));
+        }
+    };
+
+    // Paced: stdout and stderr reach the log through separate pipes, in Docker as here.
+    let script = "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three; exit 3";
+    both(&["run", "-d", "--name", "l1", img, "sh", "-c", script]);
+    let (t, o) = both(&["wait", "l1"]);
+    same("wait", out(&t), out(&o));
+    let (t, o) = both(&["logs", "l1"]);
+    same("logs stdout", out(&t), out(&o));
+    same("logs stderr", err_of(&t), err_of(&o));
+    let (t, o) = both(&["logs", "--tail", "2", "l1"]);
+    same("logs --tail 2 stdout", out(&t), out(&o));
+    same("logs --tail 2 stderr", err_of(&t), err_of(&o));
+    let (t, o) = both(&["logs", "-t", "l1"]);
+    same(
+        "logs -t",
+        (t.status.code(), without_times(&out(&t).1)),
+        (o.status.code(), without_times(&out(&o).1)),
+    );
+    let status = "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}";
+    let (t, o) = both(&["inspect", "--format", status, "l1"]);
+    same("inspect state of an exited container", out(&t), out(&o));
+    let ps = |o: &Output| -> (Option<i32>, String) {
+        let text = String::from_utf8_lossy(&o.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("l1 "))
+            .unwrap_or("")
+            .to_string();
+        // "Exited (3) 2 seconds ago": the age differs by when each ran.
+        (
+            o.status.code(),
+            line.split(')').next().unwrap_or("").to_string(),
+        )
+    };
+    let (t, o) = both(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    same("ps -a status", ps(&t), ps(&o));
+    let (t, o) = both(&["rm", "l1"]);
+    same("rm of an exited container", out(&t), out(&o));
+
+    // stop: the stop signal (TERM), trapped; then the exit code the trap chose.
+    let trap = "trap 'echo got term; exit 7' TERM; trap 'echo got usr1' USR1; \
+                echo ready; while :; do sleep 0.1; done";
+    both(&["run", "-d", "--name", "s1", img, "sh", "-c", trap]);
+    let ready = |logs: &dyn Fn() -> String, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !logs().contains(what) {
+            assert!(Instant::now() < deadline, "no {what:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    ready(&|| out(&d.docker(&["logs", "s1"])).1, "ready");
+    ready(&|| out(&b.run(&["logs", "s1"])).1, "ready");
+    let (t, o) = both(&["rm", "s1"]);
+    same(
+        "rm of a running container",
+        (t.status.code(), String::new()),
+        (o.status.code(), String::new()),
+    );
+    let (t, o) = both(&["unpause", "s1"]);
+    same(
+        "unpause of a running container",
+        (t.status.code(), String::new()),
+        (o.status.code(), String::new()),
+    );
+    let (t, o) = both(&["pause", "s1"]);
+    same("pause", out(&t), out(&o));
+    let (t, o) = both(&["inspect", "--format", status, "s1"]);
+    same("inspect state of a paused container", out(&t), out(&o));
+    let (t, o) = both(&["unpause", "s1"]);
+    same("unpause", out(&t), out(&o));
+    let (t, o) = both(&["kill", "-s", "USR1", "s1"]);
+    same("kill -s USR1", out(&t), out(&o));
+    ready(&|| out(&d.docker(&["logs", "s1"])).1, "got usr1");
+    ready(&|| out(&b.run(&["logs", "s1"])).1, "got usr1");
+    let top = |o: &Output| -> (Option<i32>, String) {
+        let text = String::from_utf8_lossy(&o.stdout);
+        let header = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>();
+        (o.status.code(), header.join(" "))
+    };
+    let (t, o) = both(&["top", "s1"]);
+    same("top columns", top(&t), top(&o));
+    let (t, o) = both(&["stop", "s1"]);
+    same("stop", out(&t), out(&o));
+    let (t, o) = both(&["wait", "s1"]);
+    same("wait after stop", out(&t), out(&o));
+    let (t, o) = both(&["logs", "s1"]);
+    same("logs after stop", out(&t), out(&o));
+
+    // kill: SIGKILL by default, 137.
+    both(&["run", "-d", "--name", "k1", img, "sleep", "300"]);
+    let (t, o) = both(&["kill", "k1"]);
+    same("kill", out(&t), out(&o));
+    let (t, o) = both(&["wait", "k1"]);
+    same("wait after kill", out(&t), out(&o));
+    let (t, o) = both(&["kill", "k1"]);
+    same(
+        "kill of a stopped container",
+        (t.status.code(), String::new()),
+        (o.status.code(), String::new()),
+    );
+    let (t, o) = both(&["start", "k1"]);
+    same("start of a stopped container", out(&t), out(&o));
+    let (t, o) = both(&["inspect", "--format", status, "k1"]);
+    same("inspect state after start", out(&t), out(&o));
+
+    for n in ["l1", "s1", "k1"] {
+        let _ = d.docker(&["rm", "-f", n]);
+        let _ = b.run(&["rm", "-f", n]);
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
