@@ -365,3 +365,39 @@ fn stats_json_matches_docker() {
     let _ = d.docker(&["rm", "-f", "st", "gone"]);
     b.ok(&["rm", "-f", "st", "gone"]);
 }
+
+/// `volume create/ls/inspect/rm` print what Docker's do, column spacing and JSON layout
+/// included (the mount point and creation time aside), and refuse a missing volume alike.
+#[test]
+fn volumes_match_docker() {
+    let b = Berth::new();
+    let Some(d) = Dockerd::start() else { return };
+    let both = |args: &[&str]| (d.docker(args), b.run(args));
+    let same = |what: &str, t: &std::process::Output, o: &std::process::Output| {
+        assert_eq!(
+            (o.status.code(), String::from_utf8_lossy(&o.stdout)),
+            (t.status.code(), String::from_utf8_lossy(&t.stdout)),
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let (t, o) = both(&["volume", "create", "v1"]);
+    same("create", &t, &o);
+    let (t, o) = both(&["volume", "ls"]);
+    same("ls", &t, &o);
+    let (t, o) = both(&["volume", "ls", "-q"]);
+    same("ls -q", &t, &o);
+    let (t, o) = both(&["volume", "inspect", "v1"]);
+    let layout = |o: &std::process::Output| -> String {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.contains("\"Mountpoint\"") && !l.contains("\"CreatedAt\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(layout(&o), layout(&t));
+    let (t, o) = both(&["volume", "rm", "v1"]);
+    same("rm", &t, &o);
+    let (t, o) = both(&["volume", "rm", "v1"]);
+    assert_eq!(o.status.code(), t.status.code(), "rm of a missing volume");
+}

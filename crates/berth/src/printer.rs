@@ -135,9 +135,12 @@ impl Printer {
         Ok(())
     }
 
-    /// Pretty JSON, as `inspect` prints it.
+    /// Pretty JSON, as `inspect` prints it: indented by four spaces, as Docker's client does.
     pub fn json(&self, v: &impl Serialize) -> Result<()> {
-        self.out(serde_json::to_string_pretty(v)?);
+        let mut buf = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        v.serialize(&mut serde_json::Serializer::with_formatter(&mut buf, fmt))?;
+        self.out(String::from_utf8(buf)?);
         Ok(())
     }
 }

@@ -205,7 +205,8 @@ fn header_name(field: &str) -> String {
     }
 }
 
-/// Aligns tab-separated cells with at least three spaces between columns, like `tabwriter`.
+/// Aligns tab-separated cells as Docker's client does (Go's `tabwriter` with a minimum cell
+/// width of 10 and a padding of 3): a column is its widest cell plus 3, and at least 10.
 pub fn align(lines: &[String]) -> String {
     let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -221,7 +222,7 @@ pub fn align(lines: &[String]) -> String {
             for (i, c) in r.iter().enumerate() {
                 line.push_str(c);
                 if i + 1 < r.len() {
-                    let pad = widths[i] - c.chars().count() + 3;
+                    let pad = (widths[i] + 3).max(10) - c.chars().count();
                     line.extend(std::iter::repeat_n(' ', pad));
                 }
             }
@@ -261,5 +262,9 @@ mod tests {
             .render_all(&[json!({"Repository": "a", "ID": "1"})])
             .unwrap();
         assert_eq!(out, "REPOSITORY   IMAGE ID\na            1\n");
+        assert_eq!(
+            align(&["NAME\tCPU %\tX".into(), "web\t0.00%\ty".into()]),
+            "NAME      CPU %     X\nweb       0.00%     y"
+        );
     }
 }

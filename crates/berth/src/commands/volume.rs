@@ -28,7 +28,12 @@ pub fn run(s: &Settings, c: &VolumeCommand) -> Result<u8> {
                     .iter()
                     .map(|n| json!({"Driver": "local", "Name": n}))
                     .collect();
-                p.rows(format.as_deref(), "table {{.Driver}}\t{{.Name}}", &rows)?;
+                p.rows_headed(
+                    format.as_deref(),
+                    "table {{.Driver}}\t{{.Name}}",
+                    &rows,
+                    &[("Name", "VOLUME NAME")],
+                )?;
             }
         }
         VolumeCommand::Rm(a) => {
@@ -48,7 +53,22 @@ pub fn run(s: &Settings, c: &VolumeCommand) -> Result<u8> {
             let mut out = Vec::new();
             for n in &a.names {
                 let path = store.volume_path(n)?;
-                out.push(json!({"Driver": "local", "Name": n, "Mountpoint": path, "Scope": "local", "Labels": {}, "Options": {}}));
+                // The volume's directory was made when the volume was.
+                let created = std::fs::metadata(path.parent().unwrap_or(&path))
+                    .and_then(|m| m.created().or_else(|_| m.modified()))
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| crate::humanize::rfc3339(d.as_secs() as i64));
+                // Without labels or options Docker shows null, not an empty object.
+                out.push(json!({
+                    "CreatedAt": created,
+                    "Driver": "local",
+                    "Labels": null,
+                    "Mountpoint": path,
+                    "Name": n,
+                    "Options": null,
+                    "Scope": "local",
+                }));
             }
             p.json(&out)?;
         }
