@@ -9,9 +9,9 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use berth_types::Digest;
+use berth_types::{inside_root, Digest};
 
 use crate::stream::{decompress, sniff};
 use crate::{ArchiveError, BlobSource};
@@ -73,7 +73,7 @@ pub fn flatten(
                 .path()
                 .map_err(|e| io_err("reading an entry name", e))?
                 .into_owned();
-            let path = clean(&raw_path).ok_or_else(|| ArchiveError::UnsafeEntry {
+            let path = inside_root(&raw_path).ok_or_else(|| ArchiveError::UnsafeEntry {
                 file: file.clone(),
                 entry: raw_path.display().to_string(),
                 reason: "the name climbs out with ..".into(),
@@ -112,7 +112,7 @@ pub fn flatten(
                     .unwrap_or_default();
                 // Hard links name a path in the same tree; symlink targets are kept as written.
                 let target = if kind.is_hard_link() {
-                    clean(&target).ok_or_else(|| ArchiveError::UnsafeEntry {
+                    inside_root(&target).ok_or_else(|| ArchiveError::UnsafeEntry {
                         file: file.clone(),
                         entry: raw_path.display().to_string(),
                         reason: format!("hard link target {} climbs out", target.display()),
@@ -174,25 +174,11 @@ pub fn root_mode(src: &dyn BlobSource, layers: &[Digest]) -> Option<u32> {
         let Some(Ok(first)) = archive.entries().ok()?.next() else {
             continue;
         };
-        if clean(&first.path().ok()?).is_some_and(|p| p.as_os_str().is_empty()) {
+        if inside_root(&first.path().ok()?).is_some_and(|p| p.as_os_str().is_empty()) {
             return first.header().mode().ok().map(|m| m & 0o7777);
         }
     }
     None
-}
-
-/// The entry name relative to the root (`./a/b/` → `a/b`, `/` → ``); `None` when a `..`
-/// component would climb out.
-fn clean(p: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-            Component::ParentDir => return None,
-        }
-    }
-    Some(out)
 }
 
 /// Paths that layers above have removed.

@@ -79,7 +79,7 @@ impl Template {
             lines.push(self.render(row)?);
         }
         let mut out = if self.table {
-            align(&lines)
+            align(&lines, TABLE_MIN_WIDTH)
         } else {
             lines.join("\n")
         };
@@ -205,9 +205,13 @@ fn header_name(field: &str) -> String {
     }
 }
 
-/// Aligns tab-separated cells as Docker's client does (Go's `tabwriter` with a minimum cell
-/// width of 10 and a padding of 3): a column is its widest cell plus 3, and at least 10.
-pub fn align(lines: &[String]) -> String {
+/// Docker's minimum column width for its tables (`docker top` uses 20).
+pub const TABLE_MIN_WIDTH: usize = 10;
+
+/// Aligns tab-separated cells as Docker's client does (Go's `tabwriter` with a padding of 3):
+/// a column is its widest cell plus 3, and at least `min_width`; the last cell of a line is
+/// not padded.
+pub fn align(lines: &[String], min_width: usize) -> String {
     let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0; cols];
@@ -222,7 +226,7 @@ pub fn align(lines: &[String]) -> String {
             for (i, c) in r.iter().enumerate() {
                 line.push_str(c);
                 if i + 1 < r.len() {
-                    let pad = (widths[i] + 3).max(10) - c.chars().count();
+                    let pad = (widths[i] + 3).max(min_width) - c.chars().count();
                     line.extend(std::iter::repeat_n(' ', pad));
                 }
             }
@@ -263,7 +267,7 @@ mod tests {
             .unwrap();
         assert_eq!(out, "REPOSITORY   IMAGE ID\na            1\n");
         assert_eq!(
-            align(&["NAME\tCPU %\tX".into(), "web\t0.00%\ty".into()]),
+            align(&["NAME\tCPU %\tX".into(), "web\t0.00%\ty".into()], 10),
             "NAME      CPU %     X\nweb       0.00%     y"
         );
     }

@@ -8,12 +8,14 @@
 
 pub mod build;
 mod digest;
+mod path;
 mod platform;
 mod reference;
 mod time;
 
 pub use build::{BaseImage, BuildBackend, BuildError, LayerRef, RunOutcome, RunStep, StepMount};
 pub use digest::{Digest, DigestError, DigestWriter};
+pub use path::inside_root;
 pub use platform::{Platform, PlatformError};
 pub use reference::{ImageRef, RefError, DEFAULT_REGISTRY, DEFAULT_TAG};
 pub use time::{rfc3339, unix_now};

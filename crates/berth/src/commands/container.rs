@@ -549,9 +549,10 @@ fn top_of(store: &Store, rec: &ContainerRecord, a: &berth_cli::TopArgs) -> Resul
         .map(|l| split_columns(l, header.len()))
         .filter(|cols| cols.get(pid_col).is_some_and(|p| pids.contains(p)))
         .collect();
-    let mut table = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
-    table.extend(rows);
-    print!("{}", columns(&table));
+    let mut lines = vec![header.join("\t")];
+    lines.extend(rows.iter().map(|r| r.join("\t")));
+    // Docker's client prints top with a minimum column width of 20.
+    println!("{}", crate::template::align(&lines, 20));
     Ok(())
 }
 
@@ -567,37 +568,6 @@ fn split_columns(line: &str, n: usize) -> Vec<String> {
         rest = tail.trim_start();
     }
     out.push(rest.to_string());
-    out
-}
-
-/// Rows in columns at least 20 wide with 3 spaces of padding, as Docker's client prints
-/// `top` (a tab writer with those settings).
-fn columns(rows: &[Vec<String>]) -> String {
-    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..n)
-        .map(|i| {
-            let w = rows
-                .iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0);
-            (w + 3).max(20)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                line.push_str(&format!("{c:<w$}", w = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
     out
 }
 
@@ -626,17 +596,5 @@ mod tests {
             ]
         );
         assert_eq!(split_columns("  7 sh", 2), ["7", "sh"]);
-    }
-
-    #[test]
-    fn columns_as_dockers_tab_writer() {
-        let rows = [
-            vec!["PID".to_string(), "CMD".to_string()],
-            vec!["1".to_string(), "a command".to_string()],
-        ];
-        assert_eq!(
-            columns(&rows),
-            format!("PID{}CMD\n1{}a command\n", " ".repeat(17), " ".repeat(19))
-        );
     }
 }

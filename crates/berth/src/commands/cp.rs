@@ -12,7 +12,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use berth_cli::CpArgs;
@@ -369,33 +369,22 @@ fn extract(r: impl Read, dest: Dest, opts: Options) -> Result<()> {
     Ok(())
 }
 
-/// An entry's path as plain names ("." for the stream's top when it holds contents).
+/// An entry's path as plain names ("." for the stream's top when it holds contents); absolute
+/// names and `..` are refused.
 fn clean(p: &Path) -> Result<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            _ => bail!(
-                "tar entry {:?} leaves the destination",
-                p.display().to_string()
-            ),
-        }
+    match berth_types::inside_root(p) {
+        Some(rel) if !p.has_root() => Ok(rel),
+        _ => bail!(
+            "tar entry {:?} leaves the destination",
+            p.display().to_string()
+        ),
     }
-    Ok(out)
 }
 
 /// A container path as relative names, refusing `..`.
 fn relative(path: &str) -> Result<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => bail!("cp: path {path:?} must not contain '..'"),
-            _ => {}
-        }
-    }
-    Ok(out)
+    berth_types::inside_root(Path::new(path))
+        .with_context(|| format!("cp: path {path:?} must not contain '..'"))
 }
 
 /// A stopped container's bind or volume holding `rel`: its host directory and the rest of
