@@ -168,7 +168,48 @@ fn lifecycle_matches_docker() {
     let (t, o) = both(&["inspect", "--format", status, "k1"]);
     same("inspect state after start", out(&t), out(&o));
 
-    for n in ["l1", "s1", "k1"] {
+    // ps --filter: s1 exited 7, k1 runs, lab runs with a label.
+    both(&[
+        "run",
+        "-d",
+        "--name",
+        "lab",
+        "--label",
+        "tier=front",
+        img,
+        "sleep",
+        "300",
+    ]);
+    let names = |o: &Output| -> (Option<i32>, String) {
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        (o.status.code(), v.join(" "))
+    };
+    for filter in [
+        &["-f", "status=exited"][..],
+        &["-f", "status=running"],
+        &["-a", "-f", "name=^/k"],
+        &["-a", "-f", "name=1"],
+        &["-a", "-f", "exited=7"],
+        &["-a", "-f", "exited=0"],
+        &["-a", "-f", "ancestor=localhost/bb"],
+        &["-f", "label=tier=front"],
+        &["-f", "label=tier"],
+        &["-a", "-f", "status=exited", "-f", "status=running"],
+        &["-a", "-f", "name=1", "-f", "status=running"],
+        &["-f", "color=red"],
+        &["-f", "status=asleep"],
+    ] {
+        let mut args = vec!["ps", "--format", "{{.Names}}"];
+        args.extend_from_slice(filter);
+        let (t, o) = both(&args);
+        same(&format!("ps {filter:?}"), names(&t), names(&o));
+    }
+
+    for n in ["l1", "s1", "k1", "lab"] {
         let _ = d.docker(&["rm", "-f", n]);
         let _ = b.run(&["rm", "-f", n]);
     }

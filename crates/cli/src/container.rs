@@ -188,6 +188,9 @@ pub struct PsArgs {
     /// Output format: `table`, `json` or a Go-style template.
     #[arg(long)]
     pub format: Option<String>,
+    /// Only containers that match (`id=`, `name=`, `label=`, `status=`, `exited=`, `ancestor=`).
+    #[arg(long, short = 'f', value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 /// `berth stop` / `berth restart`

@@ -324,6 +324,14 @@ fn ps_row(rec: &ContainerRecord, st: &ContainerState, no_trunc: bool) -> Value {
 }
 
 pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
+    let filters = match super::ps_filter::Filters::parse(&a.filter) {
+        Ok(f) => f,
+        Err(e) => {
+            // Docker's status for a refused filter.
+            crate::printer::error(&e, false);
+            return Ok(1);
+        }
+    };
     let store = s.open_store()?;
     let p = Printer::new(false);
     let mut rows = Vec::new();
@@ -334,7 +342,14 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
             let _ = store.remove_container(&rec.id);
             continue;
         }
-        if !a.all && !matches!(status.as_str(), "running" | "paused") {
+        if !a.all && !filters.lists_stopped() && !matches!(status.as_str(), "running" | "paused") {
+            continue;
+        }
+        let seen = super::ps_filter::Seen {
+            status: &status,
+            exit_code: st.exit_code,
+        };
+        if !filters.matches(&rec, &seen) {
             continue;
         }
         rows.push(ps_row(&rec, &st, a.no_trunc));
