@@ -401,3 +401,87 @@ fn volumes_match_docker() {
     let (t, o) = both(&["volume", "rm", "v1"]);
     assert_eq!(o.status.code(), t.status.code(), "rm of a missing volume");
 }
+
+/// `images --filter` (dangling, reference patterns, labels, and a refused key) lists what
+/// Docker's does, with a tagged, a re-tagged (dangling) and a labelled image in each.
+#[test]
+fn image_filters_match_docker() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb:latest");
+    let ctx = b.dir.path().join("labelled");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/bb:latest\nLABEL tier=x\n",
+    )
+    .unwrap();
+    b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "localhost/lab:1",
+        ctx.to_str().unwrap(),
+    ]);
+    let ctx2 = b.dir.path().join("gone");
+    std::fs::create_dir_all(&ctx2).unwrap();
+    std::fs::write(
+        ctx2.join("Dockerfile"),
+        "FROM localhost/bb:latest\nLABEL old=yes\n",
+    )
+    .unwrap();
+    b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "localhost/moving:1",
+        ctx2.to_str().unwrap(),
+    ]);
+    let Some(d) = Dockerd::start() else { return };
+    for name in [
+        "localhost/bb:latest",
+        "localhost/lab:1",
+        "localhost/moving:1",
+    ] {
+        d.load_from(&b, name);
+    }
+    // The tag moves on: the image it named is left dangling in both.
+    let (t, o) = (
+        d.docker(&["tag", "localhost/bb:latest", "localhost/moving:1"]),
+        b.run(&["tag", "localhost/bb:latest", "localhost/moving:1"]),
+    );
+    assert!(t.status.success() && o.status.success());
+    let listed = |o: &std::process::Output| -> (Option<i32>, Vec<String>) {
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        (o.status.code(), v)
+    };
+    let mut differences = Vec::new();
+    for filter in [
+        &["-f", "dangling=true"][..],
+        &["-f", "dangling=false"],
+        &["-f", "reference=localhost/*"],
+        &["-f", "reference=*/bb"],
+        &["-f", "reference=localhost/moving:1"],
+        &["-f", "label=tier"],
+        &["-f", "label=tier=x"],
+        &["-f", "label=old=yes"],
+        &["-f", "label=tier", "-f", "dangling=false"],
+        &["-f", "size=1"],
+    ] {
+        let mut args = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        args.extend_from_slice(filter);
+        let (t, o) = (d.docker(&args), b.run(&args));
+        if listed(&t) != listed(&o) {
+            differences.push(format!(
+                "images {filter:?}:\n  docker {:?}\n  berth  {:?} {}",
+                listed(&t),
+                listed(&o),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}

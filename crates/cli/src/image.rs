@@ -62,6 +62,9 @@ pub struct ImagesArgs {
     /// Output format: `table`, `json` or a Go-style template such as '{{.Repository}}:{{.Tag}}'.
     #[arg(long)]
     pub format: Option<String>,
+    /// Only images that match (`dangling=true|false`, `reference=PATTERN`, `label=KEY[=VALUE]`).
+    #[arg(long, short = 'f', value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 /// `berth image …`
