@@ -485,3 +485,72 @@ fn image_filters_match_docker() {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+/// `inspect --format` with what scripts write (index, range, if/else, len, join, json,
+/// pipelines, printf, with) prints what Docker's does for the same container.
+#[test]
+fn inspect_templates_match_docker() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb:latest");
+    let Some(d) = Dockerd::start() else { return };
+    d.load_from(&b, "localhost/bb:latest");
+    let host = b.dir.path().join("bind");
+    std::fs::create_dir_all(&host).unwrap();
+    let bind = format!("{}:/b:ro", host.display());
+    let run = [
+        "run",
+        "-d",
+        "--name",
+        "tpl",
+        "--label",
+        "tier=front",
+        "--label",
+        "team=hpc",
+        "-v",
+        &bind,
+        "localhost/bb:latest",
+        "sleep",
+        "300",
+    ];
+    b.ok(&run);
+    let mut drun = run.to_vec();
+    drun.splice(1..1, ["--network", "none"]);
+    assert!(d.docker(&drun).status.success());
+    let mut differences = Vec::new();
+    for f in [
+        "{{index .Config.Labels \"tier\"}}",
+        "{{index .Config.Labels \"missing\"}}",
+        "{{range .Mounts}}{{.Destination}} {{.RW}};{{end}}",
+        "{{if .State.Running}}up{{else}}down{{end}}",
+        "{{if eq .State.Status \"running\"}}yes{{end}}",
+        "{{len .Mounts}} {{len .Config.Labels}}",
+        "{{join .Config.Cmd \" \"}}",
+        "{{json .Config.Labels}}",
+        "{{.Name | upper}}",
+        "{{printf \"%s:%v\" .Name .State.Running}}",
+        "{{with .State}}{{.Status}}{{end}}",
+        "{{range .Config.Cmd}}{{println .}}{{end}}",
+        "{{- .State.Status -}}",
+        "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Privileged}}",
+    ] {
+        let t = d.docker(&["inspect", "--format", f, "tpl"]);
+        let o = b.run(&["inspect", "--format", f, "tpl"]);
+        let text = |x: &std::process::Output| {
+            (
+                x.status.code(),
+                String::from_utf8_lossy(&x.stdout).to_string(),
+            )
+        };
+        if text(&t) != text(&o) {
+            differences.push(format!(
+                "{f}:\n  docker {:?}\n  berth  {:?} {}",
+                text(&t),
+                text(&o),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+    }
+    let _ = d.docker(&["rm", "-f", "tpl"]);
+    b.ok(&["rm", "-f", "tpl"]);
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}

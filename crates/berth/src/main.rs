@@ -6,6 +6,7 @@
 
 mod commands;
 mod dispatch;
+mod gotmpl;
 mod humanize;
 mod oci_runtime;
 mod printer;

@@ -1,29 +1,15 @@
-//! The subset of Go templates that `--format` needs: `{{.Field}}`, `{{.A.B}}`, `{{json .}}`,
-//! `{{json .Field}}`, `{{lower .X}}`/`{{upper .X}}`, and the `table` prefix that adds a header
-//! row and aligns columns the way Docker's tabwriter does.
+//! `--format`: a Go template ([`crate::gotmpl`]) over a command's rows, and the `table`
+//! prefix that adds a header row and aligns columns the way Docker's tabwriter does.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::Value;
 
-enum Segment {
-    Text(String),
-    Field {
-        func: Option<Func>,
-        path: Vec<String>,
-    },
-}
-
-#[derive(Clone, Copy)]
-enum Func {
-    Json,
-    Lower,
-    Upper,
-}
+use crate::gotmpl::{self, Node};
 
 /// A parsed `--format` template.
 pub struct Template {
     table: bool,
-    segments: Vec<Segment>,
+    nodes: Vec<Node>,
     headers: Vec<(String, String)>,
 }
 
@@ -36,25 +22,9 @@ impl Template {
             _ => (false, src),
         };
         let body = body.replace("\\t", "\t").replace("\\n", "\n");
-        let mut segments = Vec::new();
-        let mut rest = body.as_str();
-        while let Some(start) = rest.find("{{") {
-            if start > 0 {
-                segments.push(Segment::Text(rest[..start].to_string()));
-            }
-            let Some(end) = rest[start..].find("}}") else {
-                bail!("template parsing error: unclosed action in {src:?}");
-            };
-            let action = rest[start + 2..start + end].trim().trim_matches('-').trim();
-            segments.push(parse_action(action, src)?);
-            rest = &rest[start + end + 2..];
-        }
-        if !rest.is_empty() {
-            segments.push(Segment::Text(rest.to_string()));
-        }
         Ok(Template {
             table,
-            segments,
+            nodes: gotmpl::parse(&body)?,
             headers: Vec::new(),
         })
     }
@@ -83,7 +53,8 @@ impl Template {
         } else {
             lines.join("\n")
         };
-        if !out.is_empty() {
+        // Every row ends its line, an empty one too, as Docker prints them.
+        if !lines.is_empty() {
             out.push('\n');
         }
         Ok(out)
@@ -91,95 +62,26 @@ impl Template {
 
     pub fn render(&self, v: &Value) -> Result<String> {
         let mut out = String::new();
-        for s in &self.segments {
-            match s {
-                Segment::Text(t) => out.push_str(t),
-                Segment::Field { func, path } => {
-                    let mut cur = v;
-                    for p in path {
-                        cur = match cur.get(p) {
-                            Some(x) => x,
-                            None => bail!(
-                                "template: can't evaluate field {p} (known fields: {})",
-                                known(cur)
-                            ),
-                        };
-                    }
-                    out.push_str(&match func {
-                        Some(Func::Json) => serde_json::to_string(cur)?,
-                        Some(Func::Lower) => plain(cur).to_lowercase(),
-                        Some(Func::Upper) => plain(cur).to_uppercase(),
-                        None => plain(cur),
-                    });
-                }
-            }
-        }
+        gotmpl::render(&self.nodes, v, &mut out)?;
         Ok(out)
     }
 
     fn header(&self) -> String {
         let mut out = String::new();
-        for s in &self.segments {
-            match s {
-                Segment::Text(t) => out.push_str(t),
-                Segment::Field { path, .. } => {
-                    let name = path.last().map(String::as_str).unwrap_or("");
+        for n in &self.nodes {
+            match n {
+                Node::Text(t) => out.push_str(t),
+                Node::Action(p) => {
+                    let name = gotmpl::header_field(p).unwrap_or("");
                     match self.headers.iter().find(|(f, _)| f == name) {
                         Some((_, h)) => out.push_str(h),
                         None => out.push_str(&header_name(name)),
                     }
                 }
+                _ => {}
             }
         }
         out
-    }
-}
-
-fn parse_action(action: &str, src: &str) -> Result<Segment> {
-    let (func, arg) = match action.split_once(char::is_whitespace) {
-        Some((f, a)) => {
-            let func = match f {
-                "json" => Func::Json,
-                "lower" => Func::Lower,
-                "upper" => Func::Upper,
-                other => bail!("template parsing error: function {other:?} not defined in {src:?}"),
-            };
-            (Some(func), a.trim())
-        }
-        None => (None, action),
-    };
-    if !arg.starts_with('.') {
-        bail!("template parsing error: unexpected {arg:?} in {src:?}");
-    }
-    let path = arg[1..]
-        .split('.')
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect();
-    Ok(Segment::Field { func, path })
-}
-
-fn known(v: &Value) -> String {
-    match v.as_object() {
-        Some(o) => o.keys().cloned().collect::<Vec<_>>().join(", "),
-        None => "none".into(),
-    }
-}
-
-/// Go's `%v` of a JSON value: strings bare, lists as `[a b]`, objects as `map[k:v]`.
-fn plain(v: &Value) -> String {
-    match v {
-        Value::Null => "<no value>".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => format!("[{}]", a.iter().map(plain).collect::<Vec<_>>().join(" ")),
-        Value::Object(o) => format!(
-            "map[{}]",
-            o.iter()
-                .map(|(k, v)| format!("{k}:{}", plain(v)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        other => other.to_string(),
     }
 }
 
