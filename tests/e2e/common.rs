@@ -61,6 +61,19 @@ impl Berth {
         self.cmd().args(args).output().unwrap()
     }
 
+    /// Runs the shell line `line` on a terminal of its own (`script(1)`) with this store's
+    /// environment; the line names berth by its path.
+    pub fn in_terminal(&self, line: &str) -> Output {
+        let mut c = Command::new("script");
+        for (k, v) in self.cmd().get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.args(["-qec", line, "/dev/null"]).output().unwrap()
+    }
+
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

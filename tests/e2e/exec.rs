@@ -20,18 +20,7 @@ fn running(run_flags: &[&str]) -> Berth {
 /// `script(1)` running `cmd` on a pty of `rows`x`cols`, with `b`'s environment.
 fn in_pty(b: &Berth, rows: u16, cols: u16, cmd: &str) -> std::process::Output {
     let line = format!("stty rows {rows} cols {cols}; {cmd}");
-    b.cmd()
-        .get_envs()
-        .fold(Command::new("script"), |mut c, (k, v)| {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-            c
-        })
-        .args(["-qec", &line, "/dev/null"])
-        .output()
-        .unwrap()
+    b.in_terminal(&line)
 }
 
 #[test]

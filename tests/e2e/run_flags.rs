@@ -293,19 +293,7 @@ fn tty_allocation() {
         "{} run --rm -t localhost/bb sh -c 'tty; stty size'",
         env!("CARGO_BIN_EXE_berth")
     );
-    let out = b
-        .cmd()
-        .get_envs()
-        .fold(Command::new("script"), |mut c, (k, v)| {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-            c
-        })
-        .args(["-qec", &cmd, "/dev/null"])
-        .output()
-        .unwrap();
+    let out = b.in_terminal(&cmd);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

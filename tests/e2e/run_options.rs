@@ -353,19 +353,7 @@ fn tty_window_size() {
         "stty rows 33 cols 97; {} run --rm -t localhost/bb stty size",
         env!("CARGO_BIN_EXE_berth")
     );
-    let out = b
-        .cmd()
-        .get_envs()
-        .fold(Command::new("script"), |mut c, (k, v)| {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-            c
-        })
-        .args(["-qec", &line, "/dev/null"])
-        .output()
-        .unwrap();
+    let out = b.in_terminal(&line);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     // (script(1) may echo a stray ^@ when its own stdin ends.)
@@ -391,19 +379,7 @@ fn tty_resize_reaches_the_container() {
         berth = env!("CARGO_BIN_EXE_berth"),
         d = dir.display(),
     );
-    let out = b
-        .cmd()
-        .get_envs()
-        .fold(Command::new("script"), |mut c, (k, v)| {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-            c
-        })
-        .args(["-qec", &line, "/dev/null"])
-        .output()
-        .unwrap();
+    let out = b.in_terminal(&line);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     // Both terminals turn "\n" into "\r\n".
