@@ -550,3 +550,39 @@ fn stdin_cp_stats_and_follow() {
     assert_eq!(v[0]["Name"], "v2");
     assert!(std::path::Path::new(v[0]["Mountpoint"].as_str().unwrap()).is_dir());
 }
+
+/// `logs --since` and `--until`, as Docker takes them: a timestamp, Unix seconds or a
+/// duration ago; a bad one is refused in one line.
+#[test]
+fn logs_since_and_until() {
+    let b = with_busybox();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lg",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo early; sleep 1.5; echo late",
+    ]);
+    std::thread::sleep(Duration::from_millis(700));
+    let mid = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        .to_string();
+    assert_eq!(b.ok(&["wait", "lg"]).trim(), "0");
+    assert_eq!(b.ok(&["logs", "lg"]), "early\nlate\n");
+    assert_eq!(b.ok(&["logs", "--since", &mid, "lg"]), "late\n");
+    assert_eq!(b.ok(&["logs", "--until", &mid, "lg"]), "early\n");
+    assert_eq!(b.ok(&["logs", "--since", "1h", "lg"]), "early\nlate\n");
+    assert_eq!(b.ok(&["logs", "--since", "2030-01-01T00:00:00Z", "lg"]), "");
+    let (c, _, err) = code(&b, &["logs", "--since", "10x", "lg"]);
+    assert_ne!(c, 0);
+    assert!(
+        err.contains("--since \"10x\"") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    b.ok(&["rm", "lg"]);
+}

@@ -90,6 +90,58 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset)
 }
 
+/// Nanoseconds since the epoch of an RFC 3339 timestamp, its fraction of a second included.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
+    let secs = parse_rfc3339(s)?;
+    let frac = s.get(19..).and_then(|r| r.strip_prefix('.')).unwrap_or("");
+    let digits: String = frac
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(9)
+        .collect();
+    let nanos = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse::<i128>().ok()?
+    };
+    Some(i128::from(secs) * 1_000_000_000 + nanos)
+}
+
+/// A point in time as `logs --since/--until` take it, in nanoseconds since the epoch: an
+/// RFC 3339 timestamp, Unix seconds (`1700000000.5`), or a Go duration before `now`
+/// (`42m`, `1h30m`, `1.5h`, `90s`).
+pub fn parse_point_in_time(s: &str, now_nanos: i128) -> Option<i128> {
+    if let Some(t) = parse_rfc3339_nanos(s) {
+        return Some(t);
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Some((secs * 1e9) as i128);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&i| i > 0)?;
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let (unit, len) = [
+            ("ms", 1e-3),
+            ("us", 1e-6),
+            ("ns", 1e-9),
+            ("h", 3600.0),
+            ("m", 60.0),
+            ("s", 1.0),
+        ]
+        .iter()
+        .find(|(u, _)| rest.starts_with(u))
+        .map(|(u, f)| (*f, u.len()))?;
+        total += value * unit;
+        rest = &rest[len..];
+    }
+    Some(now_nanos - (total * 1e9) as i128)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -163,6 +215,31 @@ mod tests {
         assert_eq!(binary_size(25_168_625_664), "23.44GiB");
         assert_eq!(binary_size(524_288), "512KiB");
         assert_eq!(binary_size(1023), "1023B");
+    }
+
+    #[test]
+    fn points_in_time_as_docker_logs_takes_them() {
+        let now = 1_700_000_000 * 1_000_000_000i128;
+        assert_eq!(
+            parse_rfc3339_nanos("2023-11-14T22:13:20.5Z"),
+            Some(now + 500_000_000)
+        );
+        assert_eq!(parse_point_in_time("2023-11-14T22:13:20Z", 0), Some(now));
+        assert_eq!(parse_point_in_time("1700000000", 0), Some(now));
+        assert_eq!(
+            parse_point_in_time("42m", now),
+            Some(now - 42 * 60 * 1_000_000_000)
+        );
+        assert_eq!(
+            parse_point_in_time("1h30m", now),
+            Some(now - 5400 * 1_000_000_000)
+        );
+        assert_eq!(
+            parse_point_in_time("1.5h", now),
+            Some(now - 5400 * 1_000_000_000)
+        );
+        assert_eq!(parse_point_in_time("10x", now), None);
+        assert_eq!(parse_point_in_time("m", now), None);
     }
 
     #[test]

@@ -243,6 +243,12 @@ pub struct LogsArgs {
     /// Show timestamps.
     #[arg(long, short = 't')]
     pub timestamps: bool,
+    /// Only lines from this time on: RFC 3339, Unix seconds, or a duration ago (`42m`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines before this time, in the same forms as `--since`.
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 /// `berth commit`

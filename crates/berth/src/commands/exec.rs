@@ -201,7 +201,35 @@ pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
         "all" | "-1" => None,
         n => Some(n.parse().with_context(|| format!("invalid --tail {n:?}"))?),
     };
-    let mut lines: Vec<String> = BufReader::new(&f).lines().map_while(Result::ok).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    let point = |flag: &str, v: &Option<String>| -> Result<Option<i128>> {
+        v.as_deref()
+            .map(|s| {
+                crate::humanize::parse_point_in_time(s, now).with_context(|| {
+                    format!("invalid {flag} {s:?}: a timestamp, Unix seconds or a duration (42m)")
+                })
+            })
+            .transpose()
+    };
+    let (since, until) = (point("--since", &a.since)?, point("--until", &a.until)?);
+    // A line's time, from its record; lines without one are kept.
+    let in_window = |line: &str| -> bool {
+        let t = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| {
+                v["time"]
+                    .as_str()
+                    .and_then(crate::humanize::parse_rfc3339_nanos)
+            });
+        t.is_none_or(|t| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u))
+    };
+    let mut lines: Vec<String> = BufReader::new(&f)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| in_window(l))
+        .collect();
     if let Some(n) = tail {
         let skip = lines.len().saturating_sub(n);
         lines.drain(..skip);
@@ -239,12 +267,19 @@ pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
                         break;
                     }
                     pos += line.len() as u64;
-                    emit(line.trim_end());
+                    if in_window(line.trim_end()) {
+                        emit(line.trim_end());
+                    }
                     line.clear();
                 }
             } else {
                 let st = store.container_state(&rec.id)?;
-                if effective_status(&st) == "exited" {
+                let past_until = until.is_some_and(|u| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .is_ok_and(|d| d.as_nanos() as i128 >= u)
+                });
+                if effective_status(&st) == "exited" || past_until {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(100));
