@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use crate::common::Berth;
 use crate::dockerd::Dockerd;
 
 /// A tree as lines of "path kind content": f (its contents), d, or l (its target).
@@ -43,10 +42,9 @@ const SETUP: &str = "mkdir -p /d/sub; echo x > /d/sub/x; echo f > /f; ln -s /f /
 
 #[test]
 fn cp_matches_docker_cp() {
-    let b = Berth::new();
-    b.import_busybox("localhost/bb:latest");
-    let Some(d) = Dockerd::start() else { return };
-    d.load_from(&b, "localhost/bb:latest");
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
     let ours = b.ok(&["run", "-d", "localhost/bb:latest", "sh", "-c", SETUP]);
     let out = d.docker(&[
         "run",

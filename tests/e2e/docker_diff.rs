@@ -3,14 +3,13 @@
 //! through Berth; exit codes and stdout must agree.
 
 use crate::common::Berth;
-use crate::dockerd::Dockerd;
+use crate::dockerd::{code_and_stdout, Dockerd};
 
 #[test]
 fn docker_profile_matches_docker() {
-    let b = Berth::new();
-    b.import_busybox("localhost/bb:latest");
-    let Some(d) = Dockerd::start() else { return };
-    d.load_from(&b, "localhost/bb:latest");
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
 
     let cases: &[(&[&str], &[&str])] = &[
         (&[], &["true"]),
@@ -273,10 +272,9 @@ fn docker_profile_matches_docker() {
 /// and `Container` is the name as given.
 #[test]
 fn stats_json_matches_docker() {
-    let b = Berth::new();
-    b.import_busybox("localhost/bb:latest");
-    let Some(d) = Dockerd::start() else { return };
-    d.load_from(&b, "localhost/bb:latest");
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
     b.ok(&[
         "run",
         "-d",
@@ -372,11 +370,11 @@ fn stats_json_matches_docker() {
 fn volumes_match_docker() {
     let b = Berth::new();
     let Some(d) = Dockerd::start() else { return };
-    let both = |args: &[&str]| (d.docker(args), b.run(args));
+    let both = |args: &[&str]| d.both(&b, args);
     let same = |what: &str, t: &std::process::Output, o: &std::process::Output| {
         assert_eq!(
-            (o.status.code(), String::from_utf8_lossy(&o.stdout)),
-            (t.status.code(), String::from_utf8_lossy(&t.stdout)),
+            code_and_stdout(o),
+            code_and_stdout(t),
             "{what}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
@@ -490,10 +488,9 @@ fn image_filters_match_docker() {
 /// pipelines, printf, with) prints what Docker's does for the same container.
 #[test]
 fn inspect_templates_match_docker() {
-    let b = Berth::new();
-    b.import_busybox("localhost/bb:latest");
-    let Some(d) = Dockerd::start() else { return };
-    d.load_from(&b, "localhost/bb:latest");
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
     let host = b.dir.path().join("bind");
     std::fs::create_dir_all(&host).unwrap();
     let bind = format!("{}:/b:ro", host.display());
@@ -533,14 +530,8 @@ fn inspect_templates_match_docker() {
         "{{- .State.Status -}}",
         "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Privileged}}",
     ] {
-        let t = d.docker(&["inspect", "--format", f, "tpl"]);
-        let o = b.run(&["inspect", "--format", f, "tpl"]);
-        let text = |x: &std::process::Output| {
-            (
-                x.status.code(),
-                String::from_utf8_lossy(&x.stdout).to_string(),
-            )
-        };
+        let (t, o) = d.both(&b, &["inspect", "--format", f, "tpl"]);
+        let text = code_and_stdout;
         if text(&t) != text(&o) {
             differences.push(format!(
                 "{f}:\n  docker {:?}\n  berth  {:?} {}",

@@ -9,6 +9,17 @@ use tempfile::TempDir;
 
 use crate::common::{have, Berth};
 
+/// The image the comparisons run, in both engines.
+pub const BUSYBOX: &str = "localhost/bb:latest";
+
+/// Exit code and stdout, what the comparisons hold equal.
+pub fn code_and_stdout(o: &Output) -> (Option<i32>, String) {
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+    )
+}
+
 pub struct Dockerd {
     child: Child,
     dir: TempDir,
@@ -63,6 +74,26 @@ impl Dockerd {
             return None;
         }
         panic!("dockerd did not come up in 60 s (BERTH_TEST_DOCKERD=optional skips): {log}");
+    }
+
+    /// A store with the busybox image and a daemon that has it too, for a comparison on the
+    /// same image; `None` as for [`Dockerd::start`].
+    pub fn with_busybox() -> Option<(Berth, Dockerd)> {
+        let b = Berth::new();
+        b.import_busybox(BUSYBOX);
+        let d = Dockerd::start()?;
+        d.load_from(&b, BUSYBOX);
+        Some((b, d))
+    }
+
+    /// The same command through Docker and through Berth; a `run` gets Docker
+    /// `--network none`, as Berth's own network is loopback-only.
+    pub fn both(&self, b: &Berth, args: &[&str]) -> (Output, Output) {
+        let mut theirs = args.to_vec();
+        if args.first() == Some(&"run") {
+            theirs.splice(1..1, ["--network", "none"]);
+        }
+        (self.docker(&theirs), b.run(args))
     }
 
     /// A `docker` client command aimed at this daemon, with its own client config.

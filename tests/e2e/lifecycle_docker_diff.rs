@@ -6,15 +6,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::common::Berth;
-use crate::dockerd::Dockerd;
-
-fn out(o: &Output) -> (Option<i32>, String) {
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-    )
-}
+use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
 
 fn err_of(o: &Output) -> (Option<i32>, String) {
     (
@@ -38,20 +30,11 @@ fn without_times(s: &str) -> String {
 
 #[test]
 fn lifecycle_matches_docker() {
-    let b = Berth::new();
-    b.import_busybox("localhost/bb:latest");
-    let Some(d) = Dockerd::start() else { return };
-    d.load_from(&b, "localhost/bb:latest");
-    let img = "localhost/bb:latest";
-    // Each command through both engines: docker gets --network none on run.
-    let both = |args: &[&str]| -> (Output, Output) {
-        let mut dargs = args.to_vec();
-        if args.first() == Some(&"run") {
-            dargs.insert(1, "--network");
-            dargs.insert(2, "none");
-        }
-        (d.docker(&dargs), b.run(args))
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
     };
+    let img = BUSYBOX;
+    let both = |args: &[&str]| d.both(&b, args);
     let mut differences = Vec::new();
     let mut same = |what: &str, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
         if theirs != ours {
@@ -63,22 +46,30 @@ fn lifecycle_matches_docker() {
     let script = "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three; exit 3";
     both(&["run", "-d", "--name", "l1", img, "sh", "-c", script]);
     let (t, o) = both(&["wait", "l1"]);
-    same("wait", out(&t), out(&o));
+    same("wait", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["logs", "l1"]);
-    same("logs stdout", out(&t), out(&o));
+    same("logs stdout", code_and_stdout(&t), code_and_stdout(&o));
     same("logs stderr", err_of(&t), err_of(&o));
     let (t, o) = both(&["logs", "--tail", "2", "l1"]);
-    same("logs --tail 2 stdout", out(&t), out(&o));
+    same(
+        "logs --tail 2 stdout",
+        code_and_stdout(&t),
+        code_and_stdout(&o),
+    );
     same("logs --tail 2 stderr", err_of(&t), err_of(&o));
     let (t, o) = both(&["logs", "-t", "l1"]);
     same(
         "logs -t",
-        (t.status.code(), without_times(&out(&t).1)),
-        (o.status.code(), without_times(&out(&o).1)),
+        (t.status.code(), without_times(&code_and_stdout(&t).1)),
+        (o.status.code(), without_times(&code_and_stdout(&o).1)),
     );
     let status = "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}";
     let (t, o) = both(&["inspect", "--format", status, "l1"]);
-    same("inspect state of an exited container", out(&t), out(&o));
+    same(
+        "inspect state of an exited container",
+        code_and_stdout(&t),
+        code_and_stdout(&o),
+    );
     let ps = |o: &Output| -> (Option<i32>, String) {
         let text = String::from_utf8_lossy(&o.stdout);
         let line = text
@@ -95,7 +86,11 @@ fn lifecycle_matches_docker() {
     let (t, o) = both(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
     same("ps -a status", ps(&t), ps(&o));
     let (t, o) = both(&["rm", "l1"]);
-    same("rm of an exited container", out(&t), out(&o));
+    same(
+        "rm of an exited container",
+        code_and_stdout(&t),
+        code_and_stdout(&o),
+    );
 
     // stop: the stop signal (TERM), trapped; then the exit code the trap chose.
     let trap = "trap 'echo got term; exit 7' TERM; trap 'echo got usr1' USR1; \
@@ -108,8 +103,8 @@ fn lifecycle_matches_docker() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    ready(&|| out(&d.docker(&["logs", "s1"])).1, "ready");
-    ready(&|| out(&b.run(&["logs", "s1"])).1, "ready");
+    ready(&|| code_and_stdout(&d.docker(&["logs", "s1"])).1, "ready");
+    ready(&|| code_and_stdout(&b.run(&["logs", "s1"])).1, "ready");
     let (t, o) = both(&["rm", "s1"]);
     same(
         "rm of a running container",
@@ -123,15 +118,22 @@ fn lifecycle_matches_docker() {
         (o.status.code(), String::new()),
     );
     let (t, o) = both(&["pause", "s1"]);
-    same("pause", out(&t), out(&o));
+    same("pause", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["inspect", "--format", status, "s1"]);
-    same("inspect state of a paused container", out(&t), out(&o));
+    same(
+        "inspect state of a paused container",
+        code_and_stdout(&t),
+        code_and_stdout(&o),
+    );
     let (t, o) = both(&["unpause", "s1"]);
-    same("unpause", out(&t), out(&o));
+    same("unpause", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["kill", "-s", "USR1", "s1"]);
-    same("kill -s USR1", out(&t), out(&o));
-    ready(&|| out(&d.docker(&["logs", "s1"])).1, "got usr1");
-    ready(&|| out(&b.run(&["logs", "s1"])).1, "got usr1");
+    same("kill -s USR1", code_and_stdout(&t), code_and_stdout(&o));
+    ready(
+        &|| code_and_stdout(&d.docker(&["logs", "s1"])).1,
+        "got usr1",
+    );
+    ready(&|| code_and_stdout(&b.run(&["logs", "s1"])).1, "got usr1");
     let top = |o: &Output| -> (Option<i32>, String) {
         let text = String::from_utf8_lossy(&o.stdout);
         let header = text
@@ -145,18 +147,18 @@ fn lifecycle_matches_docker() {
     let (t, o) = both(&["top", "s1"]);
     same("top columns", top(&t), top(&o));
     let (t, o) = both(&["stop", "s1"]);
-    same("stop", out(&t), out(&o));
+    same("stop", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["wait", "s1"]);
-    same("wait after stop", out(&t), out(&o));
+    same("wait after stop", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["logs", "s1"]);
-    same("logs after stop", out(&t), out(&o));
+    same("logs after stop", code_and_stdout(&t), code_and_stdout(&o));
 
     // kill: SIGKILL by default, 137.
     both(&["run", "-d", "--name", "k1", img, "sleep", "300"]);
     let (t, o) = both(&["kill", "k1"]);
-    same("kill", out(&t), out(&o));
+    same("kill", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["wait", "k1"]);
-    same("wait after kill", out(&t), out(&o));
+    same("wait after kill", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["kill", "k1"]);
     same(
         "kill of a stopped container",
@@ -164,9 +166,17 @@ fn lifecycle_matches_docker() {
         (o.status.code(), String::new()),
     );
     let (t, o) = both(&["start", "k1"]);
-    same("start of a stopped container", out(&t), out(&o));
+    same(
+        "start of a stopped container",
+        code_and_stdout(&t),
+        code_and_stdout(&o),
+    );
     let (t, o) = both(&["inspect", "--format", status, "k1"]);
-    same("inspect state after start", out(&t), out(&o));
+    same(
+        "inspect state after start",
+        code_and_stdout(&t),
+        code_and_stdout(&o),
+    );
 
     // ps --filter: s1 exited 7, k1 runs, lab runs with a label.
     both(&[
