@@ -146,6 +146,15 @@ fn lifecycle_matches_docker() {
     };
     let (t, o) = both(&["top", "s1"]);
     same("top columns", top(&t), top(&o));
+    let (t, o) = both(&["top", "s1", "-o", "pid,comm"]);
+    same("top with ps options", top(&t), top(&o));
+    let (t, o) = both(&["top", "s1", "--bogus"]);
+    same("top with a bad ps option", top(&t), top(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--bogus") && err.trim().lines().count() == 1,
+        "{err}"
+    );
     let (t, o) = both(&["stop", "s1"]);
     same("stop", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["wait", "s1"]);

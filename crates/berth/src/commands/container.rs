@@ -543,10 +543,15 @@ fn top_of(store: &Store, rec: &ContainerRecord, a: &berth_cli::TopArgs) -> Resul
         .output()
         .context("top: cannot run ps (procps)")?;
     if !out.status.success() {
+        // ps's first line says what was wrong; its usage text follows.
+        let err = String::from_utf8_lossy(&out.stderr);
         bail!(
             "top: ps {} failed: {}",
             options.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
+            err.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
