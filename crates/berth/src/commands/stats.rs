@@ -56,7 +56,9 @@ pub fn stats(s: &Settings, a: &berth_cli::StatsArgs) -> Result<u8> {
         .map(|(r, n)| (r.id.clone(), n.as_str()))
         .collect();
     let mem_total = meminfo_total();
-    let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // The host's CPUs, as the host's time counts them: this process's own affinity (a
+    // Slurm step's few CPUs) would understate every container.
+    let ncpus = host_cpus().max(1) as f64;
     let mut before = sample_all(&store, &named, a.all)?;
     let mut host_before = host_ticks();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -197,6 +199,19 @@ fn cpu_ticks(pid: i32) -> u64 {
 }
 
 /// The host's CPU time, all CPUs and states, in clock ticks (the first line of /proc/stat).
+/// The host's online CPUs, the `cpuN` lines of /proc/stat.
+fn host_cpus() -> usize {
+    std::fs::read_to_string("/proc/stat")
+        .map(|s| {
+            s.lines()
+                .filter(|l| {
+                    l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit)
+                })
+                .count()
+        })
+        .unwrap_or(1)
+}
+
 fn host_ticks() -> u64 {
     std::fs::read_to_string("/proc/stat")
         .ok()
@@ -277,5 +292,6 @@ mod tests {
         }
         assert!(cpu_ticks(me) > start);
         assert!(host_ticks() > 0);
+        assert!(host_cpus() >= std::thread::available_parallelism().unwrap().get());
     }
 }
