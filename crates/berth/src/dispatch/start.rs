@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio as ProcStdio};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -169,7 +169,7 @@ pub fn run(
         Ok(c) => c,
         Err(e) => {
             fail(&mut state, e.exit_code(), e.to_string())?;
-            cleanup(store, rec, cg.as_mut());
+            cleanup(store, rec, cg.as_mut(), None);
             return Err(e.into());
         }
     };
@@ -186,16 +186,26 @@ pub fn run(
         logs.push(relay(out_r, "stdout", log.clone()));
         logs.push(relay(err_r, "stderr", log));
     }
+    // A `--rm` container's mounts are taken down by the process that deletes its files, after
+    // this one has exited (see `cleanup`). A single-file image's mounts are left to go with
+    // the container, as `release_lingering` expects.
+    let mounts = if auto_remove(rec) && rec.host_config["SquashfsMount"].is_null() {
+        c.take_mount_namespace()
+    } else {
+        None
+    };
     state.pid = c.pid();
-    state.status = "running".into();
     state.started_at = humanize::rfc3339(humanize::now());
-    store.set_container_state(&rec.id, &state)?;
     if let Err(e) = c.start() {
         let code = e.exit_code();
         fail(&mut state, code, e.to_string())?;
-        cleanup(store, rec, cg.as_mut());
+        cleanup(store, rec, cg.as_mut(), None);
         return Err(e.into());
     }
+    // Written while the program runs rather than before it may: the record's commands see a
+    // "created" container for those few microseconds, but the program does not wait for it.
+    state.status = "running".into();
+    store.set_container_state(&rec.id, &state)?;
     if let Some(w) = ready {
         let _ = writeln!(w, "started {}", c.pid());
         let _ = w.flush();
@@ -217,7 +227,7 @@ pub fn run(
         state.finished_at = humanize::rfc3339(humanize::now());
         store.set_container_state(&rec.id, &state)?;
     }
-    cleanup(store, rec, cg.as_mut());
+    cleanup(store, rec, cg.as_mut(), mounts);
     Ok(code)
 }
 
@@ -246,7 +256,13 @@ pub fn end_by_signal_if_due() {
     }
 }
 
-fn cleanup(store: &Store, rec: &ContainerRecord, cg: Option<&mut Box<dyn CgroupManager>>) {
+/// `mounts`: the container's mount namespace, when this process holds it (see `run`).
+fn cleanup(
+    store: &Store,
+    rec: &ContainerRecord,
+    cg: Option<&mut Box<dyn CgroupManager>>,
+    mounts: Option<OwnedFd>,
+) {
     if let Some(cg) = cg {
         let _ = cg.destroy();
     }
@@ -255,7 +271,7 @@ fn cleanup(store: &Store, rec: &ContainerRecord, cg: Option<&mut Box<dyn CgroupM
         // The exit status need not wait for the files: once unpublished, the container is gone
         // for every command, and a detached process deletes what is left.
         if let Ok(doomed) = store.unpublish_container(rec) {
-            let started = berth_runtime::in_background(|| {
+            let started = berth_runtime::in_background(mounts, || {
                 let _ = store.delete_unpublished(&doomed);
             });
             if started.is_err() {

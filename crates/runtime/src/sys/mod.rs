@@ -117,16 +117,25 @@ pub(crate) fn inherit_fd(fd: i32) -> io::Result<()> {
 
 /// Closes every descriptor from 3 up.
 pub(crate) fn close_from_3() -> io::Result<()> {
+    close_range(3, libc::c_uint::MAX)
+}
+
+/// Closes every descriptor from 3 up, except `keep` (above 2) when given.
+pub(crate) fn close_from_3_except(keep: Option<i32>) -> io::Result<()> {
+    match keep {
+        Some(fd) if fd > 3 => {
+            close_range(3, fd as libc::c_uint - 1)?;
+            close_range(fd as libc::c_uint + 1, libc::c_uint::MAX)
+        }
+        Some(3) => close_range(4, libc::c_uint::MAX),
+        _ => close_from_3(),
+    }
+}
+
+fn close_range(first: libc::c_uint, last: libc::c_uint) -> io::Result<()> {
     // SAFETY: close_range takes plain integers; the caller owns no Rust object holding one of
     // these descriptors that it will use again (it only uses descriptors it opens afterwards).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            0,
-        )
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
     if ret == -1 {
         return Err(io::Error::last_os_error());
     }
