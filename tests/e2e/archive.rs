@@ -101,7 +101,7 @@ fn import_applies_changes_from_stdin() {
             "FROB x",
             berth_testkit::busybox_rootfs_tar().to_str().unwrap(),
         ],
-        125,
+        1,
     );
     assert!(err.contains("FROB"), "{err}");
 }

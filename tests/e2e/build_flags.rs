@@ -171,7 +171,7 @@ fn progress_plain_and_tty() {
     assert!(!tty.contains("#2 line-one\n"), "{tty}");
     // Not a terminal here: auto is plain.
     assert!(!run("auto").contains('\x1b'));
-    b.fails(&["build", "--progress", "fancy", dir], 2);
+    b.fails(&["build", "--progress", "fancy", dir], 125);
 }
 
 #[test]

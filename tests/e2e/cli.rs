@@ -17,9 +17,9 @@ fn help_version_completion() {
 }
 
 #[test]
-fn bad_reference_is_one_line_exit_125() {
+fn bad_reference_is_one_line_exit_1() {
     let b = Berth::new();
-    let err = b.fails(&["pull", "Busybox:latest"], 125);
+    let err = b.fails(&["pull", "Busybox:latest"], 1);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("\"Busybox:latest\"") && err.contains("lowercase"),
@@ -31,7 +31,7 @@ fn bad_reference_is_one_line_exit_125() {
 #[test]
 fn unknown_image_is_named() {
     let b = Berth::new();
-    let err = b.fails(&["history", "nosuchimage"], 125);
+    let err = b.fails(&["history", "nosuchimage"], 1);
     assert!(err.contains("nosuchimage"), "{err}");
     let err = b.fails(&["image", "inspect", "nosuchimage"], 1);
     assert!(err.contains("nosuchimage"), "{err}");
@@ -42,7 +42,7 @@ fn unreachable_registry_names_address() {
     let b = Berth::new();
     let port = berth_testkit::free_port();
     let r = format!("127.0.0.1:{port}/x/y:1");
-    let err = b.fails(&["pull", "--tls-verify=false", &r], 125);
+    let err = b.fails(&["pull", "--tls-verify=false", &r], 1);
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
@@ -57,6 +57,6 @@ fn bad_config_names_file_and_line() {
         "insecure_registries = [\"a\"]\nnope = 1\n",
     )
     .unwrap();
-    let err = b.fails(&["images"], 125);
+    let err = b.fails(&["images"], 1);
     assert!(err.contains("config.toml:2"), "{err}");
 }

@@ -5,6 +5,7 @@
 mod common;
 mod docker_diff;
 mod dockerd;
+mod exit_codes_docker_diff;
 
 mod archive;
 mod auth;

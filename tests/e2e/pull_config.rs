@@ -96,7 +96,7 @@ fn platform_from_an_index_and_insecure_registry_from_config() {
         assert!(out.contains("BUILT_FOR=linux/amd64"), "{out}");
         assert_eq!(b.inspect(&multi)["Architecture"], "amd64");
     }
-    let err = b.fails(&["pull", "--platform", "linux/s390x", &multi], 125);
+    let err = b.fails(&["pull", "--platform", "linux/s390x", &multi], 1);
     assert!(err.contains("s390x"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -439,14 +439,14 @@ fn create_start_and_restart() {
             .collect::<Vec<_>>(),
         ["c2", "Up"]
     );
-    let err = b.fails(&["start", "-a", "c1", "c2"], 125);
+    let err = b.fails(&["start", "-a", "c1", "c2"], 1);
     assert!(err.contains("multiple containers"), "{err}");
 
     // rename: a taken or invalid name is refused; the running container keeps going under its
     // new name, and the old one is free again.
-    let err = b.fails(&["rename", "c2", "c1"], 125);
+    let err = b.fails(&["rename", "c2", "c1"], 1);
     assert!(err.contains("already in use"), "{err}");
-    let err = b.fails(&["rename", "c2", "bad name"], 125);
+    let err = b.fails(&["rename", "c2", "bad name"], 1);
     assert!(err.contains("invalid container name"), "{err}");
     b.ok(&["rename", "c2", "renamed"]);
     assert_eq!(b.ok(&["exec", "renamed", "echo", "ok"]), "ok\n");

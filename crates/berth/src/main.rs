@@ -15,11 +15,12 @@ mod template;
 
 use std::process::ExitCode;
 
-use berth_cli::Cli;
+use berth_cli::{Cli, Command, ContainerCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
     let debug = cli.global.debug;
+    let failure = FailureCode::of(&cli.command);
     match commands::run(cli) {
         Ok(code) => {
             dispatch::start::end_by_signal_if_due();
@@ -27,7 +28,31 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             printer::error(&err, debug);
-            ExitCode::from(dispatch::start::exit_code_of(&err) as u8)
+            let code = match failure {
+                FailureCode::Run => dispatch::start::exit_code_of(&err, 125),
+                FailureCode::Exec => dispatch::start::exit_code_of(&err, 1),
+                FailureCode::Other => 1,
+            };
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// Docker's exit status for a failed command: `run` gives 125 when the engine fails and 126 or
+/// 127 when the program cannot be started; `exec` 1, or 126/127 for the program; every other
+/// command 1.
+enum FailureCode {
+    Run,
+    Exec,
+    Other,
+}
+
+impl FailureCode {
+    fn of(c: &Command) -> FailureCode {
+        match c {
+            Command::Run(_) | Command::Container(ContainerCommand::Run(_)) => FailureCode::Run,
+            Command::Exec(_) | Command::Container(ContainerCommand::Exec(_)) => FailureCode::Exec,
+            _ => FailureCode::Other,
         }
     }
 }

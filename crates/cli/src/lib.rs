@@ -254,6 +254,30 @@ pub struct VersionArgs {
     pub format: Option<String>,
 }
 
+/// The exit status Docker's command line gives for what `e` reports: 125 for a bad flag
+/// (unknown, missing its value, or a value it refuses), 1 for missing or extra arguments and
+/// unknown commands, 0 for help and the version.
+pub fn usage_exit_code(e: &clap::Error) -> i32 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+        // clap says "unexpected argument" for a stray operand too (`rename a b c`).
+        ErrorKind::UnknownArgument => match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(arg)) if !arg.starts_with('-') => 1,
+            _ => 125,
+        },
+        ErrorKind::InvalidValue
+        | ErrorKind::ValueValidation
+        | ErrorKind::NoEquals
+        | ErrorKind::TooManyValues
+        | ErrorKind::TooFewValues
+        | ErrorKind::WrongNumberOfValues
+        | ErrorKind::ArgumentConflict
+        | ErrorKind::InvalidUtf8 => 125,
+        _ => 1,
+    }
+}
+
 /// `berth completion SHELL`
 #[derive(Debug, clap::Args)]
 pub struct CompletionArgs {
@@ -268,10 +292,26 @@ impl Cli {
     /// building the whole tree (every command and flag) costs more CPU than the rest of
     /// Berth's own work to start a container. Everything else, and anything that small tree
     /// refuses (help and errors included), goes through the whole tree, so what users see
-    /// is the same.
+    /// is the same. A mistake on the command line ends the process with Docker's status (see
+    /// [`usage_exit_code`]).
     pub fn parse_args() -> Cli {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        Cli::parse_quick(&args).unwrap_or_else(|| Cli::parse_from(args))
+        Cli::parse_quick(&args).unwrap_or_else(|| {
+            Cli::try_parse_from(&args).unwrap_or_else(|e| {
+                use clap::error::ErrorKind;
+                let e = match e.kind() {
+                    // `docker volume`: the group's help, on standard output, and success.
+                    ErrorKind::MissingSubcommand
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                        let help = args.iter().cloned().chain(["--help".into()]);
+                        Cli::try_parse_from(help).err().unwrap_or(e)
+                    }
+                    _ => e,
+                };
+                let _ = e.print();
+                std::process::exit(usage_exit_code(&e))
+            })
+        })
     }
 
     /// The quick path of [`Cli::parse_args`]; `None` where it does not apply.

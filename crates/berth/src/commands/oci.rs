@@ -20,7 +20,7 @@ pub fn run(global: &GlobalArgs, a: &OciArgs) -> Result<u8> {
     };
     r.or_else(|e| {
         crate::printer::error(&e, global.debug);
-        Ok(match crate::dispatch::start::exit_code_of(&e) {
+        Ok(match crate::dispatch::start::exit_code_of(&e, 1) {
             c @ (126 | 127) => c as u8,
             _ => 1,
         })

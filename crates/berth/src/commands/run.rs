@@ -193,7 +193,7 @@ pub fn monitor(s: &Settings, a: &MonitorArgs) -> Result<u8> {
     match start::run(&store, &rec, Io::Logged, true, &p, Some(&mut out)) {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
         Err(e) => {
-            let code = start::exit_code_of(&e);
+            let code = start::exit_code_of(&e, 125);
             let _ = writeln!(out, "failed {code} {}", one_line(&e));
             Ok(code as u8)
         }

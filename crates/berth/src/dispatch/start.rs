@@ -369,8 +369,9 @@ impl std::fmt::Display for StartFailed {
 
 impl std::error::Error for StartFailed {}
 
-/// The exit code an error from starting a container maps to.
-pub fn exit_code_of(e: &anyhow::Error) -> i32 {
+/// The exit code an error from starting a container maps to: the runtime's (126, 127) or a
+/// start's own, else `otherwise`.
+pub fn exit_code_of(e: &anyhow::Error, otherwise: i32) -> i32 {
     for c in e.chain() {
         if let Some(r) = c.downcast_ref::<berth_runtime::RuntimeError>() {
             return r.exit_code();
@@ -379,5 +380,5 @@ pub fn exit_code_of(e: &anyhow::Error) -> i32 {
             return s.code;
         }
     }
-    125
+    otherwise
 }
