@@ -88,6 +88,36 @@ pub struct RunArgs {
     /// Network: `none`, `host`, or `private` (loopback only).
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// IPC namespace: `private` (the default), `shareable`, `host`, or `none` (no /dev/shm).
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// Size of /dev/shm (`64m` unless given).
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// PID namespace: `host` or `private`.
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// UTS namespace: `host` (the host's hostname) or `private`.
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// Cgroup namespace: `host` or `private`.
+    #[arg(long)]
+    pub cgroupns: Option<String>,
+    /// Add a line to /etc/hosts: `HOST:IP`.
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// A DNS server for /etc/resolv.conf (instead of the host's).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// A DNS search domain for /etc/resolv.conf.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// A DNS option for /etc/resolv.conf.
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// A supplementary group for the process: a name in the image's /etc/group, or a number.
+    #[arg(long = "group-add")]
+    pub group_add: Vec<String>,
     /// Write the container id to this file.
     #[arg(long)]
     pub cidfile: Option<PathBuf>,

@@ -79,6 +79,19 @@ pub enum NetworkMode {
     Host,
 }
 
+/// `--ipc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpcMode {
+    /// A new ipc namespace with its own `/dev/shm` (Docker's default).
+    Private,
+    /// Docker's `shareable`: here the same as [`IpcMode::Private`].
+    Shareable,
+    /// The host's ipc namespace and `/dev/shm`.
+    Host,
+    /// A new ipc namespace and no `/dev/shm` at all.
+    None,
+}
+
 /// `--userns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UsernsMode {
@@ -191,6 +204,16 @@ pub struct RunOptions {
     pub ulimits: Vec<(String, u64, u64)>,
     /// `--pid=host` (`Some(true)`) or `--pid=private` (`Some(false)`).
     pub pid_host: Option<bool>,
+    /// `--ipc`; unset means the profile's default (Docker's private, the hpc profile's host).
+    pub ipc: Option<IpcMode>,
+    /// `--shm-size` in bytes; unset means Docker's 64 MiB.
+    pub shm_size: Option<u64>,
+    /// `--uts=host` (`Some(true)`) or `--uts=private` (`Some(false)`).
+    pub uts_host: Option<bool>,
+    /// `--cgroupns=host` (`Some(true)`) or `--cgroupns=private` (`Some(false)`).
+    pub cgroupns_host: Option<bool>,
+    /// `--group-add`: group names (from the image's `/etc/group`) or numbers.
+    pub group_add: Vec<String>,
     /// Who runs it.
     pub caller: Caller,
     /// The site's mounts, applied in the hpc profile.
@@ -256,6 +279,9 @@ pub enum OciError {
     /// `-u name` or `USER name` with no such entry in the image's `/etc/passwd`.
     #[error("unable to find user {0}: no matching entries in passwd file")]
     UnknownUser(String),
+    /// `--group-add` where the process keeps the caller's own groups.
+    #[error("--group-add {0}: the container keeps the caller's own groups (hpc profile, --userns=keep-id)")]
+    GroupAddWithOwnGroups(String),
     /// `-u user:name` with no such entry in the image's `/etc/group`.
     #[error("unable to find group {0}: no matching entries in group file")]
     UnknownGroup(String),
@@ -333,7 +359,8 @@ pub fn build(
         .contains(&userns::Ns::Uts)
         .then(|| command::hostname(opts));
 
-    let ident = user::identity(&image, opts, userns, files)?;
+    let mut ident = user::identity(&image, opts, userns, files)?;
+    user::add_groups(&mut ident, &opts.group_add, files)?;
     let additional_gids =
         userns::check_identity(&ident, maps.as_ref(), &opts.caller, &mut warnings)?;
 

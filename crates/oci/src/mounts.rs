@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::Mount;
 
 use crate::userns::{IdMappings, Ns};
-use crate::{MountKind, MountSpec, OciError, Profile, RunOptions};
+use crate::{IpcMode, MountKind, MountSpec, OciError, Profile, RunOptions};
 
 /// What the container shares with the host, as far as mounts care.
 pub(crate) struct Isolation {
@@ -171,12 +171,16 @@ pub(crate) fn mounts(
     devpts.set_options(Some(pts));
     out.push(devpts);
     if iso.new_ipc {
-        out.push(mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        ));
+        // `--ipc none`: Docker mounts no /dev/shm at all.
+        if opts.ipc != Some(IpcMode::None) {
+            let size = format!("size={}k", opts.shm_size.unwrap_or(64 << 20).div_ceil(1024));
+            out.push(mount(
+                "/dev/shm",
+                "tmpfs",
+                "shm",
+                &["nosuid", "noexec", "nodev", "mode=1777", &size],
+            ));
+        }
         out.push(mount(
             "/dev/mqueue",
             "mqueue",

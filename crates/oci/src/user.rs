@@ -162,6 +162,33 @@ pub struct ResolvedUser {
     pub home: String,
 }
 
+/// `--group-add`: each group (a name from the image's `/etc/group`, or a number, as Docker
+/// takes them) joins the process's supplementary groups, after those it has.
+pub(crate) fn add_groups(
+    ident: &mut Identity,
+    names: &[String],
+    files: &ImageFiles,
+) -> Result<(), OciError> {
+    if let (Some(first), true) = (names.first(), ident.keep_groups) {
+        return Err(OciError::GroupAddWithOwnGroups(first.clone()));
+    }
+    let all = groups(files.group.as_deref());
+    for name in names {
+        let gid = match numeric(name, name)? {
+            Some(gid) => gid,
+            None => all
+                .iter()
+                .find(|g| g.name == name.as_str())
+                .map(|g| g.gid)
+                .ok_or_else(|| OciError::UnknownGroup(name.clone()))?,
+        };
+        if !ident.additional_gids.contains(&gid) {
+            ident.additional_gids.push(gid);
+        }
+    }
+    Ok(())
+}
+
 /// Resolves a `-u` value (`name`, `uid`, `name:group`, `uid:gid` and the mixed forms) against
 /// account files with the rules `run` applies to the image's `USER`; `berth exec` passes the
 /// running container's own `/etc/passwd` and `/etc/group`.

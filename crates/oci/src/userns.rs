@@ -14,7 +14,7 @@
 use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespaceType};
 
 use crate::user::Identity;
-use crate::{Caller, IdRange, NetworkMode, OciError, Profile, RunOptions, UsernsMode};
+use crate::{Caller, IdRange, IpcMode, NetworkMode, OciError, Profile, RunOptions, UsernsMode};
 
 /// Ids a root caller maps to themselves: the range image files use.
 const ROOT_IDENTITY_SIZE: u32 = 65536;
@@ -164,26 +164,38 @@ pub(crate) fn namespaces(opts: &RunOptions, user_ns: bool) -> Vec<Ns> {
     }
     out.push(Ns::Mount);
     let hostname = opts.hostname.as_deref().is_some_and(|h| !h.is_empty());
+    let private_ipc = |default: bool| opts.ipc.map_or(default, |m| m != IpcMode::Host);
     match opts.profile {
         Profile::Docker => {
             let host_net = opts.network == Some(NetworkMode::Host);
             if opts.pid_host != Some(true) {
                 out.push(Ns::Pid);
             }
-            out.push(Ns::Ipc);
-            if !host_net || hostname {
+            if private_ipc(true) {
+                out.push(Ns::Ipc);
+            }
+            let uts = match opts.uts_host {
+                Some(host) => !host || hostname,
+                None => !host_net || hostname,
+            };
+            if uts {
                 out.push(Ns::Uts);
             }
             if !host_net {
                 out.push(Ns::Net);
             }
-            out.push(Ns::Cgroup);
+            if opts.cgroupns_host != Some(true) {
+                out.push(Ns::Cgroup);
+            }
         }
         Profile::Hpc => {
             if opts.pid_host == Some(false) {
                 out.push(Ns::Pid);
             }
-            if hostname {
+            if private_ipc(false) {
+                out.push(Ns::Ipc);
+            }
+            if hostname || opts.uts_host == Some(false) {
                 out.push(Ns::Uts);
             }
             if matches!(
@@ -191,6 +203,9 @@ pub(crate) fn namespaces(opts: &RunOptions, user_ns: bool) -> Vec<Ns> {
                 Some(NetworkMode::Private) | Some(NetworkMode::None)
             ) {
                 out.push(Ns::Net);
+            }
+            if opts.cgroupns_host == Some(false) {
+                out.push(Ns::Cgroup);
             }
         }
     }

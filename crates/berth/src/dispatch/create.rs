@@ -11,7 +11,10 @@ use berth_store::{ContainerRecord, ImageRecord, Store};
 use serde_json::json;
 
 use super::host::{random_id, random_name, Caller};
-use super::run_flags::{check_readable, parse_bytes, parse_device, parse_mount, parse_volume};
+use super::run_flags::{
+    check_readable, parse_add_host, parse_bytes, parse_device, parse_host_or_private, parse_ipc,
+    parse_mount, parse_volume, resolv_conf,
+};
 use crate::humanize;
 use crate::settings::Settings;
 
@@ -300,6 +303,9 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
                 .with_context(|| format!("site_mounts entry {m:?}"))?,
         );
     }
+    if a.uts.as_deref() == Some("host") && a.hostname.as_deref().is_some_and(|h| !h.is_empty()) {
+        bail!("conflicting options: --hostname and --uts=host");
+    }
     let opts = RunOptions {
         profile,
         command: a.command.clone(),
@@ -325,7 +331,18 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         network,
         userns,
         ulimits,
-        pid_host: None,
+        pid_host: parse_host_or_private("pid", a.pid.as_deref())?,
+        ipc: parse_ipc(a.ipc.as_deref())?,
+        // Docker's rule: 0 means the default size.
+        shm_size: a
+            .shm_size
+            .as_deref()
+            .map(|v| parse_bytes(v).with_context(|| format!("invalid --shm-size {v:?}")))
+            .transpose()?
+            .filter(|n| *n > 0),
+        uts_host: parse_host_or_private("uts", a.uts.as_deref())?,
+        cgroupns_host: parse_host_or_private("cgroupns", a.cgroupns.as_deref())?,
+        group_add: a.group_add.clone(),
         caller: berth_oci::Caller {
             uid: caller.uid,
             gid: caller.gid,
@@ -379,18 +396,25 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         .unwrap_or_default()
         .iter()
         .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network);
-    let hosts = if host_net {
+    let mut hosts = if host_net {
         fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
         format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
     };
+    for h in &a.add_host {
+        hosts.push_str(&parse_add_host(h)?);
+        hosts.push('\n');
+    }
+    let resolv = resolv_conf(
+        &fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        &a.dns,
+        &a.dns_search,
+        &a.dns_option,
+    );
     let etc = [
         ("/etc/hostname", format!("{hostname}\n")),
         ("/etc/hosts", hosts),
-        (
-            "/etc/resolv.conf",
-            fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        ),
+        ("/etc/resolv.conf", resolv),
     ];
     for (target, contents) in etc {
         if spec_mounts

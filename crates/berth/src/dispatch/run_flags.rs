@@ -1,11 +1,12 @@
-//! The mount and size flags of `run`/`create` (`-v`, `--mount`, `--device`, `--memory`)
-//! parsed into mount specs and numbers, each refusal naming the flag and its value.
+//! The mount, size and namespace flags of `run`/`create` (`-v`, `--mount`, `--device`,
+//! `--memory`, `--ipc`, `--pid`, `--add-host`, `--dns`, ...) parsed into mount specs, numbers
+//! and modes, each refusal naming the flag and its value.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use berth_oci::{MountKind, MountSpec};
+use berth_oci::{IpcMode, MountKind, MountSpec};
 use berth_store::Store;
 
 /// `-v SRC:DST[:ro|rw]`: SRC is a host path when it has a `/`, else a named volume.
@@ -155,6 +156,82 @@ pub(super) fn check_readable(p: &Path) -> Result<()> {
     r.with_context(|| format!("cannot mount {}: not readable by the caller", p.display()))
 }
 
+/// `--pid`, `--uts` and `--cgroupns`: `host` (`Some(true)`) or `private`.
+pub fn parse_host_or_private(flag: &str, value: Option<&str>) -> Result<Option<bool>> {
+    match value {
+        None | Some("") => Ok(None),
+        Some("host") => Ok(Some(true)),
+        Some("private") => Ok(Some(false)),
+        Some(other) => bail!("invalid --{flag} {other:?}: expected host or private"),
+    }
+}
+
+/// `--ipc`: `private`, `shareable`, `host` or `none`. Docker's `container:NAME` is refused.
+pub fn parse_ipc(value: Option<&str>) -> Result<Option<IpcMode>> {
+    Ok(match value {
+        None | Some("") => None,
+        Some("private") => Some(IpcMode::Private),
+        Some("shareable") => Some(IpcMode::Shareable),
+        Some("host") => Some(IpcMode::Host),
+        Some("none") => Some(IpcMode::None),
+        Some(other) => bail!("invalid --ipc {other:?}: expected private, shareable, host or none"),
+    })
+}
+
+/// `--add-host HOST:IP` (Docker's `HOST=IP` too) as the `/etc/hosts` line `IP\tHOST`.
+pub fn parse_add_host(value: &str) -> Result<String> {
+    let (host, ip) = value
+        .split_once('=')
+        .or_else(|| value.split_once(':'))
+        .filter(|(h, ip)| !h.is_empty() && !ip.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("invalid --add-host {value:?}: expected HOST:IP"))?;
+    // An IPv6 address after the first colon keeps its own colons (`host:::1` is `::1`).
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        bail!("invalid --add-host {value:?}: {ip:?} is not an IP address");
+    }
+    Ok(format!("{ip}\t{host}"))
+}
+
+/// `/etc/resolv.conf`: the host's, or, given `--dns`, `--dns-search` or `--dns-option`, the
+/// file Docker writes then: the search domains, the name servers and the options, each the
+/// flag's where given and the host's otherwise.
+pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[String]) -> String {
+    if dns.is_empty() && search.is_empty() && options.is_empty() {
+        return host.to_string();
+    }
+    let host_values = |keys: &[&str]| -> Vec<String> {
+        host.lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                keys.contains(&words.next()?)
+                    .then(|| words.collect::<Vec<_>>().join(" "))
+            })
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let pick = |given: &[String], keys: &[&str]| {
+        if given.is_empty() {
+            host_values(keys)
+        } else {
+            given.to_vec()
+        }
+    };
+    let mut out = String::new();
+    let search = pick(search, &["search", "domain"]);
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for d in pick(dns, &["nameserver"]) {
+        out.push_str(&format!("nameserver {d}\n"));
+    }
+    let options = pick(options, &["options"]);
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
 /// `512m`, `2g`, `1024` → bytes.
 pub fn parse_bytes(s: &str) -> Result<u64> {
     let t = s.trim().to_ascii_lowercase();
@@ -168,4 +245,39 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
     };
     let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
     Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn resolv_conf_replaces_what_the_flags_give() {
+        let host =
+            "# made by hand\nnameserver 10.0.0.1\nnameserver 10.0.0.2\nsearch lab\noptions edns0\n";
+        assert_eq!(resolv_conf(host, &[], &[], &[]), host);
+        assert_eq!(
+            resolv_conf(host, &v(&["9.9.9.9"]), &[], &[]),
+            "search lab\nnameserver 9.9.9.9\noptions edns0\n"
+        );
+        assert_eq!(
+            resolv_conf(host, &[], &v(&["a.org", "b.org"]), &v(&["ndots:2"])),
+            "search a.org b.org\nnameserver 10.0.0.1\nnameserver 10.0.0.2\noptions ndots:2\n"
+        );
+    }
+
+    #[test]
+    fn add_host_forms() {
+        assert_eq!(parse_add_host("db:10.0.0.5").unwrap(), "10.0.0.5\tdb");
+        assert_eq!(parse_add_host("db=10.0.0.5").unwrap(), "10.0.0.5\tdb");
+        assert_eq!(parse_add_host("six:::1").unwrap(), "::1\tsix");
+        assert_eq!(parse_add_host("six:[fe80::1]").unwrap(), "fe80::1\tsix");
+        assert!(parse_add_host("db").is_err());
+        assert!(parse_add_host(":10.0.0.5").is_err());
+        assert!(parse_add_host("db:nope").is_err());
+    }
 }
