@@ -1,6 +1,6 @@
 //! `run`'s namespace and name-service flags: `--ipc`, `--shm-size`, `--pid`, `--uts`,
-//! `--cgroupns`, `--add-host`, `--dns*` and `--group-add`, as root and as an unprivileged user,
-//! and compared with Docker on the same image.
+//! `--cgroupns`, `--add-host`, `--dns*`, `--group-add`, `--sysctl` and `--domainname`, as root
+//! and as an unprivileged user, and compared with Docker on the same image.
 
 use berth_testkit::unprivileged_user;
 
@@ -209,6 +209,67 @@ fn hosts_resolver_and_groups() {
 }
 
 #[test]
+fn sysctls_and_domainname_stay_in_the_container() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let read =
+        "cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmni /proc/sys/kernel/domainname";
+    let before = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "net.core.somaxconn=1000",
+        "--sysctl",
+        "kernel.shmmni=1000",
+        "--domainname",
+        "example.org",
+        "localhost/bb",
+        "sh",
+        "-c",
+        read,
+    ]);
+    assert_eq!(out, "1000\n1000\nexample.org\n");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap(),
+        before
+    );
+    for (flags, says) in [
+        (
+            &["--sysctl", "kernel.panic=1"][..],
+            "not a namespaced parameter",
+        ),
+        (
+            &["--sysctl", "net.x/../y=1"][..],
+            "not a namespaced parameter",
+        ),
+        (
+            &["--network", "host", "--sysctl", "net.core.somaxconn=1"][..],
+            "host's network",
+        ),
+        (
+            &["--ipc", "host", "--sysctl", "kernel.shmmni=1"][..],
+            "host's ipc",
+        ),
+        (
+            &["--sysctl", "net.core.nosuch=1"][..],
+            "/proc/sys/net/core/nosuch",
+        ),
+        (
+            &["--uts", "host", "--domainname", "x"][..],
+            "--domainname x",
+        ),
+    ] {
+        let err = b.fails(
+            &[&["run", "--rm"], flags, &["localhost/bb", "true"]].concat(),
+            125,
+        );
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
 fn unprivileged_user_shares_host_namespaces() {
     let u = AsUser::new(unprivileged_user());
     u.import("localhost/bb");
@@ -335,6 +396,28 @@ fn namespace_and_name_flags_match_docker() {
         &["run", "--rm", "-h", "x", "--uts", "host", BUSYBOX, "true"],
         &["run", "--rm", "--ipc", "bogus", BUSYBOX, "true"],
         &["run", "--rm", "--group-add", "nosuch", BUSYBOX, "true"],
+        &[
+            "run",
+            "--rm",
+            "--sysctl",
+            "net.core.somaxconn=1000",
+            "--sysctl",
+            "kernel.shmmni=1000",
+            BUSYBOX,
+            "cat",
+            "/proc/sys/net/core/somaxconn",
+            "/proc/sys/kernel/shmmni",
+        ],
+        &[
+            "run",
+            "--rm",
+            "--domainname",
+            "example.org",
+            BUSYBOX,
+            "cat",
+            "/proc/sys/kernel/domainname",
+        ],
+        &["run", "--rm", "--sysctl", "kernel.panic=1", BUSYBOX, "true"],
     ];
     let mut differences = Vec::new();
     for args in cases {

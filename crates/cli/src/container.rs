@@ -118,6 +118,12 @@ pub struct RunArgs {
     /// A supplementary group for the process: a name in the image's /etc/group, or a number.
     #[arg(long = "group-add")]
     pub group_add: Vec<String>,
+    /// A namespaced kernel parameter, `KEY=VALUE` (`net.*`, `fs.mqueue.*`, `kernel.shm*`, ...).
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// The container's NIS domain name.
+    #[arg(long)]
+    pub domainname: Option<String>,
     /// Write the container id to this file.
     #[arg(long)]
     pub cidfile: Option<PathBuf>,

@@ -59,6 +59,10 @@ pub enum Step {
     Cgroup,
     /// Running an OCI hook of the spec.
     Hook,
+    /// Writing a `linux.sysctl` value.
+    Sysctl,
+    /// Setting the NIS domain name.
+    Domainname,
 }
 
 impl Step {
@@ -67,7 +71,7 @@ impl Step {
     }
 
     pub(crate) fn from_code(code: u8) -> Step {
-        const ALL: [Step; 25] = [
+        const ALL: [Step; 27] = [
             Step::Sync,
             Step::Stdio,
             Step::JoinNamespace,
@@ -93,6 +97,8 @@ impl Step {
             Step::Loopback,
             Step::Cgroup,
             Step::Hook,
+            Step::Sysctl,
+            Step::Domainname,
         ];
         ALL.get(usize::from(code)).copied().unwrap_or(Step::Sync)
     }
@@ -126,6 +132,8 @@ impl fmt::Display for Step {
             Step::Loopback => "bring up loopback",
             Step::Cgroup => "join cgroup",
             Step::Hook => "run hook",
+            Step::Sysctl => "set sysctl",
+            Step::Domainname => "set domainname",
         })
     }
 }

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::host::{random_id, random_name, Caller};
 use super::run_flags::{
-    check_readable, parse_add_host, parse_bytes, parse_device, parse_host_or_private, parse_ipc,
-    parse_mount, parse_volume, resolv_conf,
+    check_readable, name_service_and_sysctls, parse_add_host, parse_bytes, parse_device,
+    parse_host_or_private, parse_ipc, parse_mount, parse_volume, resolv_conf,
 };
 use crate::humanize;
 use crate::settings::Settings;
@@ -360,6 +360,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     };
     let mut built = berth_oci::build(config, &opts, &files)?;
     warnings.extend(std::mem::take(&mut built.warnings));
+    name_service_and_sysctls(&mut built.spec, a)?;
     // Files the spec builder generated (an /etc/passwd naming the caller) are bound like ours.
     let mut spec_mounts = built.spec.mounts().clone().unwrap_or_default();
     for f in &built.files {

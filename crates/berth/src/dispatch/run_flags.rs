@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use berth_cli::RunArgs;
 use berth_oci::{IpcMode, MountKind, MountSpec};
 use berth_store::Store;
 
@@ -230,6 +231,77 @@ pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[Str
         out.push_str(&format!("options {}\n", options.join(" ")));
     }
     out
+}
+
+/// `--sysctl KEY=VALUE`, as Docker allows them: only parameters that belong to a namespace the
+/// container has of its own (`net.*` with its own network, the ipc ones with its own ipc).
+pub fn parse_sysctls(
+    list: &[String],
+    own_net: bool,
+    own_ipc: bool,
+) -> Result<std::collections::HashMap<String, String>> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let mut out = std::collections::HashMap::new();
+    for item in list {
+        let Some((key, value)) = item.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("invalid --sysctl {item:?}: expected KEY=VALUE");
+        };
+        let words_only = !key.contains('/') && key.split('.').all(|w| !w.is_empty());
+        let ipc = IPC.contains(&key) || key.starts_with("fs.mqueue.");
+        let net = key.starts_with("net.");
+        if !words_only || !(ipc || net) {
+            bail!(
+                "invalid --sysctl {item:?}: not a namespaced parameter (net.*, fs.mqueue.*, \
+                 kernel.shm*, kernel.msg*, kernel.sem)"
+            );
+        }
+        if net && !own_net {
+            bail!("invalid --sysctl {item:?}: the container shares the host's network");
+        }
+        if ipc && !own_ipc {
+            bail!("invalid --sysctl {item:?}: the container shares the host's ipc namespace");
+        }
+        out.insert(key.to_string(), value.to_string());
+    }
+    Ok(out)
+}
+
+/// `--sysctl` and `--domainname` into the spec, checked against the namespaces it makes.
+pub fn name_service_and_sysctls(spec: &mut oci_spec::runtime::Spec, a: &RunArgs) -> Result<()> {
+    use oci_spec::runtime::LinuxNamespaceType as Ns;
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let made: Vec<Ns> = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .filter(|n| n.path().is_none())
+        .map(|n| n.typ())
+        .collect();
+    if let Some(name) = a.domainname.as_deref().filter(|n| !n.is_empty()) {
+        if !made.contains(&Ns::Uts) {
+            bail!("--domainname {name}: the container shares the host's hostname (give it one with -h, or leave out --uts=host and --network host)");
+        }
+        spec.set_domainname(Some(name.to_string()));
+    }
+    if !a.sysctl.is_empty() {
+        let own = |n: Ns| made.contains(&n);
+        linux.set_sysctl(Some(parse_sysctls(
+            &a.sysctl,
+            own(Ns::Network),
+            own(Ns::Ipc),
+        )?));
+        spec.set_linux(Some(linux));
+    }
+    Ok(())
 }
 
 /// `512m`, `2g`, `1024` → bytes.

@@ -25,6 +25,9 @@ pub(crate) struct InitContext<'a> {
     pub(crate) root_switch: (bool, bool),
     pub(crate) rootfs: Option<RootfsPlan<'a>>,
     pub(crate) hostname: Option<&'a str>,
+    pub(crate) domainname: Option<&'a str>,
+    /// `linux.sysctl`, as paths under `/proc/sys` and the values to write there.
+    pub(crate) sysctls: &'a [(std::path::PathBuf, String)],
     pub(crate) cwd: &'a Path,
     pub(crate) stdio: ChildStdio,
     pub(crate) credentials: Credentials,
@@ -160,6 +163,11 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     if ctx.namespaces.creates(LinuxNamespaceType::Network) {
         sys::net::loopback_up().map_err(|e| Failure::new(Step::Loopback, "lo", e))?;
     }
+    // Through the host's /proc, still mounted here: a sysctl file belongs to the namespace of
+    // whoever writes it, which this process already is in.
+    for (path, value) in ctx.sysctls {
+        write_sysctl(path, value).map_err(|e| Failure::new(Step::Sysctl, path.display(), e))?;
+    }
     let mut host_pid = 0;
     let hooks = ctx.hooks.as_ref();
     let mut pre = || before_pivot(hooks, &mut ctx.control, &mut ctx.report, &mut host_pid);
@@ -169,6 +177,10 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     }
     if let Some(name) = ctx.hostname {
         rustix::system::sethostname(name.as_bytes()).map_err(Failure::at(Step::Hostname, name))?;
+    }
+    if let Some(name) = ctx.domainname {
+        rustix::system::setdomainname(name.as_bytes())
+            .map_err(Failure::at(Step::Domainname, name))?;
     }
     // After pivot_root, so a pty comes from the container's own devpts.
     ctx.stdio.install()?;
@@ -188,6 +200,16 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
         hooks::run(hooks::Point::StartContainer, &plan.state(host_pid)).map_err(hook_failure)?;
     }
     Ok(true)
+}
+
+fn write_sysctl(path: &Path, value: &str) -> std::io::Result<()> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::io::write(&fd, value.as_bytes())?;
+    Ok(())
 }
 
 /// Enters the working directory, creating it as Docker does for `WORKDIR`.

@@ -143,6 +143,11 @@ impl Container {
             .hostname()
             .as_deref()
             .filter(|_| namespaces.creates(LinuxNamespaceType::Uts));
+        let domainname = spec
+            .domainname()
+            .as_deref()
+            .filter(|_| namespaces.creates(LinuxNamespaceType::Uts));
+        let sysctls = sysctl_paths(spec)?;
         let has_hooks = spec
             .hooks()
             .as_ref()
@@ -182,6 +187,8 @@ impl Container {
                 .map_or((false, false), IdMaps::needs_root_switch),
             rootfs,
             hostname,
+            domainname,
+            sysctls: &sysctls,
             cwd: process.cwd(),
             stdio: child_stdio,
             credentials,
@@ -436,6 +443,27 @@ impl Drop for Container {
             abort(self.pid);
         }
     }
+}
+
+/// `linux.sysctl` as files under `/proc/sys` (`net.ipv4.ip_forward` is
+/// `/proc/sys/net/ipv4/ip_forward`), in name order. A name is dotted words only: one with a
+/// `/` could lead the path out of `/proc/sys`, which the init writes before `pivot_root`.
+fn sysctl_paths(
+    spec: &oci_spec::runtime::Spec,
+) -> Result<Vec<(std::path::PathBuf, String)>, RuntimeError> {
+    let mut out = Vec::new();
+    let all = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
+    for (k, v) in all.into_iter().flatten() {
+        if k.is_empty() || k.contains('/') || k.split('.').any(str::is_empty) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "linux.sysctl: {k:?} is not a sysctl name"
+            )));
+        }
+        let path = std::path::Path::new("/proc/sys").join(k.replace('.', "/"));
+        out.push((path, v.clone()));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Opens the mount namespace of the init `pid`. Done before the id maps are written: the init
