@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 
@@ -119,28 +119,39 @@ fn is_own_id(ranges: &[IdRange], own: u32) -> bool {
 }
 
 /// Writes the maps of the user namespace of `pid`, which must still be waiting for them.
+/// Where both need a helper, `newuidmap` and `newgidmap` run at the same time: each is a
+/// setuid program's whole start-up (a millisecond or more here), and neither waits for the
+/// other.
 pub(crate) fn write(pid: i32, maps: &IdMaps) -> Result<(), RuntimeError> {
     let root = rustix::process::geteuid().is_root();
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
 
+    let mut helpers = Vec::new();
     if root || is_own_id(&maps.uids, uid) {
         write_proc(proc_dir.join("uid_map"), &proc_file_text(&maps.uids))?;
     } else {
-        run_helper("newuidmap", pid, &maps.uids)?;
+        helpers.push(start_helper("newuidmap", pid, &maps.uids));
     }
-    if root {
-        write_proc(proc_dir.join("gid_map"), &proc_file_text(&maps.gids))?;
+    let gids = if root {
+        write_proc(proc_dir.join("gid_map"), &proc_file_text(&maps.gids))
     } else if is_own_id(&maps.gids, gid) {
         // An unprivileged process may only write a gid map once setgroups is denied, so the
         // container cannot drop a group the host uses to deny it access.
-        write_proc(proc_dir.join("setgroups"), "deny")?;
-        write_proc(proc_dir.join("gid_map"), &proc_file_text(&maps.gids))?;
+        write_proc(proc_dir.join("setgroups"), "deny")
+            .and_then(|()| write_proc(proc_dir.join("gid_map"), &proc_file_text(&maps.gids)))
     } else {
-        run_helper("newgidmap", pid, &maps.gids)?;
-    }
-    Ok(())
+        helpers.push(start_helper("newgidmap", pid, &maps.gids));
+        Ok(())
+    };
+    // Every helper started is waited for, whatever failed.
+    let done: Vec<Result<(), RuntimeError>> = helpers
+        .into_iter()
+        .map(|h| h.and_then(|h| h.finish(pid)))
+        .collect();
+    gids?;
+    done.into_iter().collect()
 }
 
 fn find_tool(tool: &str) -> Option<PathBuf> {
@@ -151,7 +162,13 @@ fn find_tool(tool: &str) -> Option<PathBuf> {
         .find(|p| Path::new(p).is_file())
 }
 
-fn run_helper(tool: &'static str, pid: i32, ranges: &[IdRange]) -> Result<(), RuntimeError> {
+/// A running `newuidmap` or `newgidmap`.
+struct Helper {
+    tool: &'static str,
+    child: std::process::Child,
+}
+
+fn start_helper(tool: &'static str, pid: i32, ranges: &[IdRange]) -> Result<Helper, RuntimeError> {
     let exe = find_tool(tool).ok_or(RuntimeError::IdMapToolMissing { tool })?;
     let mut cmd = Command::new(exe);
     cmd.arg(pid.to_string());
@@ -162,20 +179,40 @@ fn run_helper(tool: &'static str, pid: i32, ranges: &[IdRange]) -> Result<(), Ru
             r.size.to_string(),
         ]);
     }
-    let out = cmd.output().map_err(|e| RuntimeError::IdMapTool {
-        tool,
-        pid,
-        message: e.to_string(),
-    })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let message = match stderr.trim() {
-            "" => out.status.to_string(),
-            s => s.lines().last().unwrap_or(s).to_owned(),
-        };
-        return Err(RuntimeError::IdMapTool { tool, pid, message });
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| RuntimeError::IdMapTool {
+            tool,
+            pid,
+            message: e.to_string(),
+        })?;
+    Ok(Helper { tool, child })
+}
+
+impl Helper {
+    fn finish(self, pid: i32) -> Result<(), RuntimeError> {
+        let tool = self.tool;
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| RuntimeError::IdMapTool {
+                tool,
+                pid,
+                message: e.to_string(),
+            })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let message = match stderr.trim() {
+                "" => out.status.to_string(),
+                s => s.lines().last().unwrap_or(s).to_owned(),
+            };
+            return Err(RuntimeError::IdMapTool { tool, pid, message });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
