@@ -234,3 +234,42 @@ fn lifecycle_matches_docker() {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+#[test]
+fn ps_last_and_latest_match_docker() {
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
+    for name in ["first", "second", "third"] {
+        let (theirs, ours) = d.both(&b, &["run", "--name", name, BUSYBOX, "true"]);
+        assert!(theirs.status.success() && ours.status.success());
+    }
+    let (theirs, ours) = d.both(&b, &["run", "-d", "--name", "up", BUSYBOX, "sleep", "30"]);
+    assert!(theirs.status.success() && ours.status.success());
+    let mut differences = Vec::new();
+    for args in [
+        &["ps", "--format", "{{.Names}}"][..],
+        &["ps", "-n", "2", "--format", "{{.Names}}"],
+        &["ps", "--last", "3", "--format", "{{.Names}} {{.State}}"],
+        &["ps", "-l", "--format", "{{.Names}}"],
+        &["ps", "-n", "0", "--format", "{{.Names}}"],
+        &[
+            "ps",
+            "-n",
+            "9",
+            "-f",
+            "status=exited",
+            "--format",
+            "{{.Names}}",
+        ],
+        &["ps", "-n", "abc"],
+    ] {
+        let (theirs, ours) = d.both(&b, args);
+        let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
+        if theirs != ours {
+            differences.push(format!("{args:?}:\n docker {theirs:?}\n berth  {ours:?}"));
+        }
+    }
+    d.both(&b, &["rm", "-f", "up"]);
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}

@@ -432,3 +432,34 @@ fn namespace_and_name_flags_match_docker() {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+#[test]
+fn restart_and_publish_need_what_there_is_not() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    b.ok(&["run", "--rm", "--restart", "no", "localhost/bb", "true"]);
+    for (flags, says) in [
+        (&["--restart", "always"][..], "no daemon restarts"),
+        (&["-p", "8080:80"][..], "use --network host"),
+    ] {
+        let err = b.fails(
+            &[&["run", "--rm"], flags, &["localhost/bb", "true"]].concat(),
+            125,
+        );
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "-p",
+        "8080:80",
+        "--network",
+        "host",
+        "localhost/bb",
+        "true",
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Published ports are discarded"), "{err}");
+}

@@ -124,6 +124,12 @@ pub struct RunArgs {
     /// The container's NIS domain name.
     #[arg(long)]
     pub domainname: Option<String>,
+    /// Restart policy: only `no`; there is no daemon to restart a container.
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Publish a port (`HOST:CONTAINER`): only with `--network host`, where it is not needed.
+    #[arg(long = "publish", short = 'p')]
+    pub publish: Vec<String>,
     /// Write the container id to this file.
     #[arg(long)]
     pub cidfile: Option<PathBuf>,
@@ -227,6 +233,12 @@ pub struct PsArgs {
     /// Only containers that match (`id=`, `name=`, `label=`, `status=`, `exited=`, `ancestor=`).
     #[arg(long, short = 'f', value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
+    /// Show the N last created containers, in any state.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    pub last: i64,
+    /// Show the last created container, in any state.
+    #[arg(long, short = 'l')]
+    pub latest: bool,
 }
 
 /// `berth stop` / `berth restart`

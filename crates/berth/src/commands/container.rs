@@ -332,6 +332,9 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
             return Ok(1);
         }
     };
+    // Docker's -n/-l: the newest N, stopped ones included.
+    let last = if a.latest { 1 } else { a.last };
+    let all = a.all || last > 0;
     let store = s.open_store()?;
     let p = Printer::new(false);
     let mut rows = Vec::new();
@@ -342,7 +345,7 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
             let _ = store.remove_container(&rec.id);
             continue;
         }
-        if !a.all && !filters.lists_stopped() && !matches!(status.as_str(), "running" | "paused") {
+        if !all && !filters.lists_stopped() && !matches!(status.as_str(), "running" | "paused") {
             continue;
         }
         let seen = super::ps_filter::Seen {
@@ -353,6 +356,9 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
             continue;
         }
         rows.push(ps_row(&rec, &st, a.no_trunc));
+    }
+    if let Ok(n @ 1..) = usize::try_from(last) {
+        rows.truncate(n);
     }
     if a.quiet {
         for r in &rows {

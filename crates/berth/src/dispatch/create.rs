@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::host::{random_id, random_name, Caller};
 use super::run_flags::{
-    check_readable, name_service_and_sysctls, parse_add_host, parse_bytes, parse_device,
-    parse_host_or_private, parse_ipc, parse_mount, parse_volume, resolv_conf,
+    check_readable, daemon_flags, name_service_and_sysctls, parse_add_host, parse_bytes,
+    parse_device, parse_host_or_private, parse_ipc, parse_mount, parse_volume, resolv_conf,
 };
 use crate::humanize;
 use crate::settings::Settings;
@@ -361,6 +361,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     let mut built = berth_oci::build(config, &opts, &files)?;
     warnings.extend(std::mem::take(&mut built.warnings));
     name_service_and_sysctls(&mut built.spec, a)?;
+    daemon_flags(&built.spec, a, &mut warnings)?;
     // Files the spec builder generated (an /etc/passwd naming the caller) are bound like ours.
     let mut spec_mounts = built.spec.mounts().clone().unwrap_or_default();
     for f in &built.files {
@@ -490,7 +491,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         name,
         image: img.id.clone(),
         image_name: a.image.clone(),
-        created: humanize::rfc3339(humanize::now()),
+        created: humanize::now_nanos(),
         config: json!({
             "Hostname": built.spec.hostname().clone().unwrap_or_default(),
             "User": a.user.clone().or_else(|| image_cfg["User"].as_str().map(String::from)).unwrap_or_default(),

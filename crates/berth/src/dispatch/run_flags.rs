@@ -275,17 +275,39 @@ pub fn parse_sysctls(
     Ok(out)
 }
 
+/// `--restart` and `-p`, which need what Berth does not have: a daemon to restart containers,
+/// and a network between host and container. Refused in one line saying what to use instead,
+/// except where Docker itself only warns (`-p` with `--network host`, `--restart no`).
+pub fn daemon_flags(
+    spec: &oci_spec::runtime::Spec,
+    a: &RunArgs,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let host_net = !made_namespaces(spec).contains(&oci_spec::runtime::LinuxNamespaceType::Network);
+    match a.restart.as_deref() {
+        None | Some("no") => {}
+        Some(policy) => bail!(
+            "--restart {policy}: no daemon restarts Berth's containers; only \"no\" is accepted \
+             (a batch system requeues jobs, a shell loop reruns a container)"
+        ),
+    }
+    if let Some(p) = a.publish.first() {
+        if !host_net {
+            bail!(
+                "-p {p}: the container's network is its own loopback only, with nothing to \
+                 publish through; use --network host, where its ports are the host's"
+            );
+        }
+        warnings.push("Published ports are discarded when using host network mode".into());
+    }
+    Ok(())
+}
+
 /// `--sysctl` and `--domainname` into the spec, checked against the namespaces it makes.
 pub fn name_service_and_sysctls(spec: &mut oci_spec::runtime::Spec, a: &RunArgs) -> Result<()> {
     use oci_spec::runtime::LinuxNamespaceType as Ns;
+    let made = made_namespaces(spec);
     let mut linux = spec.linux().clone().unwrap_or_default();
-    let made: Vec<Ns> = linux
-        .namespaces()
-        .iter()
-        .flatten()
-        .filter(|n| n.path().is_none())
-        .map(|n| n.typ())
-        .collect();
     if let Some(name) = a.domainname.as_deref().filter(|n| !n.is_empty()) {
         if !made.contains(&Ns::Uts) {
             bail!("--domainname {name}: the container shares the host's hostname (give it one with -h, or leave out --uts=host and --network host)");
@@ -302,6 +324,18 @@ pub fn name_service_and_sysctls(spec: &mut oci_spec::runtime::Spec, a: &RunArgs)
         spec.set_linux(Some(linux));
     }
     Ok(())
+}
+
+/// The namespaces the spec has the container make (not join).
+fn made_namespaces(spec: &oci_spec::runtime::Spec) -> Vec<oci_spec::runtime::LinuxNamespaceType> {
+    let linux = spec.linux().as_ref();
+    linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|n| n.path().is_none())
+        .map(|n| n.typ())
+        .collect()
 }
 
 /// `512m`, `2g`, `1024` → bytes.
