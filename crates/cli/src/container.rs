@@ -157,6 +157,21 @@ pub struct RunArgs {
     /// Number of CPUs (may be fractional).
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// CPU time per period, in microseconds (`--cpu-quota 50000` is half a CPU).
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    /// Length of the CPU period, in microseconds (100000 unless given).
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    /// Adjust the out-of-memory killer's preference (-1000 to 1000).
+    #[arg(long = "oom-score-adj", allow_negative_numbers = true)]
+    pub oom_score_adj: Option<i32>,
+    /// Read labels from a file of `KEY=VALUE` lines.
+    #[arg(long = "label-file")]
+    pub label_file: Vec<PathBuf>,
+    /// Add an OCI annotation `KEY=VALUE` to the container's runtime spec.
+    #[arg(long)]
+    pub annotation: Vec<String>,
     /// CPUs the container may run on (`0-3,8`).
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
@@ -250,6 +265,9 @@ pub struct StopArgs {
     /// Seconds to wait before killing.
     #[arg(long, short = 't', alias = "time")]
     pub timeout: Option<u64>,
+    /// Signal to stop with (default: the container's stop signal).
+    #[arg(long, short = 's')]
+    pub signal: Option<String>,
 }
 
 /// `berth kill`

@@ -63,6 +63,8 @@ pub enum Step {
     Sysctl,
     /// Setting the NIS domain name.
     Domainname,
+    /// Setting `oom_score_adj`.
+    OomScoreAdj,
 }
 
 impl Step {
@@ -71,7 +73,7 @@ impl Step {
     }
 
     pub(crate) fn from_code(code: u8) -> Step {
-        const ALL: [Step; 27] = [
+        const ALL: [Step; 28] = [
             Step::Sync,
             Step::Stdio,
             Step::JoinNamespace,
@@ -99,6 +101,7 @@ impl Step {
             Step::Hook,
             Step::Sysctl,
             Step::Domainname,
+            Step::OomScoreAdj,
         ];
         ALL.get(usize::from(code)).copied().unwrap_or(Step::Sync)
     }
@@ -134,6 +137,7 @@ impl fmt::Display for Step {
             Step::Hook => "run hook",
             Step::Sysctl => "set sysctl",
             Step::Domainname => "set domainname",
+            Step::OomScoreAdj => "set oom_score_adj",
         })
     }
 }

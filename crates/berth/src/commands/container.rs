@@ -66,12 +66,19 @@ fn wait_exit(store: &Store, id: &str, timeout: Option<Duration>) -> Result<Optio
     }
 }
 
-fn stop_one(store: &Store, rec: &ContainerRecord, timeout: Option<u64>) -> Result<()> {
+/// `signal`: `--signal`, instead of the container's own stop signal.
+fn stop_one(
+    store: &Store,
+    rec: &ContainerRecord,
+    timeout: Option<u64>,
+    signal_name: Option<&str>,
+) -> Result<()> {
     let st = store.container_state(&rec.id)?;
+    let sig =
+        signal(signal_name.unwrap_or(rec.config["StopSignal"].as_str().unwrap_or("SIGTERM")))?;
     if !matches!(effective_status(&st).as_str(), "running" | "paused") {
         return Ok(());
     }
-    let sig = signal(rec.config["StopSignal"].as_str().unwrap_or("SIGTERM"))?;
     let t = timeout.unwrap_or(rec.config["StopTimeout"].as_u64().unwrap_or(10));
     if st.status == "paused" {
         let _ = unpause_one(store, rec);
@@ -87,7 +94,7 @@ fn stop_one(store: &Store, rec: &ContainerRecord, timeout: Option<u64>) -> Resul
 pub fn stop(s: &Settings, a: &StopArgs) -> Result<u8> {
     let p = Printer::new(false);
     each(s, &a.containers, |store, rec| {
-        stop_one(store, rec, a.timeout)?;
+        stop_one(store, rec, a.timeout, a.signal.as_deref())?;
         p.out(&rec.name);
         Ok(())
     })
@@ -122,7 +129,7 @@ pub fn rename(s: &Settings, a: &RenameArgs) -> Result<u8> {
 pub fn restart(s: &Settings, a: &StopArgs) -> Result<u8> {
     let p = Printer::new(false);
     each(s, &a.containers, |store, rec| {
-        stop_one(store, rec, a.timeout)?;
+        stop_one(store, rec, a.timeout, a.signal.as_deref())?;
         crate::dispatch::start::spawn_monitor(store.paths().root(), &rec.id)?;
         p.out(&rec.name);
         Ok(())

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::host::{random_id, random_name, Caller};
 use super::run_flags::{
-    check_readable, daemon_flags, name_service_and_sysctls, parse_add_host, parse_bytes,
-    parse_device, parse_host_or_private, parse_ipc, parse_mount, parse_volume, resolv_conf,
+    check_readable, cpus, daemon_flags, labels, parse_add_host, parse_bytes, parse_device,
+    parse_host_or_private, parse_ipc, parse_mount, parse_volume, resolv_conf, spec_extras,
 };
 use crate::humanize;
 use crate::settings::Settings;
@@ -218,11 +218,12 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     }
 
     // CPU visibility (and the Slurm environment) as data from berth-hpc.
+    let cpu_limit = cpus(a)?;
     let online = fs::read_to_string(berth_hpc::CPU_ONLINE_PATH).unwrap_or_default();
     let whole_host = berth_hpc::narrows_nothing(
         &caller.cpus_allowed,
         a.cpuset_cpus.as_deref(),
-        a.cpus,
+        cpu_limit,
         &online,
     );
     let mut env_keys: Vec<String> = config
@@ -243,7 +244,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         berth_hpc::cpu_visibility(
             &caller.cpus_allowed,
             a.cpuset_cpus.as_deref(),
-            a.cpus,
+            cpu_limit,
             &fs::read_to_string(berth_hpc::CPUINFO_PATH).unwrap_or_default(),
             &env_keys,
         )?
@@ -360,7 +361,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     };
     let mut built = berth_oci::build(config, &opts, &files)?;
     warnings.extend(std::mem::take(&mut built.warnings));
-    name_service_and_sysctls(&mut built.spec, a)?;
+    spec_extras(&mut built.spec, a)?;
     daemon_flags(&built.spec, a, &mut warnings)?;
     // Files the spec builder generated (an /etc/passwd naming the caller) are bound like ours.
     let mut spec_mounts = built.spec.mounts().clone().unwrap_or_default();
@@ -502,7 +503,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             "Cmd": (!built.cmd.is_empty()).then_some(&built.cmd),
             "Image": a.image,
             "WorkingDir": built.spec.process().as_ref().map(|p| p.cwd().display().to_string()),
-            "Labels": a.label.iter().filter_map(|l| l.split_once('=').or(Some((l.as_str(), "")))).collect::<std::collections::BTreeMap<_, _>>(),
+            "Labels": labels(a)?,
             "StopSignal": stop_signal,
             "StopTimeout": a.stop_timeout.unwrap_or(10),
         }),
@@ -514,7 +515,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             "Privileged": a.privileged,
             "NetworkMode": a.network.clone().unwrap_or_else(|| "private".into()),
             "Memory": memory.unwrap_or(0),
-            "NanoCpus": a.cpus.map(|c| (c * 1e9) as u64).unwrap_or(0),
+            "NanoCpus": cpus(a)?.map(|c| (c * 1e9) as u64).unwrap_or(0),
             "CpusetCpus": a.cpuset_cpus.clone().unwrap_or_default(),
             "PidsLimit": a.pids_limit,
             "CpuAffinity": affinity,
@@ -527,6 +528,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         volumes,
     };
     if let Some(h) = record.host_config.as_object_mut() {
+        h.extend(super::run_flags::host_config_extras(a, opts.shm_size));
         h.extend(img.host_config.clone());
     }
     store.create_container(&record)?;

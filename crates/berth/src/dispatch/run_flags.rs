@@ -303,8 +303,66 @@ pub fn daemon_flags(
     Ok(())
 }
 
-/// `--sysctl` and `--domainname` into the spec, checked against the namespaces it makes.
-pub fn name_service_and_sysctls(spec: &mut oci_spec::runtime::Spec, a: &RunArgs) -> Result<()> {
+/// `--cpus`, or `--cpu-quota` over `--cpu-period` (Docker's older spelling of the same limit).
+pub fn cpus(a: &RunArgs) -> Result<Option<f64>> {
+    let quota = a.cpu_quota.filter(|q| *q > 0);
+    if a.cpus.is_some() && (quota.is_some() || a.cpu_period.is_some()) {
+        bail!("conflicting options: --cpus and --cpu-period/--cpu-quota cannot both be set");
+    }
+    let period = a.cpu_period.unwrap_or(100_000);
+    if !(1_000..=1_000_000).contains(&period) {
+        bail!("invalid --cpu-period {period}: it must be between 1000 and 1000000 microseconds");
+    }
+    if let Some(q) = quota.filter(|q| *q < 1_000) {
+        bail!("invalid --cpu-quota {q}: it must be at least 1000 microseconds");
+    }
+    Ok(a.cpus.or(quota.map(|q| q as f64 / period as f64)))
+}
+
+/// The labels of `--label-file` (lines `KEY=VALUE`; blank and `#` lines skipped) and then of
+/// `--label`, which win.
+pub fn labels(a: &RunArgs) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut add = |item: &str| {
+        let (k, v) = item.split_once('=').unwrap_or((item, ""));
+        out.insert(k.to_string(), v.to_string());
+    };
+    for file in &a.label_file {
+        let text = fs::read_to_string(file)
+            .with_context(|| format!("cannot read --label-file {}", file.display()))?;
+        for line in text.lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                add(line);
+            }
+        }
+    }
+    for l in &a.label {
+        add(l);
+    }
+    Ok(out)
+}
+
+/// `--sysctl`, `--domainname`, `--oom-score-adj` and `--annotation` into the spec, checked
+/// against the namespaces it makes.
+pub fn spec_extras(spec: &mut oci_spec::runtime::Spec, a: &RunArgs) -> Result<()> {
+    if let Some(adj) = a.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            bail!("invalid --oom-score-adj {adj}: it must be between -1000 and 1000");
+        }
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_oom_score_adj(Some(adj));
+        spec.set_process(Some(process));
+    }
+    if !a.annotation.is_empty() {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        for item in &a.annotation {
+            let Some((k, v)) = item.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+                bail!("invalid --annotation {item:?}: expected KEY=VALUE");
+            };
+            annotations.insert(k.to_string(), v.to_string());
+        }
+        spec.set_annotations(Some(annotations));
+    }
     use oci_spec::runtime::LinuxNamespaceType as Ns;
     let made = made_namespaces(spec);
     let mut linux = spec.linux().clone().unwrap_or_default();
@@ -324,6 +382,56 @@ pub fn name_service_and_sysctls(spec: &mut oci_spec::runtime::Spec, a: &RunArgs)
         spec.set_linux(Some(linux));
     }
     Ok(())
+}
+
+/// `HostConfig` fields of `inspect` for the namespace, name-service and limit flags, with
+/// Docker's names and defaults.
+pub fn host_config_extras(
+    a: &RunArgs,
+    shm_size: Option<u64>,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{json, Value};
+    let list = |v: &[String]| -> Value {
+        if v.is_empty() {
+            Value::Null
+        } else {
+            json!(v)
+        }
+    };
+    let kv = |v: &[String]| -> Value {
+        if v.is_empty() {
+            return Value::Null;
+        }
+        v.iter()
+            .map(|i| i.split_once('=').unwrap_or((i, "")))
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let mode = |v: &Option<String>| json!(v.clone().unwrap_or_default());
+    let entries = [
+        (
+            "IpcMode",
+            json!(a.ipc.clone().unwrap_or_else(|| "private".into())),
+        ),
+        ("PidMode", mode(&a.pid)),
+        ("UTSMode", mode(&a.uts)),
+        ("ShmSize", json!(shm_size.unwrap_or(64 << 20))),
+        ("ExtraHosts", list(&a.add_host)),
+        ("Dns", json!(a.dns)),
+        ("DnsSearch", json!(a.dns_search)),
+        ("DnsOptions", json!(a.dns_option)),
+        ("GroupAdd", list(&a.group_add)),
+        ("Sysctls", kv(&a.sysctl)),
+        ("Annotations", kv(&a.annotation)),
+        ("OomScoreAdj", json!(a.oom_score_adj.unwrap_or(0))),
+        ("CpuQuota", json!(a.cpu_quota.unwrap_or(0))),
+        ("CpuPeriod", json!(a.cpu_period.unwrap_or(0))),
+    ];
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// The namespaces the spec has the container make (not join).

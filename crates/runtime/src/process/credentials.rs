@@ -22,6 +22,48 @@ pub(crate) struct CapSets {
     ambient: CapsHashSet,
 }
 
+/// Writes `/proc/self/oom_score_adj` (before `pivot_root` or after, `/proc` is there).
+fn write_oom_score_adj(adj: i32) -> std::io::Result<()> {
+    let fd = rustix::fs::open(
+        "/proc/self/oom_score_adj",
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::io::write(&fd, DecimalI32::new(adj).as_bytes())?;
+    Ok(())
+}
+
+/// An `i32` in decimal in a fixed buffer: the init does not allocate between clone and exec.
+struct DecimalI32 {
+    bytes: [u8; 12],
+    start: usize,
+}
+
+impl DecimalI32 {
+    fn new(v: i32) -> DecimalI32 {
+        let mut bytes = [0u8; 12];
+        let mut i = bytes.len();
+        let mut n = v.unsigned_abs();
+        loop {
+            i -= 1;
+            bytes[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if v < 0 {
+            i -= 1;
+            bytes[i] = b'-';
+        }
+        DecimalI32 { bytes, start: i }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
 /// The identity and limits a process takes on before exec.
 #[derive(Debug, Clone)]
 pub(crate) struct Credentials {
@@ -33,6 +75,8 @@ pub(crate) struct Credentials {
     rlimits: Vec<(PosixRlimitType, Resource, Rlimit)>,
     affinity: Option<CpuSet>,
     seccomp: Option<Filter>,
+    /// `process.oomScoreAdj`.
+    oom_score_adj: Option<i32>,
 }
 
 fn resource(t: PosixRlimitType) -> Option<Resource> {
@@ -118,6 +162,7 @@ impl Credentials {
             rlimits,
             affinity,
             seccomp: None,
+            oom_score_adj: p.oom_score_adj(),
         })
     }
 
@@ -142,6 +187,11 @@ impl Credentials {
         if let Some(set) = &self.affinity {
             rustix::thread::sched_setaffinity(None, set)
                 .map_err(Failure::at(Step::Affinity, "container"))?;
+        }
+        if let Some(adj) = self.oom_score_adj {
+            // Raising it is anyone's right; lowering it below the caller's needs
+            // CAP_SYS_RESOURCE on the host, which a rootless caller lacks.
+            write_oom_score_adj(adj).map_err(|e| Failure::new(Step::OomScoreAdj, adj, e))?;
         }
         if let Some(caps) = &self.caps {
             drop_bounding(&caps.bounding)?;
