@@ -198,3 +198,63 @@ fn more_flags_match_docker() {
     d.both(&b, &["rm", "-f", "hostcfg"]);
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+#[test]
+fn exec_env_file_matches_docker_and_privileged_has_every_capability() {
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
+    let file = b.dir.path().join("env");
+    std::fs::write(&file, "# vars\nA=1\nB=2\n").unwrap();
+    let env = file.to_str().unwrap();
+    let (theirs, ours) = d.both(
+        &b,
+        &["run", "-d", "--name", "execme", BUSYBOX, "sleep", "60"],
+    );
+    assert!(theirs.status.success() && ours.status.success());
+    let mut differences = Vec::new();
+    for args in [
+        &[
+            "exec",
+            "--env-file",
+            env,
+            "-e",
+            "B=3",
+            "execme",
+            "sh",
+            "-c",
+            "echo $A $B",
+        ][..],
+        &["exec", "execme", "grep", "CapEff", "/proc/self/status"],
+        &["exec", "--env-file", "/nonexistent", "execme", "true"],
+    ] {
+        let (theirs, ours) = d.both(&b, args);
+        let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
+        if theirs != ours {
+            differences.push(format!("{args:?}:\n docker {theirs:?}\n berth  {ours:?}"));
+        }
+    }
+    // Docker's runc refuses `exec --privileged` on this host ("unable to apply caps"); Berth's
+    // process gets every capability the kernel has, in the container's user namespace.
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let line = b.ok(&[
+        "exec",
+        "--privileged",
+        "execme",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    let hex = line.split_whitespace().nth(1).unwrap();
+    assert_eq!(
+        u64::from_str_radix(hex, 16).unwrap(),
+        (1u64 << (last + 1)) - 1,
+        "{line}"
+    );
+    d.both(&b, &["rm", "-f", "execme"]);
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}

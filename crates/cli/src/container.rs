@@ -222,6 +222,12 @@ pub struct ExecArgs {
     /// Set an environment variable.
     #[arg(long, short = 'e')]
     pub env: Vec<String>,
+    /// Read environment variables from a file of `KEY=VALUE` lines (`-e` wins).
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// Give the process every capability.
+    #[arg(long)]
+    pub privileged: bool,
     /// User inside the container.
     #[arg(long, short = 'u')]
     pub user: Option<String>,

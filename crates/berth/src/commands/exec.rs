@@ -57,7 +57,19 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
             env.push(format!("{k}={v}"));
         }
     }
-    for e in &a.env {
+    let mut given = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read env file {}", f.display()))?;
+        let lookup = |k: &str| std::env::var(k).ok();
+        given.extend(berth_oci::parse_env_file(
+            &text,
+            &f.display().to_string(),
+            &lookup,
+        )?);
+    }
+    given.extend(a.env.iter().cloned());
+    for e in &given {
         let kv = match e.split_once('=') {
             Some(_) => e.clone(),
             None => match std::env::var(e) {
@@ -75,6 +87,9 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
     }
     if let Some(u) = &a.user {
         set_user(&mut process, u, st.pid, &a.env)?;
+    }
+    if a.privileged {
+        process.set_capabilities(Some(every_capability()));
     }
     process.set_terminal(Some(a.tty && !a.detach));
     let affinity: Option<Vec<usize>> =
@@ -121,6 +136,21 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
     let code = berth_runtime::exec_confined(st.pid, &process, stdio, &opts).map_err(exec_failed)?;
     crate::dispatch::start::end_like_the_program(&rec.host_config);
     Ok(code.clamp(0, 255) as u8)
+}
+
+/// `exec --privileged`: every capability the kernel knows, in every set but the inheritable
+/// and ambient ones, as Docker gives it.
+fn every_capability() -> oci_spec::runtime::LinuxCapabilities {
+    use std::str::FromStr;
+    let all: oci_spec::runtime::Capabilities = berth_oci::ALL_CAPS
+        .iter()
+        .filter_map(|n| oci_spec::runtime::Capability::from_str(&n["CAP_".len()..]).ok())
+        .collect();
+    let mut caps = oci_spec::runtime::LinuxCapabilities::default();
+    caps.set_bounding(Some(all.clone()));
+    caps.set_permitted(Some(all.clone()));
+    caps.set_effective(Some(all));
+    caps
 }
 
 /// Docker answers 126 whenever the process could not be started in the container, a missing
