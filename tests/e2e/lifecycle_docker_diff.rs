@@ -273,3 +273,41 @@ fn ps_last_and_latest_match_docker() {
     d.both(&b, &["rm", "-f", "up"]);
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+#[test]
+fn prune_filters_match_docker() {
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
+    for (name, label) in [("pa", "team=a"), ("pb", "team=b"), ("pc", "other=1")] {
+        let (theirs, ours) = d.both(&b, &["run", "--name", name, "-l", label, BUSYBOX, "true"]);
+        assert!(theirs.status.success() && ours.status.success());
+    }
+    let mut differences = Vec::new();
+    let names = ["ps", "-a", "--format", "{{.Names}}"];
+    for filter in ["until=1h", "label=team=a", "label!=team", "bogus=1"] {
+        let (theirs, ours) = d.both(&b, &["container", "prune", "-f", "--filter", filter]);
+        let codes = (theirs.status.code(), ours.status.code());
+        let (theirs, ours) = d.both(&b, &names);
+        let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
+        if theirs != ours || codes.0 != codes.1 {
+            differences.push(format!(
+                "prune --filter {filter}: exit {codes:?}\n docker {theirs:?}\n berth  {ours:?}"
+            ));
+        }
+    }
+    d.both(&b, &["rm", "-f", "pb"]);
+    let images = ["images", "--format", "{{.Repository}}"];
+    for filter in ["label=nosuch", "until=1h", "bogus=1"] {
+        let (theirs, ours) = d.both(&b, &["image", "prune", "-a", "-f", "--filter", filter]);
+        let codes = (theirs.status.code(), ours.status.code());
+        let (theirs, ours) = d.both(&b, &images);
+        let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
+        if theirs != ours || codes.0 != codes.1 {
+            differences.push(format!(
+                "image prune --filter {filter}: exit {codes:?}\n docker {theirs:?}\n berth  {ours:?}"
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}

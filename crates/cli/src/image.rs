@@ -115,6 +115,9 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation.
     #[arg(long, short = 'f')]
     pub force: bool,
+    /// Only what matches: `until=TIME`, `label=KEY[=VALUE]`, `label!=KEY[=VALUE]`.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 /// `berth rmi`

@@ -173,6 +173,15 @@ impl Store {
     /// Deletes dangling images (with `all`, every image no container uses), then everything
     /// no image or container references and temps older than an hour that no writer holds.
     pub fn prune(&self, all: bool) -> Result<PruneReport, StoreError> {
+        self.prune_selected(all, &|_| true)
+    }
+
+    /// [`Store::prune`] of only the images `selected` accepts (by config digest).
+    pub fn prune_selected(
+        &self,
+        all: bool,
+        selected: &dyn Fn(&Digest) -> bool,
+    ) -> Result<PruneReport, StoreError> {
         let used: HashSet<Digest> = self
             .container_images()?
             .into_iter()
@@ -181,7 +190,7 @@ impl Store {
         let images_deleted = self.update_images(|images| {
             let mut deleted = Vec::new();
             images.retain(|i| {
-                let drop = (all || i.is_dangling()) && !used.contains(&i.id);
+                let drop = (all || i.is_dangling()) && !used.contains(&i.id) && selected(&i.id);
                 if drop {
                     deleted.push(i.id.clone());
                 }

@@ -51,8 +51,12 @@ pub fn prune(s: &Settings, a: &berth_cli::PruneArgs) -> Result<u8> {
             return Ok(0);
         }
     }
-    let forced = |all| berth_cli::PruneArgs { all, force: true };
-    super::container::prune(s, &forced(false))?;
+    let forced = |all| berth_cli::PruneArgs {
+        all,
+        force: true,
+        filter: Vec::new(),
+    };
+    super::container::prune_stopped(&s.open_store()?, &Default::default())?;
     crate::dispatch::shared_fuse::prune(&s.open_store()?);
     super::rmi::prune(s, &forced(a.all))?;
     super::build::prune(

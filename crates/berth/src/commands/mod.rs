@@ -15,6 +15,7 @@ mod info;
 mod inspect;
 mod login;
 mod oci;
+mod prune_filter;
 mod ps_filter;
 mod pull;
 mod rmi;

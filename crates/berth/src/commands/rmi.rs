@@ -61,7 +61,29 @@ pub fn prune(s: &Settings, a: &PruneArgs) -> Result<u8> {
             return Ok(0);
         }
     }
-    let report = store.prune(a.all)?;
+    let filters = match super::prune_filter::PruneFilters::parse(&a.filter) {
+        Ok(f) => f,
+        Err(e) => {
+            crate::printer::error(&e, false);
+            return Ok(1);
+        }
+    };
+    let mut chosen = std::collections::HashSet::new();
+    for img in store.images()? {
+        let labels = if filters.needs_labels() {
+            store
+                .config(&img)
+                .ok()
+                .and_then(|c| c.config().clone())
+                .map(|c| c.labels().clone().unwrap_or_default())
+        } else {
+            None
+        };
+        if filters.matches(&img.created, labels.as_ref()) {
+            chosen.insert(img.id.clone());
+        }
+    }
+    let report = store.prune_selected(a.all, &|id| chosen.contains(id))?;
     if !report.images_deleted.is_empty() {
         p.out("Deleted Images:");
         for d in &report.images_deleted {
