@@ -5,6 +5,7 @@
 
 use crate::common::Berth;
 use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
+use crate::run_namespaces::refuses;
 
 #[test]
 fn oom_score_cpu_quota_labels_and_annotations() {
@@ -56,26 +57,22 @@ fn oom_score_cpu_quota_labels_and_annotations() {
     );
     assert_eq!(v["HostConfig"]["Annotations"]["org.example/x"], "y");
     b.ok(&["rm", "labelled"]);
-    for (flags, says) in [
-        (&["--oom-score-adj", "1001"][..], "between -1000 and 1000"),
-        (
-            &["--cpus", "1", "--cpu-quota", "50000"][..],
-            "conflicting options",
-        ),
-        (&["--cpu-period", "10"][..], "invalid --cpu-period 10"),
-        (
-            &["--label-file", "/nonexistent"][..],
-            "--label-file /nonexistent",
-        ),
-        (&["--annotation", "novalue"][..], "invalid --annotation"),
-    ] {
-        let err = b.fails(
-            &[&["run", "--rm"], flags, &["localhost/bb", "true"]].concat(),
-            125,
-        );
-        assert!(err.contains(says), "{err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-    }
+    refuses(
+        &b,
+        &[
+            (&["--oom-score-adj", "1001"], "between -1000 and 1000"),
+            (
+                &["--cpus", "1", "--cpu-quota", "50000"],
+                "conflicting options",
+            ),
+            (&["--cpu-period", "10"], "invalid --cpu-period 10"),
+            (
+                &["--label-file", "/nonexistent"],
+                "--label-file /nonexistent",
+            ),
+            (&["--annotation", "novalue"], "invalid --annotation"),
+        ],
+    );
 }
 
 #[test]

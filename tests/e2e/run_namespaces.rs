@@ -15,6 +15,18 @@ fn host_ns(kind: &str) -> String {
         .to_string()
 }
 
+/// Each `run --rm FLAGS localhost/bb true` fails with 125 and one line containing its text.
+pub(crate) fn refuses(b: &Berth, cases: &[(&[&str], &str)]) {
+    for (flags, says) in cases {
+        let err = b.fails(
+            &[&["run", "--rm"], *flags, &["localhost/bb", "true"]].concat(),
+            125,
+        );
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
 fn shm_kib(out: &str) -> String {
     out.lines()
         .last()
@@ -57,18 +69,14 @@ fn ipc_and_shm_size() {
         &["readlink", "/proc/self/ns/ipc"],
     );
     assert_ne!(private.trim(), host_ns("ipc"));
-    for (flags, says) in [
-        (&["--ipc", "bogus"][..], "invalid --ipc \"bogus\""),
-        (&["--ipc", "container:x"][..], "invalid --ipc"),
-        (&["--shm-size", "lots"][..], "invalid --shm-size \"lots\""),
-    ] {
-        let err = b.fails(
-            &[&["run", "--rm"], flags, &["localhost/bb", "true"]].concat(),
-            125,
-        );
-        assert!(err.contains(says), "{err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-    }
+    refuses(
+        &b,
+        &[
+            (&["--ipc", "bogus"][..], "invalid --ipc \"bogus\""),
+            (&["--ipc", "container:x"][..], "invalid --ipc"),
+            (&["--shm-size", "lots"][..], "invalid --shm-size \"lots\""),
+        ],
+    );
 }
 
 #[test]
@@ -187,25 +195,15 @@ fn hosts_resolver_and_groups() {
         "id",
     ]);
     assert!(id.contains("groups=0(root),10,65534(nogroup)"), "{id}");
-    for (flags, says) in [
-        (
-            &["--add-host", "nohost"][..],
-            "invalid --add-host \"nohost\"",
-        ),
-        (&["--add-host", "h:not-an-ip"][..], "is not an IP address"),
-        (
-            &["--group-add", "nosuch"][..],
-            "unable to find group nosuch",
-        ),
-        (&["--hpc", "--group-add", "10"][..], "--group-add 10"),
-    ] {
-        let err = b.fails(
-            &[&["run", "--rm"], flags, &["localhost/bb", "true"]].concat(),
-            125,
-        );
-        assert!(err.contains(says), "{err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-    }
+    refuses(
+        &b,
+        &[
+            (&["--add-host", "nohost"], "invalid --add-host \"nohost\""),
+            (&["--add-host", "h:not-an-ip"], "is not an IP address"),
+            (&["--group-add", "nosuch"], "unable to find group nosuch"),
+            (&["--hpc", "--group-add", "10"], "--group-add 10"),
+        ],
+    );
 }
 
 #[test]
@@ -234,39 +232,29 @@ fn sysctls_and_domainname_stay_in_the_container() {
         std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap(),
         before
     );
-    for (flags, says) in [
-        (
-            &["--sysctl", "kernel.panic=1"][..],
-            "not a namespaced parameter",
-        ),
-        (
-            &["--sysctl", "net.x/../y=1"][..],
-            "not a namespaced parameter",
-        ),
-        (
-            &["--network", "host", "--sysctl", "net.core.somaxconn=1"][..],
-            "host's network",
-        ),
-        (
-            &["--ipc", "host", "--sysctl", "kernel.shmmni=1"][..],
-            "host's ipc",
-        ),
-        (
-            &["--sysctl", "net.core.nosuch=1"][..],
-            "/proc/sys/net/core/nosuch",
-        ),
-        (
-            &["--uts", "host", "--domainname", "x"][..],
-            "--domainname x",
-        ),
-    ] {
-        let err = b.fails(
-            &[&["run", "--rm"], flags, &["localhost/bb", "true"]].concat(),
-            125,
-        );
-        assert!(err.contains(says), "{err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-    }
+    refuses(
+        &b,
+        &[
+            (
+                &["--sysctl", "kernel.panic=1"],
+                "not a namespaced parameter",
+            ),
+            (&["--sysctl", "net.x/../y=1"], "not a namespaced parameter"),
+            (
+                &["--network", "host", "--sysctl", "net.core.somaxconn=1"],
+                "host's network",
+            ),
+            (
+                &["--ipc", "host", "--sysctl", "kernel.shmmni=1"],
+                "host's ipc",
+            ),
+            (
+                &["--sysctl", "net.core.nosuch=1"],
+                "/proc/sys/net/core/nosuch",
+            ),
+            (&["--uts", "host", "--domainname", "x"], "--domainname x"),
+        ],
+    );
 }
 
 #[test]
@@ -438,17 +426,13 @@ fn restart_and_publish_need_what_there_is_not() {
     let b = Berth::new();
     b.import_busybox("localhost/bb");
     b.ok(&["run", "--rm", "--restart", "no", "localhost/bb", "true"]);
-    for (flags, says) in [
-        (&["--restart", "always"][..], "no daemon restarts"),
-        (&["-p", "8080:80"][..], "use --network host"),
-    ] {
-        let err = b.fails(
-            &[&["run", "--rm"], flags, &["localhost/bb", "true"]].concat(),
-            125,
-        );
-        assert!(err.contains(says), "{err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-    }
+    refuses(
+        &b,
+        &[
+            (&["--restart", "always"][..], "no daemon restarts"),
+            (&["-p", "8080:80"][..], "use --network host"),
+        ],
+    );
     let out = b.run(&[
         "run",
         "--rm",

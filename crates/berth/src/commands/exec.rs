@@ -57,17 +57,7 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
             env.push(format!("{k}={v}"));
         }
     }
-    let mut given = Vec::new();
-    for f in &a.env_file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read env file {}", f.display()))?;
-        let lookup = |k: &str| std::env::var(k).ok();
-        given.extend(berth_oci::parse_env_file(
-            &text,
-            &f.display().to_string(),
-            &lookup,
-        )?);
-    }
+    let mut given = crate::dispatch::run_flags::read_env_files(&a.env_file)?;
     given.extend(a.env.iter().cloned());
     for e in &given {
         let kv = match e.split_once('=') {

@@ -124,16 +124,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         }
     }
     let mut env = devices.env;
-    for f in &a.env_file {
-        let text = fs::read_to_string(f)
-            .with_context(|| format!("cannot read env file {}", f.display()))?;
-        let lookup = |k: &str| std::env::var(k).ok();
-        env.extend(berth_oci::parse_env_file(
-            &text,
-            &f.display().to_string(),
-            &lookup,
-        )?);
-    }
+    env.extend(super::run_flags::read_env_files(&a.env_file)?);
     for e in &a.env {
         match e.split_once('=') {
             Some(_) => env.push(e.clone()),

@@ -12,7 +12,7 @@ pub mod local_image;
 pub mod mpi;
 pub mod pull;
 pub mod push;
-mod run_flags;
+pub mod run_flags;
 pub mod shared_fuse;
 pub mod shared_userns;
 pub mod start;

@@ -446,6 +446,23 @@ fn made_namespaces(spec: &oci_spec::runtime::Spec) -> Vec<oci_spec::runtime::Lin
         .collect()
 }
 
+/// The variables of `--env-file` files, in order, with Docker's rules (a bare `KEY` takes this
+/// process's value).
+pub fn read_env_files(files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    for f in files {
+        let text = fs::read_to_string(f)
+            .with_context(|| format!("cannot read env file {}", f.display()))?;
+        let lookup = |k: &str| std::env::var(k).ok();
+        env.extend(berth_oci::parse_env_file(
+            &text,
+            &f.display().to_string(),
+            &lookup,
+        )?);
+    }
+    Ok(env)
+}
+
 /// `512m`, `2g`, `1024` → bytes.
 pub fn parse_bytes(s: &str) -> Result<u64> {
     let t = s.trim().to_ascii_lowercase();
