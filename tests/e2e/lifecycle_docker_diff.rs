@@ -311,3 +311,34 @@ fn prune_filters_match_docker() {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+#[test]
+fn inspect_type_and_lookup_order_match_docker() {
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
+    // A container and a volume named like the image: a name is a container first.
+    let (theirs, ours) = d.both(&b, &["create", "--name", "localhost", BUSYBOX, "true"]);
+    assert!(theirs.status.success() && ours.status.success());
+    let (theirs, ours) = d.both(&b, &["volume", "create", "vol1"]);
+    assert!(theirs.status.success() && ours.status.success());
+    let mut differences = Vec::new();
+    for args in [
+        &["inspect", "-f", "{{.Name}}", "localhost"][..],
+        &["inspect", "-f", "{{.Name}}", "vol1"],
+        &["inspect", "--type", "volume", "-f", "{{.Name}}", "vol1"],
+        &["inspect", "--type", "container", "-f", "{{.Name}}", "vol1"],
+        &["inspect", "--type", "image", "-f", "{{.Os}}", BUSYBOX],
+        &["inspect", "--type", "bogus", "vol1"],
+        &["inspect", "nosuch"],
+    ] {
+        let (theirs, ours) = d.both(&b, args);
+        let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
+        if theirs != ours {
+            differences.push(format!("{args:?}:\n docker {theirs:?}\n berth  {ours:?}"));
+        }
+    }
+    d.both(&b, &["rm", "localhost"]);
+    d.both(&b, &["volume", "rm", "vol1"]);
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}

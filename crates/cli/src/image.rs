@@ -104,6 +104,9 @@ pub struct InspectArgs {
     /// Output format: `json` (default) or a Go-style template.
     #[arg(long, short = 'f')]
     pub format: Option<String>,
+    /// Only objects of this type: `container`, `image` or `volume` (`inspect` alone).
+    #[arg(long = "type", hide = true)]
+    pub kind: Option<String>,
 }
 
 /// `berth image prune`

@@ -8,31 +8,57 @@ use crate::printer::Printer;
 use crate::settings::Settings;
 
 /// `containers_too`: plain `berth inspect` also finds containers, as `docker inspect` does.
+/// `inspect` (`containers_too`) and `image inspect`. Without `--type`, a name is looked up as
+/// Docker's client does: a container, then an image, then a volume.
 pub fn run(s: &Settings, a: &InspectArgs, containers_too: bool) -> Result<u8> {
+    let kinds: &[&str] = match (containers_too, a.kind.as_deref()) {
+        (false, _) => &["image"],
+        (true, None) => &["container", "image", "volume"],
+        (true, Some("container")) => &["container"],
+        (true, Some("image")) => &["image"],
+        (true, Some("volume")) => &["volume"],
+        (true, Some(other)) => {
+            anyhow::bail!("{other:?} is not a valid value for --type")
+        }
+    };
     let store = s.open_store()?;
     let p = Printer::new(false);
     let mut out = Vec::new();
     let mut failed = false;
     for name in &a.images {
-        match store.lookup(name) {
-            Ok(img) => out.push(image_json(&store, &img)?),
-            Err(berth_store::StoreError::ImageNotFound(_)) if containers_too => {
-                match store.lookup_container(name) {
-                    Ok(rec) => out.push(super::container::inspect_json(&store, &rec)?),
-                    Err(_) => {
-                        crate::printer::error(&anyhow::anyhow!("no such object: {name}"), false);
-                        failed = true;
-                    }
-                }
-            }
-            Err(e) => {
-                crate::printer::error(&anyhow::Error::new(e), false);
+        let found = kinds.iter().find_map(|kind| match *kind {
+            "container" => store
+                .lookup_container(name)
+                .ok()
+                .map(|rec| super::container::inspect_json(&store, &rec)),
+            "image" => store.lookup(name).ok().map(|img| image_json(&store, &img)),
+            _ => store
+                .volume_path(name)
+                .ok()
+                .map(|_| super::volume::inspect_json(&store, name)),
+        });
+        match found {
+            Some(doc) => out.push(doc?),
+            None => {
+                let err = match kinds {
+                    // The store's own words: a malformed reference is not "no such image".
+                    ["image"] => match store.lookup(name) {
+                        Err(e) => anyhow::Error::new(e),
+                        Ok(_) => anyhow::anyhow!("no such image: {name}"),
+                    },
+                    ["container"] => anyhow::anyhow!("no such container: {name}"),
+                    ["volume"] => anyhow::anyhow!("no such volume: {name}"),
+                    _ => anyhow::anyhow!("no such object: {name}"),
+                };
+                crate::printer::error(&err, false);
                 failed = true;
             }
         }
     }
     match a.format.as_deref() {
         None | Some("json") => p.json(&out)?,
+        // Docker's client prints one empty line when a template has nothing to show.
+        Some(_) if out.is_empty() => p.out(""),
         Some(f) => p.rows(Some(f), "", &out)?,
     }
     Ok(if failed { 1 } else { 0 })

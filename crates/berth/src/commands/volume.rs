@@ -52,26 +52,31 @@ pub fn run(s: &Settings, c: &VolumeCommand) -> Result<u8> {
         VolumeCommand::Inspect(a) => {
             let mut out = Vec::new();
             for n in &a.names {
-                let path = store.volume_path(n)?;
-                // The volume's directory was made when the volume was.
-                let created = std::fs::metadata(path.parent().unwrap_or(&path))
-                    .and_then(|m| m.created().or_else(|_| m.modified()))
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| crate::humanize::rfc3339(d.as_secs() as i64));
-                // Without labels or options Docker shows null, not an empty object.
-                out.push(json!({
-                    "CreatedAt": created,
-                    "Driver": "local",
-                    "Labels": null,
-                    "Mountpoint": path,
-                    "Name": n,
-                    "Options": null,
-                    "Scope": "local",
-                }));
+                out.push(inspect_json(&store, n)?);
             }
             p.json(&out)?;
         }
     }
     Ok(0)
+}
+
+/// Docker's `volume inspect` document of the volume `name`.
+pub fn inspect_json(store: &berth_store::Store, name: &str) -> Result<serde_json::Value> {
+    let path = store.volume_path(name)?;
+    // The volume's directory was made when the volume was.
+    let created = std::fs::metadata(path.parent().unwrap_or(&path))
+        .and_then(|m| m.created().or_else(|_| m.modified()))
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| crate::humanize::rfc3339(d.as_secs() as i64));
+    // Without labels or options Docker shows null, not an empty object.
+    Ok(json!({
+        "CreatedAt": created,
+        "Driver": "local",
+        "Labels": null,
+        "Mountpoint": path,
+        "Name": name,
+        "Options": null,
+        "Scope": "local",
+    }))
 }
