@@ -342,3 +342,17 @@ fn inspect_type_and_lookup_order_match_docker() {
     d.both(&b, &["volume", "rm", "vol1"]);
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+#[test]
+fn ps_size_matches_docker() {
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
+    let script = "head -c 5000 /dev/zero > /five; mkdir -p /d; head -c 300 /dev/zero > /d/small";
+    let (theirs, ours) = d.both(&b, &["run", "--name", "sized", BUSYBOX, "sh", "-c", script]);
+    assert!(theirs.status.success() && ours.status.success());
+    let args = ["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"];
+    let (theirs, ours) = d.both(&b, &args);
+    assert_eq!(code_and_stdout(&theirs), code_and_stdout(&ours));
+    d.both(&b, &["rm", "sized"]);
+}

@@ -260,6 +260,9 @@ pub struct PsArgs {
     /// Show the last created container, in any state.
     #[arg(long, short = 'l')]
     pub latest: bool,
+    /// Show the size of each container's writable layer, and with its image's.
+    #[arg(long, short = 's')]
+    pub size: bool,
 }
 
 /// `berth stop` / `berth restart`

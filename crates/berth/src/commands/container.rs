@@ -362,7 +362,23 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
         if !filters.matches(&rec, &seen) {
             continue;
         }
-        rows.push(ps_row(&rec, &st, a.no_trunc));
+        let mut row = ps_row(&rec, &st, a.no_trunc);
+        if a.size {
+            // Docker's SIZE column: the writable layer, and that with the image.
+            let rw = tree_bytes(&store.paths().container_upper(&rec.id));
+            let image = store
+                .images()?
+                .into_iter()
+                .find(|i| i.id == rec.image)
+                .map_or(Ok(0), |i| store.image_size(&i))?;
+            row["Size"] = format!(
+                "{} (virtual {})",
+                crate::humanize::size(rw),
+                crate::humanize::size(rw + image)
+            )
+            .into();
+        }
+        rows.push(row);
     }
     if let Ok(n @ 1..) = usize::try_from(last) {
         rows.truncate(n);
@@ -373,9 +389,14 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
         }
         return Ok(0);
     }
+    let table = if a.size {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
+    } else {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    };
     p.rows_headed(
         a.format.as_deref(),
-        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
+        table,
         &rows,
         &[("ID", "CONTAINER ID"), ("RunningFor", "CREATED")],
     )?;
