@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use berth_cli::{
-    ContainerInspectArgs, ContainersArgs, KillArgs, PruneArgs, PsArgs, RenameArgs, RmArgs, StopArgs,
+    ContainerInspectArgs, ContainersArgs, KillArgs, PsArgs, RenameArgs, RmArgs, StopArgs,
 };
 use berth_store::{ContainerRecord, ContainerState, Store};
 use serde_json::{json, Value};
@@ -365,7 +365,7 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
         let mut row = ps_row(&rec, &st, a.no_trunc);
         if a.size {
             // Docker's SIZE column: the writable layer, and that with the image.
-            let rw = tree_bytes(&store.paths().container_upper(&rec.id));
+            let rw = super::prune::tree_bytes(&store.paths().container_upper(&rec.id));
             let image = store
                 .images()?
                 .into_iter()
@@ -534,75 +534,6 @@ pub fn inspect(s: &Settings, a: &ContainerInspectArgs) -> Result<u8> {
         Some(f) => p.rows(Some(f), "", &out)?,
     }
     Ok(status)
-}
-
-/// `container prune`: stopped containers, those `--filter` selects; with Docker's prompt
-/// unless `-f`, and its report.
-pub fn prune(s: &Settings, a: &PruneArgs) -> Result<u8> {
-    let filters = match super::prune_filter::PruneFilters::parse(&a.filter) {
-        Ok(f) => f,
-        Err(e) => {
-            crate::printer::error(&e, false);
-            return Ok(1);
-        }
-    };
-    let question = "WARNING! This will remove all stopped containers.\n\
-                    Are you sure you want to continue? [y/N] ";
-    if !a.force && !super::rmi::confirm(question) {
-        return Ok(0);
-    }
-    let reclaimed = prune_stopped(&s.open_store()?, &filters)?;
-    Printer::new(false).out(format!(
-        "Total reclaimed space: {}",
-        crate::humanize::size(reclaimed)
-    ));
-    Ok(0)
-}
-
-/// Removes the stopped containers `filters` selects and lists them as Docker does; returns
-/// the bytes their writable layers held.
-pub(super) fn prune_stopped(
-    store: &Store,
-    filters: &super::prune_filter::PruneFilters,
-) -> Result<u64> {
-    let p = Printer::new(false);
-    let mut deleted = Vec::new();
-    let mut reclaimed = 0;
-    for rec in store.containers()? {
-        let st = store.container_state(&rec.id)?;
-        let stopped =
-            matches!(effective_status(&st).as_str(), "exited" | "created") && !monitor_alive(&st);
-        let labels: std::collections::HashMap<String, String> =
-            serde_json::from_value(rec.config["Labels"].clone()).unwrap_or_default();
-        if stopped && filters.matches(&rec.created, Some(&labels)) {
-            reclaimed += tree_bytes(&store.paths().container_upper(&rec.id));
-            store.remove_container(&rec.id)?;
-            deleted.push(rec.id);
-        }
-    }
-    if !deleted.is_empty() {
-        p.out("Deleted Containers:");
-        for id in &deleted {
-            p.out(id);
-        }
-        p.out("");
-    }
-    Ok(reclaimed)
-}
-
-/// The bytes of the regular files under `dir` (a container's writable layer).
-fn tree_bytes(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 /// `top`: the host's `ps` with Docker's default `-ef` (or the options given), keeping the

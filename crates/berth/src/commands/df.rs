@@ -56,7 +56,7 @@ pub fn prune(s: &Settings, a: &berth_cli::PruneArgs) -> Result<u8> {
         force: true,
         filter: Vec::new(),
     };
-    super::container::prune_stopped(&s.open_store()?, &Default::default())?;
+    super::prune::stopped_containers(&s.open_store()?, &Default::default())?;
     crate::dispatch::shared_fuse::prune(&s.open_store()?);
     super::rmi::prune(s, &forced(a.all))?;
     super::build::prune(

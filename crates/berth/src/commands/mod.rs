@@ -15,7 +15,7 @@ mod info;
 mod inspect;
 mod login;
 mod oci;
-mod prune_filter;
+mod prune;
 mod ps_filter;
 mod pull;
 mod rmi;
@@ -115,7 +115,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             container::pause(&s, &a, false)
         }
         Command::Container(ContainerCommand::Inspect(a)) => container::inspect(&s, &a),
-        Command::Container(ContainerCommand::Prune(a)) => container::prune(&s, &a),
+        Command::Container(ContainerCommand::Prune(a)) => prune::containers(&s, &a),
         Command::Top(a) => container::top(&s, &a),
         Command::Port(a) => container::port(&s, &a),
         Command::Stats(a) => stats::stats(&s, &a),

@@ -61,7 +61,7 @@ pub fn prune(s: &Settings, a: &PruneArgs) -> Result<u8> {
             return Ok(0);
         }
     }
-    let filters = match super::prune_filter::PruneFilters::parse(&a.filter) {
+    let filters = match super::prune::PruneFilters::parse(&a.filter) {
         Ok(f) => f,
         Err(e) => {
             crate::printer::error(&e, false);
