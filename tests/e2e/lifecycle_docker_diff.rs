@@ -344,15 +344,33 @@ fn inspect_type_and_lookup_order_match_docker() {
 }
 
 #[test]
-fn ps_size_matches_docker() {
+fn ps_and_inspect_sizes_match_docker() {
     let Some((b, d)) = Dockerd::with_busybox() else {
         return;
     };
     let script = "head -c 5000 /dev/zero > /five; mkdir -p /d; head -c 300 /dev/zero > /d/small";
     let (theirs, ours) = d.both(&b, &["run", "--name", "sized", BUSYBOX, "sh", "-c", script]);
     assert!(theirs.status.success() && ours.status.success());
-    let args = ["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"];
-    let (theirs, ours) = d.both(&b, &args);
-    assert_eq!(code_and_stdout(&theirs), code_and_stdout(&ours));
+    for args in [
+        &["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"][..],
+        &[
+            "inspect",
+            "-s",
+            "-f",
+            "{{.SizeRw}} {{.SizeRootFs}}",
+            "sized",
+        ],
+        &[
+            "container",
+            "inspect",
+            "--size",
+            "-f",
+            "{{.SizeRw}} {{.SizeRootFs}}",
+            "sized",
+        ],
+    ] {
+        let (theirs, ours) = d.both(&b, args);
+        assert_eq!(code_and_stdout(&theirs), code_and_stdout(&ours), "{args:?}");
+    }
     d.both(&b, &["rm", "sized"]);
 }

@@ -398,6 +398,9 @@ pub struct ContainerInspectArgs {
     /// Output format: `json` or a Go-style template.
     #[arg(long, short = 'f')]
     pub format: Option<String>,
+    /// Add `SizeRw` and `SizeRootFs`: the writable layer's bytes, and with the image's.
+    #[arg(long, short = 's')]
+    pub size: bool,
 }
 
 /// `berth stats`

@@ -107,6 +107,9 @@ pub struct InspectArgs {
     /// Only objects of this type: `container`, `image` or `volume` (`inspect` alone).
     #[arg(long = "type", hide = true)]
     pub kind: Option<String>,
+    /// Add the sizes of containers (`inspect` alone).
+    #[arg(long, short = 's', hide = true)]
+    pub size: bool,
 }
 
 /// `berth image prune`

@@ -365,16 +365,11 @@ pub fn ps(s: &Settings, a: &PsArgs) -> Result<u8> {
         let mut row = ps_row(&rec, &st, a.no_trunc);
         if a.size {
             // Docker's SIZE column: the writable layer, and that with the image.
-            let rw = super::prune::tree_bytes(&store.paths().container_upper(&rec.id));
-            let image = store
-                .images()?
-                .into_iter()
-                .find(|i| i.id == rec.image)
-                .map_or(Ok(0), |i| store.image_size(&i))?;
+            let (rw, rootfs) = sizes(&store, &rec)?;
             row["Size"] = format!(
                 "{} (virtual {})",
                 crate::humanize::size(rw),
-                crate::humanize::size(rw + image)
+                crate::humanize::size(rootfs)
             )
             .into();
         }
@@ -515,6 +510,29 @@ pub fn inspect_json(store: &Store, rec: &ContainerRecord) -> Result<Value> {
     }))
 }
 
+/// The bytes of a container's writable layer, and those with its image's layers (Docker's
+/// `SizeRw` and `SizeRootFs`).
+pub fn sizes(store: &Store, rec: &ContainerRecord) -> Result<(u64, u64)> {
+    let rw = super::prune::tree_bytes(&store.paths().container_upper(&rec.id));
+    let image = store
+        .images()?
+        .into_iter()
+        .find(|i| i.id == rec.image)
+        .map_or(Ok(0), |i| store.image_size(&i))?;
+    Ok((rw, rw + image))
+}
+
+/// [`inspect_json`] with `SizeRw` and `SizeRootFs`, as `inspect --size` shows them.
+pub fn inspect_json_sized(store: &Store, rec: &ContainerRecord, size: bool) -> Result<Value> {
+    let mut doc = inspect_json(store, rec)?;
+    if size {
+        let (rw, rootfs) = sizes(store, rec)?;
+        doc["SizeRw"] = rw.into();
+        doc["SizeRootFs"] = rootfs.into();
+    }
+    Ok(doc)
+}
+
 pub fn inspect(s: &Settings, a: &ContainerInspectArgs) -> Result<u8> {
     let store = s.open_store()?;
     let p = Printer::new(false);
@@ -522,7 +540,7 @@ pub fn inspect(s: &Settings, a: &ContainerInspectArgs) -> Result<u8> {
     let mut status = 0;
     for n in &a.containers {
         match store.lookup_container(n) {
-            Ok(rec) => out.push(inspect_json(&store, &rec)?),
+            Ok(rec) => out.push(inspect_json_sized(&store, &rec, a.size)?),
             Err(e) => {
                 crate::printer::error(&e.into(), false);
                 status = 1;

@@ -30,7 +30,7 @@ pub fn run(s: &Settings, a: &InspectArgs, containers_too: bool) -> Result<u8> {
             "container" => store
                 .lookup_container(name)
                 .ok()
-                .map(|rec| super::container::inspect_json(&store, &rec)),
+                .map(|rec| super::container::inspect_json_sized(&store, &rec, a.size)),
             "image" => store.lookup(name).ok().map(|img| image_json(&store, &img)),
             _ => store
                 .volume_path(name)

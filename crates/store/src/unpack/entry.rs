@@ -139,6 +139,8 @@ impl Unpacker {
                 };
                 clear(&target).at(&target)?;
                 symlink(OsStr::from_bytes(&link), &target).at(&target)?;
+                // A symlink's size is its target's length, as `lstat` and Docker count it.
+                self.size += link.len() as u64;
                 self.chown(&name, &target, uid, gid);
                 set_mtime(&target, mtime);
             }
