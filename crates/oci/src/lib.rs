@@ -50,7 +50,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::{Linux, LinuxNamespace, Process, Root, Spec};
 
 pub use env::{parse_env_file, DEFAULT_PATH, HPC_ENV_DENYLIST};
-pub use security::{ALL_CAPS, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS};
+pub use security::{all_capabilities, ALL_CAPS, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS};
 pub use user::{resolve_user, ResolvedUser};
 pub use userns::{id_mappings, IdMappings};
 

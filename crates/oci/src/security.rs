@@ -172,13 +172,27 @@ pub(crate) fn capabilities(opts: &RunOptions, uid: u32) -> Result<LinuxCapabilit
             })
         })
         .collect::<Result<_, _>>()?;
+    Ok(sets(set, uid))
+}
+
+/// Every capability in [`ALL_CAPS`], in the sets [`capabilities`] would fill for `uid`: what
+/// `exec --privileged` gives a process.
+pub fn all_capabilities(uid: u32) -> LinuxCapabilities {
+    let set: Capabilities = ALL_CAPS
+        .iter()
+        .filter_map(|name| Capability::from_str(&name["CAP_".len()..]).ok())
+        .collect();
+    sets(set, uid)
+}
+
+fn sets(set: Capabilities, uid: u32) -> LinuxCapabilities {
     let mut caps = LinuxCapabilities::default();
     caps.set_bounding(Some(set.clone()));
     caps.set_permitted(Some(set.clone()));
     caps.set_effective(Some(if uid == 0 { set } else { Capabilities::new() }));
     caps.set_inheritable(Some(Capabilities::new()));
     caps.set_ambient(Some(Capabilities::new()));
-    Ok(caps)
+    caps
 }
 
 /// Masked and read-only paths: Docker's, or none for `--privileged`.

@@ -79,7 +79,7 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
         set_user(&mut process, u, st.pid, &a.env)?;
     }
     if a.privileged {
-        process.set_capabilities(Some(every_capability()));
+        process.set_capabilities(Some(berth_oci::all_capabilities(process.user().uid())));
     }
     process.set_terminal(Some(a.tty && !a.detach));
     let affinity: Option<Vec<usize>> =
@@ -126,21 +126,6 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
     let code = berth_runtime::exec_confined(st.pid, &process, stdio, &opts).map_err(exec_failed)?;
     crate::dispatch::start::end_like_the_program(&rec.host_config);
     Ok(code.clamp(0, 255) as u8)
-}
-
-/// `exec --privileged`: every capability the kernel knows, in every set but the inheritable
-/// and ambient ones, as Docker gives it.
-fn every_capability() -> oci_spec::runtime::LinuxCapabilities {
-    use std::str::FromStr;
-    let all: oci_spec::runtime::Capabilities = berth_oci::ALL_CAPS
-        .iter()
-        .filter_map(|n| oci_spec::runtime::Capability::from_str(&n["CAP_".len()..]).ok())
-        .collect();
-    let mut caps = oci_spec::runtime::LinuxCapabilities::default();
-    caps.set_bounding(Some(all.clone()));
-    caps.set_permitted(Some(all.clone()));
-    caps.set_effective(Some(all));
-    caps
 }
 
 /// Docker answers 126 whenever the process could not be started in the container, a missing

@@ -506,7 +506,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             "Privileged": a.privileged,
             "NetworkMode": a.network.clone().unwrap_or_else(|| "private".into()),
             "Memory": memory.unwrap_or(0),
-            "NanoCpus": cpus(a)?.map(|c| (c * 1e9) as u64).unwrap_or(0),
+            "NanoCpus": cpu_limit.map(|c| (c * 1e9) as u64).unwrap_or(0),
             "CpusetCpus": a.cpuset_cpus.clone().unwrap_or_default(),
             "PidsLimit": a.pids_limit,
             "CpuAffinity": affinity,

@@ -72,25 +72,22 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// above 2), so nothing of the host survives `execve` but what was dup'ed onto 0, 1 and 2
 /// and what the caller chose to pass on (CVE-2024-21626).
 pub(crate) fn cloexec_from_3(keep: &[i32]) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    close_from_3_but(keep, CLOSE_RANGE_CLOEXEC)
+}
+
+/// `close_range(2)` with `flags` over every descriptor from 3 up but those in `keep` (sorted,
+/// each above 2). Allocates nothing: the init calls it between clone and exec.
+fn close_from_3_but(keep: &[i32], flags: libc::c_uint) -> io::Result<()> {
     let mut from: libc::c_uint = 3;
     for &fd in keep {
         let fd = fd as libc::c_uint;
         if fd > from {
-            cloexec_range(from, fd - 1)?;
+            close_range(from, fd - 1, flags)?;
         }
         from = from.max(fd.saturating_add(1));
     }
-    cloexec_range(from, libc::c_uint::MAX)
-}
-
-fn cloexec_range(first: libc::c_uint, last: libc::c_uint) -> io::Result<()> {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range only changes descriptor flags; the arguments are plain integers.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) };
-    if ret == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    close_range(from, libc::c_uint::MAX, flags)
 }
 
 /// Whether the working directory is reachable from this process's root. A directory entered
@@ -117,25 +114,19 @@ pub(crate) fn inherit_fd(fd: i32) -> io::Result<()> {
 
 /// Closes every descriptor from 3 up.
 pub(crate) fn close_from_3() -> io::Result<()> {
-    close_range(3, libc::c_uint::MAX)
+    close_from_3_but(&[], 0)
 }
 
 /// Closes every descriptor from 3 up, except `keep` (above 2) when given.
 pub(crate) fn close_from_3_except(keep: Option<i32>) -> io::Result<()> {
-    match keep {
-        Some(fd) if fd > 3 => {
-            close_range(3, fd as libc::c_uint - 1)?;
-            close_range(fd as libc::c_uint + 1, libc::c_uint::MAX)
-        }
-        Some(3) => close_range(4, libc::c_uint::MAX),
-        _ => close_from_3(),
-    }
+    close_from_3_but(keep.as_slice(), 0)
 }
 
-fn close_range(first: libc::c_uint, last: libc::c_uint) -> io::Result<()> {
-    // SAFETY: close_range takes plain integers; the caller owns no Rust object holding one of
-    // these descriptors that it will use again (it only uses descriptors it opens afterwards).
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+fn close_range(first: libc::c_uint, last: libc::c_uint, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: close_range takes plain integers. Closing (flags 0): the caller owns no Rust
+    // object holding one of these descriptors that it will use again (it only uses those it
+    // opens afterwards); CLOSE_RANGE_CLOEXEC only changes descriptor flags.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
     if ret == -1 {
         return Err(io::Error::last_os_error());
     }
