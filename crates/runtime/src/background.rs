@@ -1,4 +1,4 @@
-//! Work that may finish after the caller has exited.
+//! Work that finishes after the caller has exited.
 //!
 //! A `--rm` container's exit status is known the moment its init is reaped, but taking down its
 //! mounts and deleting its writable layer and record take another millisecond or more on every
@@ -7,51 +7,97 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
 
-use crate::sys::{self, Forked};
+use rustix::event::{PollFd, PollFlags};
 
-/// Runs `work` in a detached child and returns as soon as it is started.
+use crate::sys;
+
+/// What the process started by [`in_background`] needs; leaked, so it outlives the caller.
+struct Handoff {
+    /// A pidfd of the caller: readable once all of its threads have exited.
+    caller: OwnedFd,
+    /// The number of `hold`'s descriptor, or -1: read before the caller has exited, when the
+    /// mutex must not be touched.
+    hold_fd: i32,
+    /// Closed once the caller has exited, before `work` runs.
+    hold: Mutex<Option<OwnedFd>>,
+    work: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+/// Runs `work` in a detached process once this process has exited, and returns as soon as that
+/// process is started. For a caller about to exit (a monitor whose container has ended).
 ///
-/// The child has a session of its own (no terminal signal reaches it), standard streams on
-/// `/dev/null` (a caller reading this process's output through a pipe sees end of file when
-/// this process exits, not when `work` is done) and no other inherited descriptor (no lock or
-/// pipe of the caller's outlives the caller). It is not waited for: this is for a caller about
-/// to exit (a monitor whose container has ended), after which the child is reparented and
-/// reaped by init; a caller that lives on keeps a zombie until it reaps it. One fork, not two:
-/// forking this large program costs a quarter of a millisecond each time. When no process can
-/// be started, the error comes back and `work` has not run. Since the child closes the
-/// descriptors it inherited, `work` must not use (or drop) an object that owns one; paths are
-/// fine.
+/// The new process shares this one's memory rather than copying it (a fork of this large
+/// program costs a third of a millisecond, and the copy-on-write faults and the teardown of
+/// the copy more, all before the caller can exit), so it waits for this process to end before
+/// it touches anything but its own descriptors. It has a session of its own (no terminal
+/// signal reaches it), standard streams on `/dev/null` (a caller reading this process's output
+/// through a pipe sees end of file when this process exits, not when `work` is done) and no
+/// other inherited descriptor (no lock or pipe of the caller's outlives the caller), so `work`
+/// must not use an object that owns a descriptor; paths are fine. It is not waited for: it is
+/// reparented and reaped by init. When no process can be started, `work` runs here instead,
+/// before this returns, and the error comes back.
 ///
-/// `hold` (a container's mount namespace, say) is the exception: the child keeps its copy until
-/// this process has exited, then closes it before `work`. Whatever closing the last reference
-/// costs (the teardown of every mount of a namespace) is then the child's, not paid by this
-/// process on its way out, as it would be if the child's copy were closed first.
-pub fn in_background(hold: Option<OwnedFd>, work: impl FnOnce()) -> io::Result<()> {
-    let parent = rustix::process::getpid();
-    match sys::fork()? {
-        Forked::Child => {
-            detach_self(hold.as_ref().map(AsRawFd::as_raw_fd));
-            if let Some(hold) = hold {
-                if let Ok(p) =
-                    rustix::process::pidfd_open(parent, rustix::process::PidfdFlags::empty())
-                {
-                    // Readable once the parent has exited (already, if it is a zombie).
-                    let _ = crate::handoff::wait_readable(&[std::os::fd::AsFd::as_fd(&p)], None);
-                }
-                drop(hold);
-            }
+/// `hold` (a container's mount namespace, say) is kept until this process has exited, then
+/// closed before `work`. Whatever closing the last reference costs (the teardown of every mount
+/// of a namespace) is then paid in the background, not by this process on its way out.
+pub fn in_background(
+    hold: Option<OwnedFd>,
+    work: impl FnOnce() + Send + 'static,
+) -> io::Result<()> {
+    let caller = match rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
             work();
-            sys::exit_now(0);
+            return Err(e.into());
         }
-        Forked::Parent(_) => Ok(()),
+    };
+    let handoff: &'static Handoff = Box::leak(Box::new(Handoff {
+        caller,
+        hold_fd: hold.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+        hold: Mutex::new(hold),
+        work: Mutex::new(Some(Box::new(work))),
+    }));
+    match sys::shared_memory::spawn_sharing_memory(after_caller, handoff) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            if let Some(work) = take(&handoff.work) {
+                work();
+            }
+            Err(e)
+        }
     }
 }
 
-/// `keep`: one descriptor above 2 not to close.
-fn detach_self(keep: Option<i32>) {
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// The new process. Until the caller has exited it shares the caller's heap and thread-locals
+/// with a running program: only plain system calls on the handoff's descriptors until then.
+fn after_caller(h: &'static Handoff) -> ! {
+    let mut keep = [h.caller.as_raw_fd(), h.hold_fd];
+    keep.sort_unstable();
+    let first = usize::from(keep[0] < 0);
+    detach_self(&keep[first..]);
+    let mut polled = [PollFd::new(&h.caller, PollFlags::IN)];
+    while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut polled, None) {}
+    // The caller is gone: this process has the address space to itself now.
+    drop(take(&h.hold));
+    if let Some(work) = take(&h.work) {
+        work();
+    }
+    sys::exit_now(0)
+}
+
+/// `keep`: descriptors above 2 not to close, sorted.
+fn detach_self(keep: &[i32]) {
     let _ = rustix::process::setsid();
-    let _ = sys::close_from_3_except(keep);
+    let _ = sys::close_from_3_keeping(keep);
     if let Ok(null) = rustix::fs::open(
         "/dev/null",
         rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,

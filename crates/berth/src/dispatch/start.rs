@@ -271,12 +271,11 @@ fn cleanup(
         // The exit status need not wait for the files: once unpublished, the container is gone
         // for every command, and a detached process deletes what is left.
         if let Ok(doomed) = store.unpublish_container(rec) {
-            let started = berth_runtime::in_background(mounts, || {
+            let store = store.clone();
+            // Without a process of its own, the work has been done here.
+            let _ = berth_runtime::in_background(mounts, move || {
                 let _ = store.delete_unpublished(&doomed);
             });
-            if started.is_err() {
-                let _ = store.delete_unpublished(&doomed);
-            }
         }
     }
 }

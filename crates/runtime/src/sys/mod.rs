@@ -1,6 +1,7 @@
 //! The runtime's only `unsafe` code: thin, safe wrappers over the few calls that rustix does not
-//! offer (clone with namespace flags, fork, `_exit`, `execve`, `close_range`, signal masks,
-//! signalfd, interface flags, loop devices, unshare of the calling process, madvise).
+//! offer (clone with namespace flags, fork, a clone that shares memory, `_exit`, `execve`,
+//! `close_range`, signal masks, signalfd, interface flags, loop devices, unshare of the calling
+//! process, madvise).
 //! Everything else in the crate goes through rustix.
 #![allow(unsafe_code)]
 
@@ -8,6 +9,7 @@ pub(crate) mod memory;
 pub(crate) mod net;
 pub(crate) mod process_ns;
 pub(crate) mod seccomp;
+pub(crate) mod shared_memory;
 pub(crate) mod signal;
 
 use std::ffi::{CStr, CString};
@@ -117,9 +119,9 @@ pub(crate) fn close_from_3() -> io::Result<()> {
     close_from_3_but(&[], 0)
 }
 
-/// Closes every descriptor from 3 up, except `keep` (above 2) when given.
-pub(crate) fn close_from_3_except(keep: Option<i32>) -> io::Result<()> {
-    close_from_3_but(keep.as_slice(), 0)
+/// Closes every descriptor from 3 up except those in `keep` (sorted, each above 2).
+pub(crate) fn close_from_3_keeping(keep: &[i32]) -> io::Result<()> {
+    close_from_3_but(keep, 0)
 }
 
 fn close_range(first: libc::c_uint, last: libc::c_uint, flags: libc::c_uint) -> io::Result<()> {
