@@ -31,6 +31,8 @@ pub(crate) struct InitContext<'a> {
     pub(crate) cwd: &'a Path,
     pub(crate) stdio: ChildStdio,
     pub(crate) credentials: Credentials,
+    /// The monitor sends the seccomp filter over `control` (see `Sender::send_filter`).
+    pub(crate) filter_follows: bool,
     pub(crate) command: Command,
     /// Stay as an init and run the command as a child (`--init`).
     pub(crate) init: bool,
@@ -185,6 +187,13 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     // After pivot_root, so a pty comes from the container's own devpts.
     ctx.stdio.install()?;
     enter_cwd(ctx.cwd)?;
+    if ctx.filter_follows {
+        match ctx.control.recv_filter() {
+            Ok(Some(filter)) => ctx.credentials.set_seccomp(Some(filter)),
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(Failure::new(Step::Sync, "read seccomp filter", e)),
+        }
+    }
     ctx.credentials.apply()?;
     // A change of uid clears the parent-death signal: set it again, for good this time. A
     // container must not outlive its monitor, which alone records its end; exec keeps it.

@@ -1,10 +1,12 @@
 //! The typed messages the monitor and a container process exchange over two pipes, and their
-//! wire format: a fixed 10-byte header (tag, step, errno or pid, subject length) and the subject.
+//! wire format: a fixed 10-byte header (tag, step, errno or pid, subject length) and the subject
+//! (or, for a seccomp filter, its flags in place of the errno and its instructions).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 
 use crate::error::{Failure, Step};
+use crate::seccomp::Filter;
 
 /// Monitor → container process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,9 @@ pub(crate) enum FromInit {
 }
 
 const HEADER: usize = 10;
+const FILTER_TAG: u8 = 4;
+/// The kernel's limit on a filter's length (`BPF_MAXINSNS`), 8 bytes per instruction.
+pub(crate) const MAX_FILTER_BYTES: usize = 4096 * 8;
 // Keeps a message within PIPE_BUF so one write() is atomic.
 const MAX_SUBJECT: usize = 3800;
 
@@ -71,6 +76,20 @@ impl Sender {
             ToInit::HooksDone(pid) => (3, pid),
         };
         self.0.write_all(&encode(tag, 0, num, ""))
+    }
+
+    /// Sends the seccomp filter, which the monitor compiles while the container process
+    /// mounts its root. At most [`MAX_FILTER_BYTES`] (32 KiB) is within a pipe's usual buffer,
+    /// so this normally returns without waiting for the reader.
+    pub(crate) fn send_filter(&mut self, filter: &Filter) -> io::Result<()> {
+        let (bytes, flags) = filter.to_bytes();
+        let mut buf = Vec::with_capacity(HEADER + bytes.len());
+        buf.push(FILTER_TAG);
+        buf.push(0);
+        buf.extend_from_slice(&flags.to_le_bytes());
+        buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&bytes);
+        self.0.write_all(&buf)
     }
 
     pub(crate) fn send_from_init(&mut self, msg: &FromInit) -> io::Result<()> {
@@ -111,6 +130,26 @@ impl Receiver {
             num,
             String::from_utf8_lossy(&subject).into_owned(),
         )))
+    }
+
+    /// The filter [`Sender::send_filter`] sent, which must be the next message; `None` when
+    /// the monitor closed the pipe instead.
+    pub(crate) fn recv_filter(&mut self) -> io::Result<Option<Filter>> {
+        let mut header = [0u8; HEADER];
+        match self.0.read_exact(&mut header) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            other => other?,
+        }
+        let flags = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
+        let len = u32::from_le_bytes([header[6], header[7], header[8], header[9]]) as usize;
+        if header[0] != FILTER_TAG || len > MAX_FILTER_BYTES {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        let mut bytes = vec![0u8; len];
+        self.0.read_exact(&mut bytes)?;
+        Filter::from_bytes(&bytes, flags)
+            .map(Some)
+            .ok_or_else(|| io::ErrorKind::InvalidData.into())
     }
 
     /// The next message for the container process; `None` when the monitor closed the pipe.
@@ -169,6 +208,25 @@ mod tests {
         assert_eq!(rx.recv_from_init().unwrap(), Some(FromInit::Ready));
         assert_eq!(rx.recv_from_init().unwrap(), Some(FromInit::Pid(42)));
         assert_eq!(rx.recv_from_init().unwrap(), None);
+    }
+
+    #[test]
+    fn a_filter_round_trips_after_other_messages() {
+        let filter = Filter::compile(&crate::seccomp::default_seccomp(&[])).unwrap();
+        let (mut rx, mut tx) = channel().unwrap();
+        tx.send_to_init(ToInit::MapsWritten).unwrap();
+        tx.send_filter(&filter).unwrap();
+        tx.send_to_init(ToInit::Start).unwrap();
+        drop(tx);
+        assert_eq!(rx.recv_to_init().unwrap(), Some(ToInit::MapsWritten));
+        let got = rx.recv_filter().unwrap().unwrap();
+        assert_eq!(got.to_bytes(), filter.to_bytes());
+        assert_eq!(rx.recv_to_init().unwrap(), Some(ToInit::Start));
+        assert!(rx.recv_filter().unwrap().is_none());
+        // Anything else where the filter should be is refused.
+        let (mut rx, mut tx) = channel().unwrap();
+        tx.send_to_init(ToInit::Start).unwrap();
+        assert!(rx.recv_filter().is_err());
     }
 
     #[test]

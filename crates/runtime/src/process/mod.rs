@@ -118,8 +118,6 @@ impl Container {
         let maps = if user_ns { declared.clone() } else { None };
         let command = Command::from_process(process)?;
         let mut credentials = Credentials::from_process(process, bundle.cpu_affinity.as_deref())?;
-        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-        credentials.set_seccomp(seccomp.map(Filter::compile).transpose()?);
         let rootfs = if namespaces.creates(LinuxNamespaceType::Mount) {
             let mount_point = bundle.state_dir.join("rootfs");
             std::fs::create_dir_all(&mount_point).map_err(|source| RuntimeError::Io {
@@ -152,6 +150,13 @@ impl Container {
             .hooks()
             .as_ref()
             .is_some_and(|h| h != &Default::default());
+        // Compiled once the init runs, while it mounts, and sent to it; with hooks (rare) here
+        // and now, so the messages around the hooks keep their simple order.
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let late_seccomp = seccomp.filter(|_| !has_hooks);
+        if has_hooks {
+            credentials.set_seccomp(seccomp.map(Filter::compile).transpose()?);
+        }
         let owned_hooks = has_hooks.then(|| OwnedHooks {
             spec: spec.clone(),
             id: bundle
@@ -192,6 +197,7 @@ impl Container {
             cwd: process.cwd(),
             stdio: child_stdio,
             credentials,
+            filter_follows: late_seccomp.is_some(),
             command,
             init: bundle.init,
             preserve_fds: &preserve_fds,
@@ -251,7 +257,7 @@ impl Container {
         if new_mount_ns {
             container.mount_ns = open_mount_namespace(pid);
         }
-        container.finish_create(maps.as_ref())?;
+        container.finish_create(maps.as_ref(), late_seccomp)?;
         container.master = stdio::receive_master(tty_socket)?;
         if let Some(master) = &container.master {
             // Before exec, so the process sees the right size from its first instruction.
@@ -260,13 +266,20 @@ impl Container {
         Ok(container)
     }
 
-    fn finish_create(&mut self, maps: Option<&IdMaps>) -> Result<(), RuntimeError> {
+    fn finish_create(
+        &mut self,
+        maps: Option<&IdMaps>,
+        seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    ) -> Result<(), RuntimeError> {
         // From here on the container could look at the monitor through /proc (shared pid
         // namespace); a non-dumpable monitor's /proc entries are root's (CVE-2019-5736).
         let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable);
         if let Some(maps) = maps {
             crate::idmap::write(self.pid, maps)?;
             self.send(ToInit::MapsWritten)?;
+        }
+        if let Some(seccomp) = seccomp {
+            self.send_filter(&Filter::compile(seccomp)?)?;
         }
         loop {
             match self.report.recv_from_init() {
@@ -294,6 +307,29 @@ impl Container {
             }
         }
         self.send(ToInit::HooksDone(self.pid))
+    }
+
+    fn send_filter(&mut self, filter: &Filter) -> Result<(), RuntimeError> {
+        let (bytes, _) = filter.to_bytes();
+        if bytes.len() > message::MAX_FILTER_BYTES {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "linux.seccomp: the filter has {} instructions, more than the kernel's {}",
+                bytes.len() / 8,
+                message::MAX_FILTER_BYTES / 8
+            )));
+        }
+        let control = self.control.as_mut().ok_or(RuntimeError::State("start"))?;
+        match control.send_filter(filter) {
+            Ok(()) => Ok(()),
+            // The init gave up before reading it: what it reported says why.
+            Err(source) => match self.report.recv_from_init() {
+                Ok(Some(FromInit::Failed(f))) => Err(f.into()),
+                _ => Err(RuntimeError::Sys {
+                    call: "write to container init",
+                    source,
+                }),
+            },
+        }
     }
 
     fn send(&mut self, msg: ToInit) -> Result<(), RuntimeError> {

@@ -47,6 +47,35 @@ impl Filter {
         )))
     }
 
+    /// The program as bytes, eight per instruction (code, jt, jf, k; little-endian), and its
+    /// flags: what [`Filter::from_bytes`] reads back.
+    pub(crate) fn to_bytes(&self) -> (Vec<u8>, u32) {
+        let mut out = Vec::with_capacity(self.0.instructions().len() * 8);
+        for (code, jt, jf, k) in self.0.instructions() {
+            out.extend_from_slice(&code.to_le_bytes());
+            out.extend_from_slice(&[jt, jf]);
+            out.extend_from_slice(&k.to_le_bytes());
+        }
+        (out, self.0.flags())
+    }
+
+    /// The filter [`Filter::to_bytes`] gave these bytes and flags for; `None` unless the bytes
+    /// are whole instructions.
+    pub(crate) fn from_bytes(bytes: &[u8], flags: u32) -> Option<Filter> {
+        if !bytes.len().is_multiple_of(8) {
+            return None;
+        }
+        let insns = bytes.chunks_exact(8).map(|c| {
+            (
+                u16::from_le_bytes([c[0], c[1]]),
+                c[2],
+                c[3],
+                u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            )
+        });
+        Some(Filter(sys::seccomp::Program::new(insns, flags)))
+    }
+
     /// Installs the filter on the calling process. Without `no_new_privs` the kernel demands
     /// `CAP_SYS_ADMIN` in the process's user namespace; `EACCES` means it is missing.
     pub(crate) fn install(&self) -> Result<(), Failure> {

@@ -25,14 +25,14 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     }
     // SAFETY: the descriptor is an open socket and req a valid, NUL-terminated ifreq that the
     // kernel fills in with the current flags.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } == -1 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as libc::Ioctl, &mut req) } == -1 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: SIOCGIFFLAGS succeeded, so the kernel wrote the flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads req.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } == -1 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as libc::Ioctl, &req) } == -1 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

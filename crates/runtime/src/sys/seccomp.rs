@@ -30,6 +30,16 @@ impl Program {
         }
     }
 
+    /// The instructions as `(code, jt, jf, k)`.
+    pub(crate) fn instructions(&self) -> impl ExactSizeIterator<Item = (u16, u8, u8, u32)> + '_ {
+        self.insns.iter().map(|i| (i.code, i.jt, i.jf, i.k))
+    }
+
+    /// The `seccomp(2)` flags the program is installed with.
+    pub(crate) fn flags(&self) -> u32 {
+        self.flags as u32
+    }
+
     /// `seccomp(SECCOMP_SET_MODE_FILTER)`: from now on every syscall of this process and its
     /// future children goes through the program.
     pub(crate) fn install(&self) -> io::Result<()> {
