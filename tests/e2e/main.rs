@@ -31,6 +31,7 @@ mod rootless_owners;
 mod run;
 mod run_cpus;
 mod run_flags;
+mod run_limits;
 mod run_more_flags;
 mod run_namespaces;
 mod run_options;

@@ -59,8 +59,9 @@ pub use detect::{
 };
 pub use error::CgroupError;
 pub use resources::{
-    cpu_max_value, cpu_quota, memory_value_v1, memory_value_v2, parse_cpu_list, pids_value,
-    swap_limit, Resources, SwapLimit, CFS_PERIOD_US, MIN_CFS_QUOTA_US,
+    cpu_max_value, cpu_quota, cpu_weight_from_shares, list_outside, memory_value_v1,
+    memory_value_v2, parse_cpu_list, pids_value, swap_limit, Resources, SwapLimit, CFS_PERIOD_US,
+    MIN_CFS_QUOTA_US,
 };
 
 /// The signal number of SIGKILL, for [`CgroupManager::kill_all`].

@@ -20,6 +20,17 @@ pub struct Resources {
     pub cpuset_cpus: Option<String>,
     /// `--pids-limit`: the most processes at once; `0` or negative for unlimited.
     pub pids_limit: Option<i64>,
+    /// `--memory-reservation`: the soft memory limit in bytes (v1 `memory.soft_limit_in_bytes`,
+    /// v2 `memory.low`).
+    pub memory_reservation: Option<u64>,
+    /// `--memory-swappiness`: 0 to 100 (v1 only).
+    pub memory_swappiness: Option<u64>,
+    /// `--oom-kill-disable` (v1 only).
+    pub oom_kill_disable: bool,
+    /// `-c/--cpu-shares`: the relative CPU weight, 2 to 262144 (v2: converted to `cpu.weight`).
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-mems`: the memory nodes the container may allocate from (`0-1`).
+    pub cpuset_mems: Option<String>,
 }
 
 impl Resources {
@@ -30,7 +41,19 @@ impl Resources {
             && self.cpus.is_none()
             && self.cpuset_cpus.is_none()
             && self.pids_limit.is_none()
+            && self.memory_reservation.is_none()
+            && self.memory_swappiness.is_none()
+            && !self.oom_kill_disable
+            && self.cpu_shares.is_none()
+            && self.cpuset_mems.is_none()
     }
+}
+
+/// The v2 `cpu.weight` (1 to 10000) for v1 `cpu.shares` (2 to 262144), as runc and crun map it:
+/// the default 1024 shares become weight 39.
+pub fn cpu_weight_from_shares(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + ((shares - 2) * 9999) / 262_142
 }
 
 /// The CFS period Docker uses for `--cpus`, in microseconds.
@@ -164,9 +187,14 @@ pub fn parse_cpu_list(text: &str) -> Result<BTreeSet<u32>, String> {
 /// Checks that `wanted` only names CPUs in `allowed` (Decision 9: only narrow what the
 /// scheduler gave). Returns the CPUs that are outside, for the message.
 pub fn cpus_outside(wanted: &str, allowed: &str) -> Result<Vec<u32>, String> {
+    list_outside(wanted, allowed, "--cpuset-cpus")
+}
+
+/// [`cpus_outside`] for any kernel list (`--cpuset-mems` too); `flag` names it in errors.
+pub fn list_outside(wanted: &str, allowed: &str, flag: &str) -> Result<Vec<u32>, String> {
     let wanted = parse_cpu_list(wanted)?;
     if wanted.is_empty() {
-        return Err("--cpuset-cpus is empty".to_string());
+        return Err(format!("{flag} is empty"));
     }
     let allowed = parse_cpu_list(allowed)?;
     Ok(wanted.difference(&allowed).copied().collect())
@@ -251,6 +279,14 @@ mod tests {
         assert_eq!(cpus_outside("0", "0-1").unwrap(), Vec::<u32>::new());
         assert_eq!(cpus_outside("0-3", "0-1").unwrap(), vec![2, 3]);
         assert!(cpus_outside("", "0-1").is_err());
+    }
+
+    #[test]
+    fn shares_to_weight() {
+        assert_eq!(cpu_weight_from_shares(2), 1);
+        assert_eq!(cpu_weight_from_shares(1024), 39);
+        assert_eq!(cpu_weight_from_shares(262_144), 10_000);
+        assert_eq!(cpu_weight_from_shares(1), 1);
     }
 
     #[test]

@@ -217,6 +217,52 @@ impl V1Manager {
         fsutil::write(&dir.join("cpuset.cpus"), cpus.trim())
     }
 
+    /// `--memory-reservation`, `--memory-swappiness` and `--oom-kill-disable`.
+    fn apply_memory_policy(
+        &self,
+        r: &Resources,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), CgroupError> {
+        let writes = [
+            (
+                "memory.soft_limit_in_bytes",
+                r.memory_reservation.map(|b| b.to_string()),
+            ),
+            (
+                "memory.swappiness",
+                r.memory_swappiness.map(|v| v.to_string()),
+            ),
+            ("memory.oom_control", r.oom_kill_disable.then(|| "1".into())),
+        ];
+        if writes.iter().all(|(_, v)| v.is_none()) {
+            return Ok(());
+        }
+        let Some(dir) = self.dir_of("memory") else {
+            warnings.push("memory settings not enforced: no memory cgroup hierarchy".into());
+            return Ok(());
+        };
+        for (file, value) in writes {
+            if let Some(value) = value {
+                fsutil::write(&dir.join(file), &value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_mems(&self, mems: &str, warnings: &mut Vec<String>) -> Result<(), CgroupError> {
+        let Some(dir) = self.dir_of("cpuset") else {
+            warnings.push("--cpuset-mems not enforced: no cpuset hierarchy".into());
+            return Ok(());
+        };
+        if let Some(parent) = self.parent_of("cpuset") {
+            let allowed = fsutil::read_opt(&parent.join("cpuset.effective_mems"))?
+                .or(fsutil::read_opt(&parent.join("cpuset.mems"))?)
+                .unwrap_or_default();
+            check_mems(mems, &allowed, dir)?;
+        }
+        fsutil::write(&dir.join("cpuset.mems"), mems.trim())
+    }
+
     fn apply_pids(&self, limit: i64, warnings: &mut Vec<String>) -> Result<(), CgroupError> {
         let Some(dir) = self.dir_of("pids") else {
             warnings.push("--pids-limit not enforced: no pids cgroup hierarchy".to_string());
@@ -277,6 +323,23 @@ pub(crate) fn check_cpus(wanted: &str, allowed: &str, dir: &Path) -> Result<(), 
     if !outside.is_empty() && !allowed.trim().is_empty() {
         return Err(invalid(format!(
             "CPUs {outside:?} are outside the CPUs this job may use ({})",
+            allowed.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses memory nodes outside those the caller may use, naming them.
+pub(crate) fn check_mems(wanted: &str, allowed: &str, dir: &Path) -> Result<(), CgroupError> {
+    let invalid = |reason| CgroupError::Invalid {
+        what: "cpuset-mems",
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let outside = resources::list_outside(wanted, allowed, "--cpuset-mems").map_err(invalid)?;
+    if !outside.is_empty() && !allowed.trim().is_empty() {
+        return Err(invalid(format!(
+            "memory nodes {outside:?} are not available (this job may use {})",
             allowed.trim()
         )));
     }
@@ -360,6 +423,16 @@ impl CgroupManager for V1Manager {
         }
         if let Some(limit) = r.pids_limit {
             self.apply_pids(limit, &mut warnings)?;
+        }
+        self.apply_memory_policy(r, &mut warnings)?;
+        if let Some(shares) = r.cpu_shares {
+            match self.dir_of("cpu") {
+                Some(dir) => fsutil::write(&dir.join("cpu.shares"), &shares.to_string())?,
+                None => warnings.push("--cpu-shares not enforced: no cpu cgroup hierarchy".into()),
+            }
+        }
+        if let Some(mems) = &r.cpuset_mems {
+            self.apply_mems(mems, &mut warnings)?;
         }
         Ok(warnings)
     }

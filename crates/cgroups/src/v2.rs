@@ -257,6 +257,48 @@ impl CgroupManager for V2Manager {
                 ));
             }
         }
+        if let Some(bytes) = r.memory_reservation {
+            if has("memory") {
+                fsutil::write(&dir.join("memory.low"), &bytes.to_string())?;
+            } else {
+                warnings.push(format!(
+                    "--memory-reservation not enforced: the memory controller is not enabled for {}",
+                    dir.display()
+                ));
+            }
+        }
+        if r.memory_swappiness.is_some() {
+            warnings.push("--memory-swappiness not enforced: cgroup v2 has no such setting".into());
+        }
+        if r.oom_kill_disable {
+            warnings.push("--oom-kill-disable not enforced: cgroup v2 has no such setting".into());
+        }
+        if let Some(shares) = r.cpu_shares {
+            if has("cpu") {
+                let weight = resources::cpu_weight_from_shares(shares);
+                fsutil::write(&dir.join("cpu.weight"), &weight.to_string())?;
+            } else {
+                warnings.push(format!(
+                    "--cpu-shares not enforced: the cpu controller is not enabled for {}",
+                    dir.display()
+                ));
+            }
+        }
+        if let Some(mems) = &r.cpuset_mems {
+            if has("cpuset") {
+                if let Some(parent) = &self.parent {
+                    let allowed = fsutil::read_opt(&parent.join("cpuset.mems.effective"))?
+                        .unwrap_or_default();
+                    crate::v1::check_mems(mems, &allowed, dir)?;
+                }
+                fsutil::write(&dir.join("cpuset.mems"), mems.trim())?;
+            } else {
+                warnings.push(format!(
+                    "--cpuset-mems not enforced by a cgroup: the cpuset controller is not enabled for {}",
+                    dir.display()
+                ));
+            }
+        }
         if let Some(limit) = r.pids_limit {
             if has("pids") {
                 fsutil::write(&dir.join("pids.max"), &resources::pids_value(limit))?;
@@ -355,6 +397,10 @@ mod tests {
 
     /// A plain directory tree with the files a delegated v2 cgroup has: checks which values
     /// `apply` writes where. The kernel's own checks are of course not imitated.
+    fn get_in(dir: &Path, f: &str) -> String {
+        std::fs::read_to_string(dir.join(f)).unwrap()
+    }
+
     #[test]
     fn apply_writes_v2_values_on_an_imitation_tree() {
         let parent =
@@ -365,6 +411,7 @@ mod tests {
         put(&parent, "cgroup.controllers", "cpuset cpu io memory pids\n");
         put(&parent, "cgroup.subtree_control", "");
         put(&parent, "cpuset.cpus.effective", "0-3\n");
+        put(&parent, "cpuset.mems.effective", "0-1\n");
         let mut m = V2Manager::new("sim", &parent);
         m.create_under(parent.clone()).unwrap();
         let dir = parent.join("berth-sim");
@@ -381,6 +428,9 @@ mod tests {
             "cpu.max",
             "cpuset.cpus",
             "pids.max",
+            "memory.low",
+            "cpu.weight",
+            "cpuset.mems",
         ] {
             put(&dir, f, "");
         }
@@ -391,9 +441,32 @@ mod tests {
                 cpus: Some(0.5),
                 cpuset_cpus: Some("1-2".to_string()),
                 pids_limit: Some(20),
+                memory_reservation: Some(32 << 20),
+                cpu_shares: Some(512),
+                cpuset_mems: Some("1".to_string()),
+                ..Resources::default()
             })
             .unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(get_in(&dir, "memory.low"), (32u64 << 20).to_string());
+        assert_eq!(get_in(&dir, "cpu.weight"), "20");
+        assert_eq!(get_in(&dir, "cpuset.mems"), "1");
+        // v2 has neither: said, not silently dropped.
+        let warnings = m
+            .apply(&Resources {
+                memory_swappiness: Some(10),
+                oom_kill_disable: true,
+                ..Resources::default()
+            })
+            .unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let err = m
+            .apply(&Resources {
+                cpuset_mems: Some("2".to_string()),
+                ..Resources::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("not available"), "{err}");
         let get = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         assert_eq!(get("memory.max"), "67108864");
         assert_eq!(get("memory.swap.max"), (32u64 << 20).to_string());

@@ -134,6 +134,7 @@ fn limits_pids_freeze_stats_and_destroy_on_v1() {
             cpus: Some(0.5),
             cpuset_cpus: Some("0".to_string()),
             pids_limit: Some(20),
+            ..Resources::default()
         })
         .expect("apply");
     eprintln!("warnings: {warnings:?}");

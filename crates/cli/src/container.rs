@@ -175,6 +175,24 @@ pub struct RunArgs {
     /// CPUs the container may run on (`0-3,8`).
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may allocate from (`0-1`).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Relative CPU weight against other containers (1024 is everyone's default).
+    #[arg(long = "cpu-shares", short = 'c')]
+    pub cpu_shares: Option<i64>,
+    /// Limit on memory plus swap (`1g`), `-1` for unlimited swap; twice `--memory` if not given.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Soft memory limit the container is held to when the host runs short (`256m`).
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// How readily the kernel swaps the container's memory out, 0 to 100 (-1: the host's).
+    #[arg(long = "memory-swappiness", allow_negative_numbers = true)]
+    pub memory_swappiness: Option<i64>,
+    /// Keep the out-of-memory killer away from the container's processes.
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
     /// Platform of the image to pull.
     #[arg(long)]
     pub platform: Option<String>,

@@ -518,7 +518,9 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         spec,
         volumes,
     };
+    let limits = super::limits::host_config(a, memory, &mut warnings)?;
     if let Some(h) = record.host_config.as_object_mut() {
+        h.extend(limits.into_iter().map(|(k, v)| (k.to_string(), v)));
         h.extend(super::run_flags::host_config_extras(a, opts.shm_size));
         h.extend(img.host_config.clone());
     }

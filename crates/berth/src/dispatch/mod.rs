@@ -8,6 +8,7 @@ pub mod create;
 pub mod delegate;
 pub mod devices;
 pub mod host;
+pub mod limits;
 pub mod local_image;
 pub mod mpi;
 pub mod pull;

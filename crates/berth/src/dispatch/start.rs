@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use berth_cgroups::{CgroupError, CgroupManager, Resources};
+use berth_cgroups::{CgroupError, CgroupManager};
 use berth_runtime::{Bundle, Container, Rootfs, Stdio};
 use berth_store::{ContainerRecord, ContainerState, Store};
 
@@ -50,21 +50,8 @@ fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
 
 /// The container's cgroup, when limits were asked for and the hierarchy lets us create one.
 fn cgroup(rec: &ContainerRecord, p: &Printer) -> Result<Option<Box<dyn CgroupManager>>> {
-    let h = &rec.host_config;
-    let r = Resources {
-        memory: h["Memory"].as_u64().filter(|m| *m > 0),
-        memory_swap: None,
-        cpus: h["NanoCpus"]
-            .as_u64()
-            .filter(|c| *c > 0)
-            .map(|c| c as f64 / 1e9),
-        cpuset_cpus: h["CpusetCpus"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(String::from),
-        pids_limit: h["PidsLimit"].as_i64(),
-    };
-    if r.memory.is_none() && r.cpus.is_none() && r.cpuset_cpus.is_none() && r.pids_limit.is_none() {
+    let r = super::limits::resources(&rec.host_config);
+    if r.is_empty() {
         return Ok(None);
     }
     let layout = berth_cgroups::detect()?;

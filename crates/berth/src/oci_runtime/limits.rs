@@ -27,6 +27,14 @@ pub fn from_spec(spec: &Spec) -> Resources {
         }),
         cpuset_cpus: cpu.and_then(|c| c.cpus().clone()).filter(|s| !s.is_empty()),
         pids_limit: r.pids().as_ref().map(|p| p.limit()),
+        memory_reservation: memory
+            .and_then(|m| m.reservation())
+            .and_then(|r| u64::try_from(r).ok())
+            .filter(|r| *r > 0),
+        memory_swappiness: memory.and_then(|m| m.swappiness()),
+        oom_kill_disable: memory.and_then(|m| m.disable_oom_killer()) == Some(true),
+        cpu_shares: cpu.and_then(|c| c.shares()).filter(|s| *s > 0),
+        cpuset_mems: cpu.and_then(|c| c.mems().clone()).filter(|s| !s.is_empty()),
     }
 }
 

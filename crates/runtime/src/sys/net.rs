@@ -25,7 +25,14 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     }
     // SAFETY: the descriptor is an open socket and req a valid, NUL-terminated ifreq that the
     // kernel fills in with the current flags.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as libc::Ioctl, &mut req) } == -1 {
+    if unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFFLAGS as libc::Ioctl,
+            &mut req,
+        )
+    } == -1
+    {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: SIOCGIFFLAGS succeeded, so the kernel wrote the flags member of the union.

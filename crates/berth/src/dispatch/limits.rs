@@ -1,0 +1,104 @@
+//! The cgroup settings of `run` and `create` beyond the plain limits: `--memory-swap`,
+//! `--memory-reservation`, `--memory-swappiness`, `--oom-kill-disable`, `--cpu-shares` and
+//! `--cpuset-mems`, checked with Docker's rules and kept in the record's `HostConfig` under
+//! Docker's names; and the [`Resources`] a start asks the cgroup manager for.
+
+use anyhow::{bail, Context, Result};
+use berth_cgroups::Resources;
+use berth_cli::RunArgs;
+use serde_json::{json, Value};
+
+use super::run_flags::parse_bytes;
+
+/// Docker's smallest memory limit and reservation.
+const MIN_MEMORY: u64 = 6 << 20;
+
+/// The `HostConfig` entries of these flags, once Docker's rules accept them; `memory` is
+/// `--memory` in bytes. Disabling the out-of-memory killer without a memory limit gets
+/// Docker's warning.
+pub fn host_config(
+    a: &RunArgs,
+    memory: Option<u64>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(&'static str, Value)>> {
+    let memory = memory.filter(|m| *m > 0);
+    if let Some(m) = memory.filter(|m| *m < MIN_MEMORY) {
+        bail!("invalid --memory {m}: the smallest memory limit is 6MB");
+    }
+    let swap: i64 = match a.memory_swap.as_deref().map(str::trim) {
+        None => 0,
+        Some("-1") => -1,
+        Some(s) => i64::try_from(parse_bytes(s)?).context("--memory-swap is too large")?,
+    };
+    berth_cgroups::swap_limit(memory, (swap != 0).then_some(swap))
+        .map_err(|e| anyhow::anyhow!("invalid {e}"))?;
+    // As Docker records it: twice the memory when only --memory is given.
+    let swap = match (memory, swap) {
+        (Some(m), 0) => i64::try_from(m.saturating_mul(2)).unwrap_or(i64::MAX),
+        _ => swap,
+    };
+    let reservation = a
+        .memory_reservation
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()?
+        .unwrap_or(0);
+    if reservation > 0 && reservation < MIN_MEMORY {
+        bail!("invalid --memory-reservation {reservation}: the smallest reservation is 6MB");
+    }
+    if let Some(m) = memory.filter(|m| reservation > *m) {
+        bail!("invalid --memory-reservation {reservation}: it is above --memory {m}");
+    }
+    let swappiness = match a.memory_swappiness {
+        None | Some(-1) => None,
+        Some(v @ 0..=100) => Some(v),
+        Some(v) => bail!("invalid --memory-swappiness {v}: it must be between 0 and 100"),
+    };
+    if a.oom_kill_disable && memory.is_none() {
+        warnings.push(
+            "OOM killer is disabled for the container, but no memory limit is set, this can \
+             result in the system running out of resources."
+                .into(),
+        );
+    }
+    let shares = a.cpu_shares.unwrap_or(0);
+    if shares != 0 && !(2..=262_144).contains(&shares) {
+        bail!("invalid --cpu-shares {shares}: it must be between 2 and 262144");
+    }
+    let mems = a.cpuset_mems.as_deref().map(str::trim).unwrap_or_default();
+    berth_cgroups::parse_cpu_list(mems)
+        .map_err(|e| anyhow::anyhow!("invalid --cpuset-mems {mems:?}: {e}"))?;
+    Ok(vec![
+        ("MemorySwap", json!(swap)),
+        ("MemoryReservation", json!(reservation)),
+        ("MemorySwappiness", json!(swappiness)),
+        ("OomKillDisable", json!(a.oom_kill_disable)),
+        ("CpuShares", json!(shares)),
+        ("CpusetMems", json!(mems)),
+    ])
+}
+
+/// The cgroup settings a container's `HostConfig` asks for (empty when none).
+pub fn resources(h: &Value) -> Resources {
+    let text = |k: &str| h[k].as_str().filter(|s| !s.is_empty()).map(String::from);
+    let memory = h["Memory"].as_u64().filter(|m| *m > 0);
+    Resources {
+        memory,
+        // The record holds twice the memory for --memory alone, as Docker's does: that is the
+        // default, which warns of nothing where the kernel cannot limit swap.
+        memory_swap: h["MemorySwap"].as_i64().filter(|s| {
+            memory.is_some_and(|m| *s != 0 && u64::try_from(*s) != Ok(m.saturating_mul(2)))
+        }),
+        cpus: h["NanoCpus"]
+            .as_u64()
+            .filter(|c| *c > 0)
+            .map(|c| c as f64 / 1e9),
+        cpuset_cpus: text("CpusetCpus"),
+        pids_limit: h["PidsLimit"].as_i64(),
+        memory_reservation: h["MemoryReservation"].as_u64().filter(|r| *r > 0),
+        memory_swappiness: h["MemorySwappiness"].as_u64(),
+        oom_kill_disable: h["OomKillDisable"].as_bool().unwrap_or(false),
+        cpu_shares: h["CpuShares"].as_u64().filter(|s| *s > 0),
+        cpuset_mems: text("CpusetMems"),
+    }
+}

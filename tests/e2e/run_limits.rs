@@ -1,0 +1,194 @@
+//! The cgroup flags beyond the plain limits: `--memory-swap`, `--memory-reservation`,
+//! `--memory-swappiness`, `--oom-kill-disable`, `-c/--cpu-shares` and `--cpuset-mems`. Their
+//! values are read where the kernel keeps them, in the container's own cgroups on the host (found
+//! through `/proc/PID/cgroup`), the same way for Berth's containers and Docker's.
+
+use crate::common::Berth;
+use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
+use crate::run_namespaces::refuses;
+
+const ALL: &[&str] = &[
+    "-m",
+    "100m",
+    "--memory-swap",
+    "300m",
+    "--memory-reservation",
+    "50m",
+    "--memory-swappiness",
+    "10",
+    "--oom-kill-disable",
+    "-c",
+    "512",
+    "--cpuset-mems",
+    "0",
+];
+
+/// `controller` file `file` of the cgroup process `pid` is in, on cgroup v1.
+fn cgroup_file(pid: &str, controller: &str, file: &str) -> String {
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    let path = cgroups
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':').skip(1);
+            parts.next().zip(parts.next())
+        })
+        .find(|(names, _)| names.split(',').any(|n| n == controller))
+        .map(|(_, path)| path.to_string())
+        .unwrap_or_else(|| panic!("no {controller} hierarchy in {cgroups}"));
+    let text = std::fs::read_to_string(format!("/sys/fs/cgroup/{controller}{path}/{file}"))
+        .unwrap_or_else(|e| panic!("{controller}{path}/{file}: {e}"));
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// Where this machine has cgroup v1 memory, cpu and cpuset hierarchies with swap accounting.
+fn v1_with_swap_accounting() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        && std::path::Path::new("/sys/fs/cgroup/cpu/cpu.shares").exists()
+        && std::path::Path::new("/sys/fs/cgroup/cpuset/cpuset.mems").exists()
+}
+
+const FILES: &[(&str, &str)] = &[
+    ("memory", "memory.limit_in_bytes"),
+    ("memory", "memory.memsw.limit_in_bytes"),
+    ("memory", "memory.soft_limit_in_bytes"),
+    ("memory", "memory.swappiness"),
+    ("memory", "memory.oom_control"),
+    ("cpu", "cpu.shares"),
+    ("cpuset", "cpuset.mems"),
+];
+
+#[test]
+fn cgroup_settings_reach_the_kernel() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    refuses(
+        &b,
+        &[
+            (&["--memory-swap", "100m"], "--memory-swap needs --memory"),
+            (&["-m", "100m", "--memory-swap", "50m"], "must be at least"),
+            (
+                &["-m", "40m", "--memory-reservation", "50m"],
+                "above --memory",
+            ),
+            (&["--memory-reservation", "1k"], "smallest reservation"),
+            (&["-m", "1m"], "smallest memory limit"),
+            (&["--memory-swappiness", "101"], "between 0 and 100"),
+            (&["-c", "1"], "between 2 and 262144"),
+            (&["--cpuset-mems", "x"], "invalid --cpuset-mems"),
+        ],
+    );
+    let out = b.run(&["run", "--rm", "--oom-kill-disable", "localhost/bb", "true"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no memory limit is set"));
+    if !v1_with_swap_accounting() {
+        eprintln!("no cgroup v1 with swap accounting here: values not checked");
+        return;
+    }
+    b.ok(&[
+        &["run", "-d", "--name", "limited"][..],
+        ALL,
+        &["localhost/bb", "sleep", "60"],
+    ]
+    .concat());
+    let pid = b.ok(&["inspect", "-f", "{{.State.Pid}}", "limited"]);
+    let values: Vec<String> = FILES.iter().map(|(c, f)| cgroup_file(&pid, c, f)).collect();
+    assert_eq!(
+        values,
+        [
+            "104857600",
+            "314572800",
+            "52428800",
+            "10",
+            "oom_kill_disable 1",
+            "512",
+            "0"
+        ]
+    );
+    b.ok(&["rm", "-f", "limited"]);
+}
+
+#[test]
+fn cgroup_settings_match_docker() {
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
+    let mut differences = Vec::new();
+    let mut same = |what: String, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
+        if theirs != ours {
+            differences.push(format!("{what}:\n docker {theirs:?}\n berth  {ours:?}"));
+        }
+    };
+    for bad in [
+        &["--memory-swap", "100m"][..],
+        &["-m", "100m", "--memory-swap", "50m"],
+        &["-m", "40m", "--memory-reservation", "50m"],
+        &["--memory-reservation", "1k"],
+        &["--memory-swappiness", "101"],
+        &["-c", "1"],
+        &["--cpuset-mems", "x"],
+        &["--cpuset-mems", "1"],
+    ] {
+        let args = [&["run", "--rm"][..], bad, &[BUSYBOX, "true"]].concat();
+        let (theirs, ours) = d.both(&b, &args);
+        same(
+            format!("{bad:?}"),
+            code_and_stdout(&theirs),
+            code_and_stdout(&ours),
+        );
+    }
+    // What inspect shows, with no flag, with --memory alone and with all of them.
+    for (name, flags) in [
+        ("plain", &[][..]),
+        ("memonly", &["-m", "100m"]),
+        ("all", ALL),
+    ] {
+        let create = [&["create", "--name", name][..], flags, &[BUSYBOX, "true"]].concat();
+        let (theirs, ours) = d.both(&b, &create);
+        assert!(
+            theirs.status.success() && ours.status.success(),
+            "{create:?}"
+        );
+        for field in [
+            "Memory",
+            "MemorySwap",
+            "MemoryReservation",
+            "MemorySwappiness",
+            "OomKillDisable",
+            "CpuShares",
+            "CpusetMems",
+        ] {
+            let format = format!("{{{{json .HostConfig.{field}}}}}");
+            let (theirs, ours) = d.both(&b, &["inspect", "-f", &format, name]);
+            same(
+                format!("{name} {field}"),
+                code_and_stdout(&theirs),
+                code_and_stdout(&ours),
+            );
+        }
+        d.both(&b, &["rm", "-f", name]);
+    }
+    if v1_with_swap_accounting() {
+        let run = [
+            &["run", "-d", "--name", "limited"][..],
+            ALL,
+            &[BUSYBOX, "sleep", "60"],
+        ]
+        .concat();
+        let (theirs, ours) = d.both(&b, &run);
+        assert!(theirs.status.success() && ours.status.success());
+        let (theirs, ours) = d.both(&b, &["inspect", "-f", "{{.State.Pid}}", "limited"]);
+        let (theirs, ours) = (
+            String::from_utf8_lossy(&theirs.stdout).into_owned(),
+            String::from_utf8_lossy(&ours.stdout).into_owned(),
+        );
+        for (controller, file) in FILES {
+            same(
+                format!("{controller}/{file}"),
+                (Some(0), cgroup_file(&theirs, controller, file)),
+                (Some(0), cgroup_file(&ours, controller, file)),
+            );
+        }
+        d.both(&b, &["rm", "-f", "limited"]);
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
