@@ -384,6 +384,13 @@ fn rm_flag_and_cidfile() {
     ]);
     assert_eq!(out, "");
     assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+    // Its writable layer is never synced to disk (overlayfs's `volatile`); a kept one is.
+    let volatile = ["grep", "-c", "fsync=volatile", "/proc/self/mountinfo"];
+    let out = b.ok(&[&["run", "--rm", "localhost/bb"][..], &volatile].concat());
+    assert_eq!(out.trim(), "1");
+    let out = b.run(&[&["run", "--name", "kept", "localhost/bb"][..], &volatile].concat());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    b.ok(&["rm", "kept"]);
     b.ok(&["run", "--rm", "--name", "brief", "localhost/bb", "true"]);
     let tmp = b.root().join("tmp");
     let left = || -> Vec<_> {

@@ -29,6 +29,7 @@ fn main() {
             lower: vec![f.path("rootfs")],
             upper: f.path("upper"),
             work: f.path("work"),
+            discard: false,
         };
     }
     let mut times = Vec::with_capacity(200);

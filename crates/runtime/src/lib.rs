@@ -88,6 +88,10 @@ pub enum Rootfs {
         upper: PathBuf,
         /// overlayfs's work directory, on the same filesystem as `upper`.
         work: PathBuf,
+        /// `upper` is deleted once the container has ended (`--rm`): overlayfs then skips
+        /// syncing it to disk (`volatile`), which otherwise costs a journal commit of the host
+        /// filesystem at every unmount. An upper layer used so cannot be mounted again.
+        discard: bool,
     },
     /// An already assembled directory, bind-mounted (recursively) as the root.
     Dir(PathBuf),

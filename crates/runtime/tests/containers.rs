@@ -220,6 +220,7 @@ fn overlay_writes_land_in_upper() {
         lower: vec![f.path("rootfs")],
         upper: f.path("upper"),
         work: f.path("work"),
+        discard: false,
     };
     let out = run(&bundle).unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -504,12 +505,23 @@ fn overlay_with_more_layers_than_one_page_of_options() {
     }
     lower.reverse();
     lower.push(f.path("rootfs"));
-    let mut bundle = f.bundle(spec(&["sh", "-c", "ls /layers | wc -l"]));
+    // With a discarded upper layer, also through this path: overlayfs's `volatile`.
+    let mut bundle = f.bundle(spec(&[
+        "sh",
+        "-c",
+        "ls /layers | wc -l; grep -c fsync=volatile /proc/self/mountinfo",
+    ]));
     bundle.rootfs = Rootfs::Overlay {
         lower,
         upper: f.path("upper"),
         work: f.path("work"),
+        discard: true,
     };
     let out = run(&bundle).unwrap();
-    assert_eq!(out.stdout.trim(), "80", "{}", out.stderr);
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["80", "1"],
+        "{}",
+        out.stderr
+    );
 }

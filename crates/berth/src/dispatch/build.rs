@@ -396,6 +396,7 @@ fn run_step(
             lower,
             upper: step.upper.clone(),
             work: step.work.clone(),
+            discard: false,
         },
         spec,
         cpu_affinity: None,

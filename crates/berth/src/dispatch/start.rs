@@ -39,6 +39,7 @@ fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
             lower: rec.lower_dirs.clone(),
             upper: paths.container_upper(&rec.id),
             work: paths.container_work(&rec.id),
+            discard: auto_remove(rec),
         },
         spec,
         cpu_affinity: affinity,

@@ -131,7 +131,12 @@ fn mount_root(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
     match plan.rootfs {
         Rootfs::Dir(dir) => rustix::mount::mount_bind_recursive(dir, target)
             .map_err(Failure::at(Step::MountRoot, dir.display())),
-        Rootfs::Overlay { lower, upper, work } => {
+        Rootfs::Overlay {
+            lower,
+            upper,
+            work,
+            discard,
+        } => {
             let fail = |e| {
                 Failure::new(
                     Step::MountRoot,
@@ -139,7 +144,7 @@ fn mount_root(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
                     e,
                 )
             };
-            match overlay_options(lower, upper, work) {
+            match overlay_options(lower, upper, work, *discard) {
                 Ok(data) => rustix::mount::mount(
                     "overlay",
                     target,
@@ -150,7 +155,9 @@ fn mount_root(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
                 .map_err(|e| fail(e.into())),
                 // Too many layers for one page of options, or paths overlayfs would split:
                 // the new mount API takes one layer per call, unescaped (Linux 6.8+).
-                Err(_) => mount_overlay_per_layer(lower, upper, work, target).map_err(fail),
+                Err(_) => {
+                    mount_overlay_per_layer(lower, upper, work, *discard, target).map_err(fail)
+                }
             }
         }
     }
@@ -161,6 +168,7 @@ fn mount_overlay_per_layer(
     lower: &[PathBuf],
     upper: &Path,
     work: &Path,
+    discard: bool,
     target: &Path,
 ) -> std::io::Result<()> {
     use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
@@ -171,6 +179,9 @@ fn mount_overlay_per_layer(
     rustix::mount::fsconfig_set_string(&fs, "upperdir", upper)?;
     rustix::mount::fsconfig_set_string(&fs, "workdir", work)?;
     rustix::mount::fsconfig_set_flag(&fs, "userxattr")?;
+    if discard {
+        rustix::mount::fsconfig_set_flag(&fs, "volatile")?;
+    }
     rustix::mount::fsconfig_create(&fs)?;
     let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
     rustix::mount::move_mount(
@@ -184,8 +195,14 @@ fn mount_overlay_per_layer(
 }
 
 /// The overlay mount data. `userxattr` makes overlayfs read `user.overlay.*` attributes, the
-/// only ones an unprivileged store can write, and is also what lets it mount in a user namespace.
-fn overlay_options(lower: &[PathBuf], upper: &Path, work: &Path) -> std::io::Result<CString> {
+/// only ones an unprivileged store can write, and is also what lets it mount in a user namespace;
+/// `volatile` for an upper layer deleted after use (`discard`).
+fn overlay_options(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    discard: bool,
+) -> std::io::Result<CString> {
     let invalid =
         |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned());
     if lower.is_empty() {
@@ -211,6 +228,9 @@ fn overlay_options(lower: &[PathBuf], upper: &Path, work: &Path) -> std::io::Res
         data.push_str(&format!(",{key}={s}"));
     }
     data.push_str(",userxattr");
+    if discard {
+        data.push_str(",volatile");
+    }
     // mount(2) takes at most one page of options.
     if data.len() >= 4096 {
         return Err(invalid("too many layers for one mount call"));
@@ -234,17 +254,16 @@ mod tests {
 
     #[test]
     fn overlay_data() {
-        let d = overlay_options(
-            &["/l/top".into(), "/l/base".into()],
-            Path::new("/u"),
-            Path::new("/w"),
-        )
-        .unwrap();
+        let layers = ["/l/top".into(), "/l/base".into()];
+        let (u, w) = (Path::new("/u"), Path::new("/w"));
+        let d = overlay_options(&layers, u, w, false).unwrap();
         assert_eq!(
             d.to_str().unwrap(),
             "lowerdir=/l/top:/l/base,upperdir=/u,workdir=/w,userxattr"
         );
-        assert!(overlay_options(&["/a:b".into()], Path::new("/u"), Path::new("/w")).is_err());
-        assert!(overlay_options(&[], Path::new("/u"), Path::new("/w")).is_err());
+        let d = overlay_options(&layers, u, w, true).unwrap();
+        assert!(d.to_str().unwrap().ends_with(",userxattr,volatile"));
+        assert!(overlay_options(&["/a:b".into()], u, w, false).is_err());
+        assert!(overlay_options(&[], u, w, false).is_err());
     }
 }
