@@ -32,6 +32,7 @@ mod run;
 mod run_cpus;
 mod run_flags;
 mod run_limits;
+mod run_logging;
 mod run_more_flags;
 mod run_namespaces;
 mod run_options;

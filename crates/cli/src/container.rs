@@ -130,6 +130,15 @@ pub struct RunArgs {
     /// Publish a port (`HOST:CONTAINER`): only with `--network host`, where it is not needed.
     #[arg(long = "publish", short = 'p')]
     pub publish: Vec<String>,
+    /// Publish every exposed port: only with `--network host`, where it changes nothing.
+    #[arg(long = "publish-all", short = 'P')]
+    pub publish_all: bool,
+    /// Record a port (`80`, `53/udp`, `8000-8002`) as exposed, as the image's EXPOSE does.
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Skip image signature verification: accepted, as Berth verifies digests, not signatures.
+    #[arg(long = "disable-content-trust", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub disable_content_trust: bool,
     /// Write the container id to this file.
     #[arg(long)]
     pub cidfile: Option<PathBuf>,
@@ -193,6 +202,14 @@ pub struct RunArgs {
     /// Keep the out-of-memory killer away from the container's processes.
     #[arg(long = "oom-kill-disable")]
     pub oom_kill_disable: bool,
+    /// Where a detached container's output goes: `json-file` (the default), `local` (the
+    /// same here) or `none`.
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log option `max-size=SIZE` or `max-file=N`: rotate the log past that size, keeping
+    /// that many files.
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
     /// Platform of the image to pull.
     #[arg(long)]
     pub platform: Option<String>,

@@ -6,6 +6,7 @@ use berth_cli::{ExecArgs, LogsArgs};
 use berth_runtime::{ExecOptions, Stdio};
 
 use crate::dispatch::host::effective_status;
+use crate::dispatch::logging;
 use crate::dispatch::start::StartFailed;
 use crate::printer::Printer;
 use crate::settings::Settings;
@@ -187,6 +188,9 @@ fn set_user(
 pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
     let store = s.open_store()?;
     let rec = store.lookup_container(&a.container)?;
+    if !logging::keeps_logs(&rec.host_config) {
+        bail!("{}", logging::NOT_READABLE);
+    }
     let path = store.paths().container_log(&rec.id);
     let p = Printer::new(false);
     let mut f = match std::fs::File::open(&path) {
@@ -230,11 +234,20 @@ pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
             });
         t.is_none_or(|t| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u))
     };
-    let mut lines: Vec<String> = BufReader::new(&f)
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| in_window(l))
-        .collect();
+    // Rotated files first (`--log-opt max-size`), then the current one, already open.
+    let mut lines = Vec::new();
+    for old in logging::files_oldest_first(&path)
+        .iter()
+        .rev()
+        .skip(1)
+        .rev()
+    {
+        if let Ok(old) = std::fs::File::open(old) {
+            lines.extend(BufReader::new(old).lines().map_while(Result::ok));
+        }
+    }
+    lines.extend(BufReader::new(&f).lines().map_while(Result::ok));
+    lines.retain(|l| in_window(l));
     if let Some(n) = tail {
         let skip = lines.len().saturating_sub(n);
         lines.drain(..skip);
@@ -260,9 +273,12 @@ pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
         emit(l);
     }
     if a.follow {
+        use std::os::unix::fs::MetadataExt;
         let mut pos = f.seek(SeekFrom::End(0))?;
         loop {
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(pos);
+            // Read the open file to its end, even once rotation renamed it away.
+            let len = f.metadata().map(|m| m.len()).unwrap_or(pos);
+            let before = pos;
             if len > pos {
                 f.seek(SeekFrom::Start(pos))?;
                 let mut r = BufReader::new(&f);
@@ -277,18 +293,29 @@ pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
                     }
                     line.clear();
                 }
-            } else {
-                let st = store.container_state(&rec.id)?;
-                let past_until = until.is_some_and(|u| {
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .is_ok_and(|d| d.as_nanos() as i128 >= u)
-                });
-                if effective_status(&st) == "exited" || past_until {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
             }
+            if pos > before {
+                continue;
+            }
+            let rotated = match (f.metadata(), std::fs::metadata(&path)) {
+                (Ok(open), Ok(now)) => open.ino() != now.ino(),
+                _ => false,
+            };
+            if rotated {
+                f = std::fs::File::open(&path)?;
+                pos = 0;
+                continue;
+            }
+            let st = store.container_state(&rec.id)?;
+            let past_until = until.is_some_and(|u| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .is_ok_and(|d| d.as_nanos() as i128 >= u)
+            });
+            if effective_status(&st) == "exited" || past_until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     Ok(0)

@@ -497,6 +497,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             "Labels": labels(a)?,
             "StopSignal": stop_signal,
             "StopTimeout": a.stop_timeout.unwrap_or(10),
+            "ExposedPorts": super::run_flags::exposed_ports(&image_cfg["ExposedPorts"], &a.expose)?,
         }),
         host_config: json!({
             "AutoRemove": a.rm,
@@ -512,6 +513,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             "CpuAffinity": affinity,
             "Profile": if matches!(opts.profile, Profile::Hpc) { "hpc" } else { "docker" },
             "Init": a.init,
+            "LogConfig": super::logging::log_config(a.log_driver.as_deref(), &a.log_opt)?,
             (super::shared_userns::HOST_CONFIG_KEY): shared_userns,
         }),
         lower_dirs,

@@ -10,6 +10,7 @@ pub mod devices;
 pub mod host;
 pub mod limits;
 pub mod local_image;
+pub mod logging;
 pub mod mpi;
 pub mod pull;
 pub mod push;

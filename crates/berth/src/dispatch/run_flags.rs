@@ -291,6 +291,18 @@ pub fn daemon_flags(
              (a batch system requeues jobs, a shell loop reruns a container)"
         ),
     }
+    if !a.disable_content_trust {
+        bail!(
+            "--disable-content-trust=false: Berth checks images by digest and has no signature \
+             server to ask; leave it out"
+        );
+    }
+    if a.publish_all && !host_net {
+        bail!(
+            "-P: the container's network is its own loopback only, with nothing to publish \
+             through; use --network host, where its ports are the host's"
+        );
+    }
     if let Some(p) = a.publish.first() {
         if !host_net {
             bail!(
@@ -427,11 +439,41 @@ pub fn host_config_extras(
         ("OomScoreAdj", json!(a.oom_score_adj.unwrap_or(0))),
         ("CpuQuota", json!(a.cpu_quota.unwrap_or(0))),
         ("CpuPeriod", json!(a.cpu_period.unwrap_or(0))),
+        ("PublishAllPorts", json!(a.publish_all)),
     ];
     entries
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+}
+
+/// `Config.ExposedPorts`: the image's, and those of `--expose` (`80`, `53/udp`, `8000-8002`),
+/// as `PORT/PROTO` keys; `null` when there are none, as Docker shows it.
+pub fn exposed_ports(image: &serde_json::Value, expose: &[String]) -> Result<serde_json::Value> {
+    let mut ports = image.as_object().cloned().unwrap_or_default();
+    for item in expose {
+        let (range, proto) = item.split_once('/').unwrap_or((item, "tcp"));
+        let bad = || anyhow::anyhow!("invalid --expose {item:?}: expected PORT[-PORT][/PROTO]");
+        if !matches!(proto, "tcp" | "udp" | "sctp") {
+            return Err(bad());
+        }
+        let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+        let (lo, hi): (u16, u16) = (
+            lo.parse().map_err(|_| bad())?,
+            hi.parse().map_err(|_| bad())?,
+        );
+        if lo > hi {
+            return Err(bad());
+        }
+        for port in lo..=hi {
+            ports.insert(format!("{port}/{proto}"), serde_json::json!({}));
+        }
+    }
+    Ok(if ports.is_empty() {
+        serde_json::Value::Null
+    } else {
+        ports.into()
+    })
 }
 
 /// The namespaces the spec has the container make (not join).

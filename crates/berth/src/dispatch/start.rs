@@ -2,7 +2,7 @@
 //! forwarding, exit code, clean-up. The `berth` process that starts a container stays as its
 //! monitor; a detached one is a re-executed `berth __monitor ID` that logs to a file.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use berth_cgroups::{CgroupError, CgroupManager};
 use berth_runtime::{Bundle, Container, Rootfs, Stdio};
 use berth_store::{ContainerRecord, ContainerState, Store};
 
-use super::host;
+use super::{host, logging};
 use crate::humanize;
 use crate::printer::Printer;
 
@@ -121,6 +121,14 @@ pub fn run(
             },
             None,
         ),
+        Io::Logged if !logging::keeps_logs(&rec.host_config) => (
+            Stdio::Files {
+                stdin: Some(File::open("/dev/null")?),
+                stdout: OpenOptions::new().write(true).open("/dev/null")?,
+                stderr: OpenOptions::new().write(true).open("/dev/null")?,
+            },
+            None,
+        ),
         Io::Logged => {
             let (out_r, out_w) = std::io::pipe()?;
             let (err_r, err_w) = std::io::pipe()?;
@@ -165,12 +173,10 @@ pub fn run(
         cg.add_pid(c.pid())?;
     }
     if let Some((out_r, err_r)) = relays {
-        let log = Arc::new(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(store.paths().container_log(&rec.id))?,
-        ));
+        let log = Arc::new(Mutex::new(logging::LogWriter::open(
+            store.paths().container_log(&rec.id),
+            &rec.host_config,
+        )?));
         logs.push(relay(out_r, "stdout", log.clone()));
         logs.push(relay(err_r, "stderr", log));
     }
@@ -276,7 +282,7 @@ fn auto_remove(rec: &ContainerRecord) -> bool {
 fn relay(
     r: std::io::PipeReader,
     stream: &'static str,
-    log: Arc<Mutex<File>>,
+    log: Arc<Mutex<logging::LogWriter>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut r = BufReader::new(r);
@@ -292,7 +298,7 @@ fn relay(
                         "time": humanize::now_nanos(),
                     });
                     if let Ok(mut f) = log.lock() {
-                        let _ = writeln!(f, "{rec}");
+                        let _ = f.write_line(&rec.to_string());
                     }
                 }
             }
