@@ -38,6 +38,7 @@ mod run_namespaces;
 mod run_options;
 mod run_security;
 mod run_signals;
+mod run_volumes_from;
 mod shared_store;
 mod single_file;
 mod slurm;

@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Bind mount a host path or a named volume: `SRC:DST[:ro|rw]`.
     #[arg(long, short = 'v')]
     pub volume: Vec<String>,
+    /// Mount the binds and volumes of another container, at the same places:
+    /// `CONTAINER[:ro|:rw]`.
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Mount: `type=bind|tmpfs|volume,source=…,target=…[,readonly]`.
     #[arg(long)]
     pub mount: Vec<String>,

@@ -419,63 +419,10 @@ fn command_line(rec: &ContainerRecord) -> Vec<String> {
         .collect()
 }
 
-/// `Mounts` as Docker shows them: binds, named volumes and `--mount type=tmpfs`, not the
-/// files and filesystems every container gets (nor `--tmpfs`, which is `HostConfig.Tmpfs`).
-fn mounts_json(store: &Store, rec: &ContainerRecord) -> Vec<Value> {
-    let own = store.paths().container_dir(&rec.id);
-    let volumes = store.paths().volumes_dir();
-    let list = rec.spec["mounts"].as_array().cloned().unwrap_or_default();
-    list.iter()
-        .filter_map(|m| {
-            let dest = m["destination"].as_str().unwrap_or_default();
-            let source = std::path::Path::new(m["source"].as_str().unwrap_or_default());
-            let opts = m["options"].as_array().cloned().unwrap_or_default();
-            let rw = !opts.iter().any(|o| o == "ro");
-            match m["type"].as_str()? {
-                "bind" if source.starts_with(&own) => None,
-                "bind" => Some(match source.strip_prefix(&volumes) {
-                    Ok(rest) => json!({
-                        "Type": "volume",
-                        "Name": rest.iter().next().map(|n| n.to_string_lossy().to_string()),
-                        "Source": source,
-                        "Destination": dest,
-                        "Driver": "local",
-                        "Mode": "z",
-                        "RW": rw,
-                        "Propagation": "",
-                    }),
-                    Err(_) => json!({
-                        "Type": "bind",
-                        "Source": source,
-                        "Destination": dest,
-                        "Mode": "",
-                        "RW": rw,
-                        "Propagation": "rprivate",
-                    }),
-                }),
-                "tmpfs"
-                    if !matches!(dest, "/dev" | "/dev/shm")
-                        && rec.host_config["Tmpfs"].get(dest).is_none() =>
-                {
-                    Some(json!({
-                        "Type": "tmpfs",
-                        "Source": "",
-                        "Destination": dest,
-                        "Mode": "",
-                        "RW": rw,
-                        "Propagation": "",
-                    }))
-                }
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 pub fn inspect_json(store: &Store, rec: &ContainerRecord) -> Result<Value> {
     let st = store.container_state(&rec.id)?;
     let status = effective_status(&st);
-    let mounts = mounts_json(store, rec);
+    let mounts = crate::dispatch::shared_mounts::mounts_json(store, rec);
     let command = command_line(rec);
     Ok(json!({
         "Id": rec.id,

@@ -110,6 +110,12 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
                 .collect(),
         });
     }
+    let inherited: Vec<_> =
+        super::shared_mounts::volumes_from(store, &a.volumes_from, &mut volumes)?
+            .into_iter()
+            .filter(|m| !mounts.iter().any(|own| own.target == m.target))
+            .collect();
+    mounts.extend(inherited);
     // CDI devices and --gpus (berth-hpc decides, dispatch/devices.rs binds).
     let devices = super::devices::resolve(s, a, &caller.env)?;
     warnings.extend(devices.warnings);
@@ -502,6 +508,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         host_config: json!({
             "AutoRemove": a.rm,
             "Binds": a.volume,
+            "VolumesFrom": (!a.volumes_from.is_empty()).then_some(&a.volumes_from),
             "Tmpfs": a.tmpfs.iter().map(|t| t.split_once(':').unwrap_or((t, ""))).collect::<std::collections::BTreeMap<_, _>>(),
             "ReadonlyRootfs": a.read_only,
             "Privileged": a.privileged,

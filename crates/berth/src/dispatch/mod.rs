@@ -16,6 +16,7 @@ pub mod pull;
 pub mod push;
 pub mod run_flags;
 pub mod shared_fuse;
+pub mod shared_mounts;
 pub mod shared_userns;
 pub mod start;
 
