@@ -8,6 +8,7 @@ mod dockerd;
 mod exit_codes_docker_diff;
 
 mod archive;
+mod attach;
 mod auth;
 mod build;
 mod build_add_url;

@@ -365,6 +365,23 @@ pub struct LogsArgs {
     pub until: Option<String>,
 }
 
+/// `berth attach`
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Container.
+    pub container: String,
+    /// Do not attach standard input (a detached container's is closed anyway).
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Pass the signals this command receives on to the container.
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Keys that detach (accepted: without standard input there is nothing to read them from;
+    /// Ctrl-C with `--sig-proxy=false` detaches).
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+}
+
 /// `berth commit`
 #[derive(Debug, Args)]
 pub struct CommitArgs {
@@ -523,6 +540,8 @@ pub enum ContainerCommand {
     Kill(KillArgs),
     /// Fetch the logs of a container.
     Logs(LogsArgs),
+    /// Follow a running container's output, and pass it this command's signals, until it ends.
+    Attach(AttachArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
     /// Block until containers stop, then print their exit codes.

@@ -11,6 +11,7 @@ mod container;
 mod env;
 mod image;
 mod oci;
+mod operands;
 
 use std::path::PathBuf;
 
@@ -124,6 +125,8 @@ pub enum Command {
     Rm(RmArgs),
     /// Fetch the logs of a container.
     Logs(LogsArgs),
+    /// Follow a running container's output, and pass it this command's signals, until it ends.
+    Attach(AttachArgs),
     /// Block until containers stop, then print their exit codes.
     Wait(ContainersArgs),
     /// Pause all processes of containers.
@@ -297,7 +300,7 @@ impl Cli {
     pub fn parse_args() -> Cli {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         Cli::parse_quick(&args).unwrap_or_else(|| {
-            Cli::try_parse_from(&args).unwrap_or_else(|e| {
+            Cli::parse_whole(&args).unwrap_or_else(|e| {
                 use clap::error::ErrorKind;
                 let e = match e.kind() {
                     // `docker volume`: the group's help, on standard output, and success.
@@ -314,6 +317,18 @@ impl Cli {
         })
     }
 
+    /// [`Cli::parse_args`] through the whole tree, options of `run`, `create` and `exec`
+    /// ending at their image or container as in Docker (see `operands`).
+    pub fn parse_whole(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+        use clap::CommandFactory;
+        let mut args = args.to_vec();
+        let named = |a: &std::ffi::OsString| a == "run" || a == "create" || a == "exec";
+        if args.iter().skip(1).any(named) {
+            operands::end_options_at_operand(&Cli::command(), &mut args);
+        }
+        Cli::try_parse_from(&args)
+    }
+
     /// The quick path of [`Cli::parse_args`]; `None` where it does not apply.
     pub fn parse_quick(args: &[std::ffi::OsString]) -> Option<Cli> {
         use clap::{Args, FromArgMatches};
@@ -324,9 +339,10 @@ impl Cli {
             .disable_help_subcommand(true)
             .subcommand(RunArgs::augment_args(clap::Command::new("run")))
             .subcommand(ExecArgs::augment_args(clap::Command::new("exec")));
-        let m = GlobalArgs::augment_args(tree)
-            .try_get_matches_from(args)
-            .ok()?;
+        let tree = GlobalArgs::augment_args(tree);
+        let mut args = args.to_vec();
+        operands::end_options_at_operand(&tree, &mut args);
+        let m = tree.try_get_matches_from(&args).ok()?;
         let global = GlobalArgs::from_arg_matches(&m).ok()?;
         let command = match m.subcommand()? {
             ("run", sub) => Command::Run(Box::new(RunArgs::from_arg_matches(sub).ok()?)),
@@ -364,6 +380,8 @@ mod tests {
             ],
             &["berth", "--debug", "run", "--hpc", "--gpus", "all", "img"],
             &["berth", "exec", "-i", "c", "true"],
+            &["berth", "run", "--entrypoint", "sh", "img", "-c", "echo hi"],
+            &["berth", "exec", "c", "-x"],
             &[
                 "berth", "exec", "-u", "1000", "-w", "/tmp", "-e", "X=1", "c", "ls", "-la",
             ],
@@ -371,7 +389,7 @@ mod tests {
         for argv in same {
             let args: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
             let quick = Cli::parse_quick(&args).unwrap_or_else(|| panic!("{argv:?}"));
-            let whole = Cli::try_parse_from(argv.iter()).unwrap();
+            let whole = Cli::parse_whole(&args).unwrap();
             assert_eq!(format!("{quick:?}"), format!("{whole:?}"), "{argv:?}");
         }
         let whole_only: &[&[&str]] = &[

@@ -286,3 +286,32 @@ fn write_all<Fd: AsFd>(fd: Fd, mut data: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The signals a foreground command relays to a container it does not monitor itself
+/// (`attach`): those [`wait`] forwards, blocked and read from a signalfd instead of delivered.
+pub struct RelayedSignals {
+    fd: OwnedFd,
+    _mask: MaskGuard,
+}
+
+impl RelayedSignals {
+    /// Blocks the forwarded signals for this thread (the caller must not have started others
+    /// that would take them instead) and opens the descriptor that reports them.
+    pub fn new() -> Result<RelayedSignals, RuntimeError> {
+        let set = forwarded();
+        let old = signal::block(&set).map_err(RuntimeError::sys("sigprocmask"))?;
+        let mask = MaskGuard(old);
+        let fd = signal::signalfd(&set).map_err(RuntimeError::sys("signalfd"))?;
+        Ok(RelayedSignals { fd, _mask: mask })
+    }
+
+    /// Readable while a signal is pending, to wait for it together with other events.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+
+    /// Sends every pending signal to `pid`.
+    pub fn relay_to(&self, pid: i32) {
+        forward_pending(&self.fd, pid, None);
+    }
+}

@@ -2,7 +2,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use berth_cli::{ExecArgs, LogsArgs};
+use berth_cli::{AttachArgs, ExecArgs, LogsArgs};
 use berth_runtime::{ExecOptions, Stdio};
 
 use crate::dispatch::host::effective_status;
@@ -193,7 +193,7 @@ pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
     }
     let path = store.paths().container_log(&rec.id);
     let p = Printer::new(false);
-    let mut f = match std::fs::File::open(&path) {
+    let f = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if a.follow {
@@ -273,37 +273,13 @@ pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
         emit(l);
     }
     if a.follow {
-        use std::os::unix::fs::MetadataExt;
-        let mut pos = f.seek(SeekFrom::End(0))?;
+        let mut tail = Follower::at_end(path, f)?;
         loop {
-            // Read the open file to its end, even once rotation renamed it away.
-            let len = f.metadata().map(|m| m.len()).unwrap_or(pos);
-            let before = pos;
-            if len > pos {
-                f.seek(SeekFrom::Start(pos))?;
-                let mut r = BufReader::new(&f);
-                let mut line = String::new();
-                while r.read_line(&mut line)? > 0 {
-                    if !line.ends_with('\n') {
-                        break;
-                    }
-                    pos += line.len() as u64;
-                    if in_window(line.trim_end()) {
-                        emit(line.trim_end());
-                    }
-                    line.clear();
+            if tail.read_new(|line| {
+                if in_window(line) {
+                    emit(line)
                 }
-            }
-            if pos > before {
-                continue;
-            }
-            let rotated = match (f.metadata(), std::fs::metadata(&path)) {
-                (Ok(open), Ok(now)) => open.ino() != now.ino(),
-                _ => false,
-            };
-            if rotated {
-                f = std::fs::File::open(&path)?;
-                pos = 0;
+            })? {
                 continue;
             }
             let st = store.container_state(&rec.id)?;
@@ -319,4 +295,116 @@ pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Reads a container's log as it grows, across rotations (`--log-opt max-size`).
+struct Follower {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    pos: u64,
+}
+
+impl Follower {
+    /// From the end of `file`, the log at `path` as now open.
+    fn at_end(path: std::path::PathBuf, mut file: std::fs::File) -> Result<Follower> {
+        let pos = file.seek(SeekFrom::End(0))?;
+        Ok(Follower { path, file, pos })
+    }
+
+    /// Hands every new whole line to `emit`; false when there was none.
+    fn read_new(&mut self, mut emit: impl FnMut(&str)) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let before = self.pos;
+        // The open file to its end, even once rotation renamed it away.
+        let len = self.file.metadata().map(|m| m.len()).unwrap_or(self.pos);
+        if len > self.pos {
+            self.file.seek(SeekFrom::Start(self.pos))?;
+            let mut r = BufReader::new(&self.file);
+            let mut line = String::new();
+            while r.read_line(&mut line)? > 0 {
+                if !line.ends_with('\n') {
+                    break;
+                }
+                self.pos += line.len() as u64;
+                emit(line.trim_end());
+                line.clear();
+            }
+        }
+        if self.pos > before {
+            return Ok(true);
+        }
+        let rotated = match (self.file.metadata(), std::fs::metadata(&self.path)) {
+            (Ok(open), Ok(now)) => open.ino() != now.ino(),
+            _ => false,
+        };
+        if rotated {
+            self.file = std::fs::File::open(&self.path)?;
+            self.pos = 0;
+        }
+        Ok(rotated)
+    }
+}
+
+/// `attach`: the output of a running detached container from now on, with this command's
+/// signals passed on (`--sig-proxy`), until it ends; exits with its exit code, as Docker's
+/// does.
+pub fn attach(s: &Settings, a: &AttachArgs) -> Result<u8> {
+    let store = s.open_store()?;
+    let rec = store.lookup_container(&a.container)?;
+    let st = store.container_state(&rec.id)?;
+    if !matches!(effective_status(&st).as_str(), "running" | "paused") {
+        bail!("You cannot attach to a stopped container, start it first");
+    }
+    if !logging::keeps_logs(&rec.host_config) {
+        bail!("{}", logging::NOT_READABLE);
+    }
+    let path = store.paths().container_log(&rec.id);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut tail = Follower::at_end(path, file)?;
+    let signals = if a.sig_proxy {
+        Some(berth_runtime::RelayedSignals::new()?)
+    } else {
+        None
+    };
+    let p = Printer::new(false);
+    let emit = |line: &str| {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        let text = v["log"].as_str().unwrap_or_default();
+        if v["stream"] == "stderr" {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        } else {
+            p.raw(text);
+        }
+    };
+    loop {
+        if tail.read_new(emit)? {
+            continue;
+        }
+        let st = store.container_state(&rec.id)?;
+        if effective_status(&st) == "exited" {
+            // What it wrote last, before its monitor recorded the end.
+            while tail.read_new(emit)? {}
+            return Ok(st.exit_code.unwrap_or(0).clamp(0, 255) as u8);
+        }
+        match &signals {
+            Some(sig) => {
+                let ready = berth_runtime::handoff::wait_readable(
+                    &[sig.fd()],
+                    Some(Duration::from_millis(100)),
+                )?;
+                if ready.first() == Some(&true) {
+                    sig.relay_to(st.pid);
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }

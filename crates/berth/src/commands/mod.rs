@@ -103,6 +103,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::exec(&s, &a),
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => exec::logs(&s, &a),
+        Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
+            exec::attach(&s, &a)
+        }
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container::ps(&s, &a),
         Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => container::stop(&s, &a),
         Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => container::kill(&s, &a),
