@@ -47,3 +47,4 @@ mod slurm_tasks;
 mod spank;
 mod spank_named;
 mod umoci;
+mod update;

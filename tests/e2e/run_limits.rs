@@ -24,7 +24,7 @@ const ALL: &[&str] = &[
 ];
 
 /// `controller` file `file` of the cgroup process `pid` is in, on cgroup v1.
-fn cgroup_file(pid: &str, controller: &str, file: &str) -> String {
+pub(crate) fn cgroup_file(pid: &str, controller: &str, file: &str) -> String {
     let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
     let path = cgroups
         .lines()
@@ -41,7 +41,7 @@ fn cgroup_file(pid: &str, controller: &str, file: &str) -> String {
 }
 
 /// Where this machine has cgroup v1 memory, cpu and cpuset hierarchies with swap accounting.
-fn v1_with_swap_accounting() -> bool {
+pub(crate) fn v1_with_swap_accounting() -> bool {
     std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
         && std::path::Path::new("/sys/fs/cgroup/cpu/cpu.shares").exists()
         && std::path::Path::new("/sys/fs/cgroup/cpuset/cpuset.mems").exists()

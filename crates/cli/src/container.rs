@@ -414,6 +414,47 @@ pub struct ExportArgs {
     pub output: Option<std::path::PathBuf>,
 }
 
+/// `berth update`
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Containers, by name or id.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Number of CPUs (may be fractional).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU time per period, in microseconds.
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    /// Length of the CPU period, in microseconds.
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    /// Relative CPU weight (1024 is everyone's default).
+    #[arg(long = "cpu-shares", short = 'c')]
+    pub cpu_shares: Option<i64>,
+    /// CPUs the container may run on (`0-3,8`).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may allocate from.
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit (`512m`, `2g`).
+    #[arg(long, short = 'm')]
+    pub memory: Option<String>,
+    /// Soft memory limit.
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Limit on memory plus swap, `-1` for unlimited swap.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Maximum number of processes (`-1`: no limit).
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy: only `no`.
+    #[arg(long)]
+    pub restart: Option<String>,
+}
+
 /// `berth rename`
 #[derive(Debug, Args)]
 pub struct RenameArgs {
@@ -524,6 +565,8 @@ pub enum ContainerCommand {
     Diff(ContainersArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// Change the resource limits of containers, running or not.
+    Update(UpdateArgs),
     /// Start one or more created or stopped containers.
     Start(StartArgs),
     /// Stop, then start again, one or more containers.

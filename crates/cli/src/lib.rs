@@ -109,6 +109,8 @@ pub enum Command {
     Diff(ContainersArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// Change the resource limits of containers, running or not.
+    Update(UpdateArgs),
     /// Start one or more created or stopped containers.
     Start(StartArgs),
     /// Stop, then start again, one or more containers.

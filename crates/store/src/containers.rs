@@ -115,6 +115,17 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the record of an existing container (`update` changes its limits).
+    pub fn update_container(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        let path = self.paths.container_config(&rec.id);
+        fs::metadata(&path).at(&path)?;
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_replace(&self.paths, &path, &bytes)
+    }
+
     /// Claims `name` for `id` by creating `container-names/<name>` exclusively; a claim whose
     /// container is gone is taken over.
     fn claim_name(&self, name: &str, id: &str) -> Result<(), StoreError> {

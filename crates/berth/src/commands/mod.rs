@@ -21,6 +21,7 @@ mod pull;
 mod rmi;
 mod run;
 mod stats;
+mod update;
 mod version;
 mod volume;
 
@@ -72,6 +73,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => commit::diff(&s, &a),
         Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
             container::rename(&s, &a)
+        }
+        Command::Update(a) | Command::Container(ContainerCommand::Update(a)) => {
+            update::update(&s, &a)
         }
         Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
             container::restart(&s, &a)

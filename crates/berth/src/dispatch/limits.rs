@@ -102,3 +102,34 @@ pub fn resources(h: &Value) -> Resources {
         cpuset_mems: text("CpusetMems"),
     }
 }
+
+/// Checks a `HostConfig`'s limits with Docker's rules, as `update` leaves them.
+pub fn validate(h: &Value) -> Result<()> {
+    let memory = h["Memory"].as_u64().filter(|m| *m > 0);
+    if let Some(m) = memory.filter(|m| *m < MIN_MEMORY) {
+        bail!("invalid --memory {m}: the smallest memory limit is 6MB");
+    }
+    let swap = h["MemorySwap"].as_i64().unwrap_or(0);
+    berth_cgroups::swap_limit(memory, (swap != 0).then_some(swap))
+        .map_err(|e| anyhow::anyhow!("invalid {e}"))?;
+    let reservation = h["MemoryReservation"].as_u64().unwrap_or(0);
+    if reservation > 0 && reservation < MIN_MEMORY {
+        bail!("invalid --memory-reservation {reservation}: the smallest reservation is 6MB");
+    }
+    if let Some(m) = memory.filter(|m| reservation > *m) {
+        bail!("invalid --memory-reservation {reservation}: it is above --memory {m}");
+    }
+    let shares = h["CpuShares"].as_i64().unwrap_or(0);
+    if shares != 0 && !(2..=262_144).contains(&shares) {
+        bail!("invalid --cpu-shares {shares}: it must be between 2 and 262144");
+    }
+    for (key, flag) in [
+        ("CpusetCpus", "--cpuset-cpus"),
+        ("CpusetMems", "--cpuset-mems"),
+    ] {
+        let list = h[key].as_str().unwrap_or_default();
+        berth_cgroups::parse_cpu_list(list)
+            .map_err(|e| anyhow::anyhow!("invalid {flag} {list:?}: {e}"))?;
+    }
+    Ok(())
+}
