@@ -75,8 +75,11 @@ fn cgroup_settings_reach_the_kernel() {
             (&["--memory-swappiness", "101"], "between 0 and 100"),
             (&["-c", "1"], "between 2 and 262144"),
             (&["--cpuset-mems", "x"], "invalid --cpuset-mems"),
+            (&["--cpuset-mems", "7"], "not available"),
         ],
     );
+    // A start that fails at its limits leaves no --rm container behind.
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
     let out = b.run(&["run", "--rm", "--oom-kill-disable", "localhost/bb", "true"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no memory limit is set"));

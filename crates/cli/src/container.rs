@@ -6,9 +6,26 @@ use clap::{Args, Subcommand};
 
 use crate::RegistryArgs;
 
+/// Docker's flags also take `=true` or `=false` (`--rm=false`, `-t=false`), which a clap flag
+/// refuses: each plain flag of `run`, `create` and `exec` takes an optional value instead, given
+/// only after `=`, so `-it` and `--rm IMAGE` read as before.
+fn go_style_bool(arg: clap::Arg) -> clap::Arg {
+    if !matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+        return arg;
+    }
+    arg.action(clap::ArgAction::Set)
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+        .default_value("false")
+        .hide_default_value(true)
+        .value_name("true|false")
+        .value_parser(clap::builder::BoolishValueParser::new())
+}
+
 /// `berth run`
 #[derive(Debug, Args, Clone)]
-#[command(trailing_var_arg = true, disable_help_flag = true)]
+#[command(trailing_var_arg = true, disable_help_flag = true, mut_args = go_style_bool)]
 pub struct RunArgs {
     /// Print help (`-h` is --hostname, as in Docker).
     #[arg(long, action = clap::ArgAction::Help)]
@@ -221,7 +238,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "missing")]
     pub pull: String,
     /// Do not forward signals to the container.
-    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sig_proxy: bool,
     /// Run as the calling user with home, working directory and environment (the HPC profile).
     #[arg(long)]
@@ -242,7 +259,7 @@ pub struct RunArgs {
 
 /// `berth exec`
 #[derive(Debug, Args)]
-#[command(trailing_var_arg = true)]
+#[command(trailing_var_arg = true, mut_args = go_style_bool)]
 pub struct ExecArgs {
     /// Container name or id.
     pub container: String,

@@ -67,8 +67,12 @@ fn cgroup(rec: &ContainerRecord, p: &Printer) -> Result<Option<Box<dyn CgroupMan
         }
         Err(e) => return Err(e.into()),
     }
-    for w in m.apply(&r)? {
-        p.warn(w);
+    match m.apply(&r) {
+        Ok(warnings) => warnings.into_iter().for_each(|w| p.warn(w)),
+        Err(e) => {
+            let _ = m.destroy();
+            return Err(e.into());
+        }
     }
     Ok(Some(m))
 }
@@ -142,14 +146,17 @@ pub fn run(
             )
         }
     };
-    let mut cg = cgroup(rec, p)?;
+    let cg = cgroup(rec, p);
     let mut state = ContainerState {
         status: "created".into(),
         monitor_pid: std::process::id() as i32,
         monitor_start: host::start_time(std::process::id() as i32).unwrap_or(0),
         boot_id: host::boot_id(),
         hostname: host::hostname(),
-        cgroups: cg.as_ref().map(|c| c.paths()).unwrap_or_default(),
+        cgroups: match &cg {
+            Ok(Some(c)) => c.paths(),
+            _ => Vec::new(),
+        },
         ..Default::default()
     };
     let fail = |state: &mut ContainerState, code: i32, msg: String| -> Result<()> {
@@ -159,6 +166,16 @@ pub fn run(
         state.finished_at = humanize::rfc3339(humanize::now());
         store.set_container_state(&rec.id, state)?;
         Ok(())
+    };
+    // Limits that cannot be applied end the start as any other failure: a `--rm` container
+    // goes, another is left exited with the reason.
+    let mut cg = match cg {
+        Ok(cg) => cg,
+        Err(e) => {
+            fail(&mut state, 125, format!("{e:#}"))?;
+            cleanup(store, rec, None, None);
+            return Err(e);
+        }
     };
     super::host::debug_assert_single_threaded();
     let mut c = match Container::create(&bundle, stdio) {
