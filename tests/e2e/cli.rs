@@ -60,3 +60,48 @@ fn bad_config_names_file_and_line() {
     let err = b.fails(&["images"], 1);
     assert!(err.contains("config.toml:2"), "{err}");
 }
+
+/// Docker's flags also take `=true`/`=false`, and nothing after the image is one of run's
+/// options; both compared with Docker where it runs.
+#[test]
+fn flag_values_and_the_end_of_options_match_docker() {
+    use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
+    let cases: &[&[&str]] = &[
+        &["run", "--rm=true", "-i=false", BUSYBOX, "echo", "a"],
+        &["run", "--rm", "-t=false", BUSYBOX, "echo", "b"],
+        &["run", "--rm", "--entrypoint", "sh", BUSYBOX, "-c", "echo c"],
+        &["run", "--rm", BUSYBOX, "echo", "--rm", "-l", "-c"],
+        &[
+            "run",
+            "--rm",
+            "--init=false",
+            "--privileged=false",
+            BUSYBOX,
+            "true",
+        ],
+        &["run", "--rm=maybe", BUSYBOX, "true"],
+    ];
+    let b = Berth::new();
+    b.import_busybox(BUSYBOX);
+    let kept = ["run", "--rm=false", "--name", "kept", BUSYBOX, "true"];
+    b.ok(&kept);
+    assert_eq!(
+        b.ok(&["ps", "-aq", "--filter", "name=kept"])
+            .lines()
+            .count(),
+        1
+    );
+    let Some(d) = Dockerd::start() else {
+        return;
+    };
+    d.load_from(&b, BUSYBOX);
+    let mut differences = Vec::new();
+    for case in cases {
+        let (theirs, ours) = d.both(&b, case);
+        let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
+        if theirs != ours {
+            differences.push(format!("{case:?}:\n docker {theirs:?}\n berth  {ours:?}"));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
