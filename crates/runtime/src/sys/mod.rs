@@ -175,3 +175,13 @@ pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Moves the calling process to `SCHED_IDLE`: it runs only on CPU time no other process wants.
+pub(crate) fn run_only_when_idle() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: param is a valid sched_param that outlives the call; pid 0 is this process.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
