@@ -75,6 +75,8 @@ fn log_rotation_and_no_log() {
         &[
             (&["--log-opt", "foo=bar"], "unknown log opt 'foo'"),
             (&["--log-opt", "max-size=xx"], "max-size=xx"),
+            (&["--log-opt", "labels-regex=("], "regular expression"),
+            (&["--log-opt", "compress=true"], "uncompressed"),
             (&["--log-driver", "syslog"], "not supported"),
             (
                 &["--log-driver", "none", "--log-opt", "max-size=1k"],
@@ -140,6 +142,40 @@ fn logging_and_ports_match_docker() {
         code_and_stdout(&ours),
     );
     d.both(&b, &["rm", "-f", "nolog"]);
+    // Attributes from labels and the environment, shown by `logs --details`.
+    for (name, flags) in [
+        ("plain", &[][..]),
+        (
+            "attrs",
+            &[
+                "--label",
+                "team=a",
+                "-e",
+                "JOB=7",
+                "--log-opt",
+                "labels=team,none",
+                "--log-opt",
+                "env=JOB",
+            ],
+        ),
+    ] {
+        let run = [
+            &["run", "-d", "--name", name][..],
+            flags,
+            &[BUSYBOX, "echo", "one"],
+        ]
+        .concat();
+        let (theirs, ours) = d.both(&b, &run);
+        assert!(theirs.status.success() && ours.status.success(), "{run:?}");
+        d.both(&b, &["wait", name]);
+        let (theirs, ours) = d.both(&b, &["logs", "--details", name]);
+        same(
+            format!("logs --details of {name}"),
+            code_and_stdout(&theirs),
+            code_and_stdout(&ours),
+        );
+        d.both(&b, &["rm", "-f", name]);
+    }
     for (name, flags) in [
         ("plain", &[][..]),
         (

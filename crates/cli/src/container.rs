@@ -374,6 +374,9 @@ pub struct LogsArgs {
     /// Show timestamps.
     #[arg(long, short = 't')]
     pub timestamps: bool,
+    /// Show each line's attributes (`--log-opt labels=`, `env=`) before it.
+    #[arg(long)]
+    pub details: bool,
     /// Only lines from this time on: RFC 3339, Unix seconds, or a duration ago (`42m`).
     #[arg(long)]
     pub since: Option<String>,

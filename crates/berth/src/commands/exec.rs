@@ -256,12 +256,13 @@ pub fn logs(s: &Settings, a: &LogsArgs) -> Result<u8> {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             return;
         };
-        let text = v["log"].as_str().unwrap_or_default();
-        let text = if a.timestamps {
-            format!("{} {text}", v["time"].as_str().unwrap_or_default())
-        } else {
-            text.to_string()
-        };
+        let mut text = v["log"].as_str().unwrap_or_default().to_string();
+        if a.details {
+            text = format!("{}{text}", logging::details(&v));
+        }
+        if a.timestamps {
+            text = format!("{} {text}", v["time"].as_str().unwrap_or_default());
+        }
         if v["stream"] == "stderr" {
             use std::io::Write;
             let _ = std::io::stderr().write_all(text.as_bytes());

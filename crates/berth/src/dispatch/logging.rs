@@ -32,7 +32,15 @@ pub fn log_config(driver: Option<&str>, opts: &[String]) -> Result<Value> {
                     "max-file" if v.parse::<u32>().map_or(true, |n| n < 1) => {
                         bail!("invalid --log-opt max-file={v}: a whole number of files, at least 1")
                     }
-                    "max-size" | "max-file" => {}
+                    "labels-regex" | "env-regex" if regex::Regex::new(v).is_err() => {
+                        bail!("invalid --log-opt {k}={v}: not a regular expression")
+                    }
+                    "compress" if v != "false" => {
+                        bail!("--log-opt compress={v}: rotated logs are kept uncompressed")
+                    }
+                    "max-size" | "max-file" | "compress" => {}
+                    "labels" | "labels-regex" | "env" | "env-regex" | "tag"
+                        if driver == "json-file" => {}
                     other => bail!("unknown log opt '{other}' for {driver} log driver"),
                 }
             }
@@ -52,7 +60,53 @@ pub fn keeps_logs(host_config: &Value) -> bool {
 /// The message `logs` fails with for a container that keeps none, as Docker words it.
 pub const NOT_READABLE: &str = "configured logging driver does not support reading";
 
-/// Appends lines to a container's log and rotates it past `max-size`: `container.log` becomes
+/// The attributes every record of a container's log carries (`--log-opt labels=`, `env=` and
+/// their `-regex` forms): the named labels of its config and variables of its environment.
+fn attributes(host_config: &Value, config: &Value) -> serde_json::Map<String, Value> {
+    let opts = &host_config["LogConfig"]["Config"];
+    let names = |key: &str| -> Vec<String> {
+        opts[key]
+            .as_str()
+            .map(|s| s.split(',').map(|n| n.trim().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let pattern = |key: &str| opts[key].as_str().and_then(|r| regex::Regex::new(r).ok());
+    let wanted = |name: &str, list: &[String], re: &Option<regex::Regex>| {
+        list.iter().any(|n| n == name) || re.as_ref().is_some_and(|re| re.is_match(name))
+    };
+    let mut out = serde_json::Map::new();
+    let (labels, labels_re) = (names("labels"), pattern("labels-regex"));
+    if let Some(all) = config["Labels"].as_object() {
+        for (k, v) in all.iter().filter(|(k, _)| wanted(k, &labels, &labels_re)) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    let (env, env_re) = (names("env"), pattern("env-regex"));
+    for item in config["Env"].as_array().into_iter().flatten() {
+        let Some((k, v)) = item.as_str().and_then(|s| s.split_once('=')) else {
+            continue;
+        };
+        if wanted(k, &env, &env_re) {
+            out.insert(k.to_string(), json!(v));
+        }
+    }
+    out
+}
+
+/// The text `logs --details` puts before a record: its attributes as `k=v,k=v` (Docker's
+/// order: by name), then a space, also when there are none.
+pub fn details(record: &Value) -> String {
+    let attrs = record["attrs"].as_object();
+    let mut pairs: Vec<String> = attrs
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    format!("{} ", pairs.join(","))
+}
+
+/// Appends records to a container's log and rotates it past `max-size`: `container.log` becomes
 /// `container.log.1` (and so on up to `max-file` files in all), as Docker's json-file does.
 pub struct LogWriter {
     path: PathBuf,
@@ -60,11 +114,13 @@ pub struct LogWriter {
     written: u64,
     max_size: Option<u64>,
     max_files: u32,
+    attrs: serde_json::Map<String, Value>,
 }
 
 impl LogWriter {
-    /// Opens (appending) the log at `path` with the rotation `host_config` asks for.
-    pub fn open(path: PathBuf, host_config: &Value) -> io::Result<LogWriter> {
+    /// Opens (appending) the log at `path` with the rotation `host_config` asks for, and the
+    /// attributes it names from `config` (the record's `Config`).
+    pub fn open(path: PathBuf, host_config: &Value, config: &Value) -> io::Result<LogWriter> {
         let cfg = &host_config["LogConfig"]["Config"];
         let max_size = cfg["max-size"]
             .as_str()
@@ -83,7 +139,18 @@ impl LogWriter {
             written,
             max_size,
             max_files,
+            attrs: attributes(host_config, config),
         })
+    }
+
+    /// Writes one record, as Docker's json-file does: the text, its stream, the attributes
+    /// (when there are any) and the time.
+    pub fn record(&mut self, stream: &str, text: &str, time: &str) -> io::Result<()> {
+        let mut rec = json!({"log": text, "stream": stream, "time": time});
+        if !self.attrs.is_empty() {
+            rec["attrs"] = Value::Object(self.attrs.clone());
+        }
+        self.write_line(&rec.to_string())
     }
 
     /// Writes one record (a line) and rotates if that made the file too large.
@@ -151,6 +218,7 @@ mod tests {
         );
         let err = |d, o| ok(d, o).unwrap_err().to_string();
         assert!(err(None, &["foo=bar"]).contains("unknown log opt 'foo'"));
+        assert!(err(Some("local"), &["labels=a"]).contains("for local log driver"));
         assert!(err(None, &["max-size=xx"]).contains("max-size=xx"));
         assert!(err(None, &["max-file=0"]).contains("max-file=0"));
         assert!(err(Some("none"), &["max-size=1k"]).contains("driver none"));
@@ -158,11 +226,28 @@ mod tests {
     }
 
     #[test]
+    fn attributes_from_labels_and_environment() {
+        let host = json!({"LogConfig": {"Config": {"labels": "team,none", "env-regex": "^JOB"}}});
+        let config = json!({"Labels": {"team": "a", "other": "b"},
+                            "Env": ["JOB_ID=42", "HOME=/root", "JOBNAME=x"]});
+        let attrs = attributes(&host, &config);
+        assert_eq!(
+            Value::Object(attrs),
+            json!({"team": "a", "JOB_ID": "42", "JOBNAME": "x"})
+        );
+        assert_eq!(
+            details(&json!({"attrs": {"team": "a", "JOB_ID": "42"}})),
+            "JOB_ID=42,team=a "
+        );
+        assert_eq!(details(&json!({})), " ");
+    }
+
+    #[test]
     fn rotation_keeps_max_file_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("container.log");
         let cfg = json!({"LogConfig": {"Config": {"max-size": "10", "max-file": "3"}}});
-        let mut w = LogWriter::open(path.clone(), &cfg).unwrap();
+        let mut w = LogWriter::open(path.clone(), &cfg, &json!({})).unwrap();
         for i in 0..5 {
             w.write_line(&format!("line {i} ...")).unwrap();
         }

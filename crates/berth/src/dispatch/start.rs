@@ -193,6 +193,7 @@ pub fn run(
         let log = Arc::new(Mutex::new(logging::LogWriter::open(
             store.paths().container_log(&rec.id),
             &rec.host_config,
+            &rec.config,
         )?));
         logs.push(relay(out_r, "stdout", log.clone()));
         logs.push(relay(err_r, "stderr", log));
@@ -309,13 +310,9 @@ fn relay(
             match r.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let rec = serde_json::json!({
-                        "log": String::from_utf8_lossy(&line),
-                        "stream": stream,
-                        "time": humanize::now_nanos(),
-                    });
+                    let text = String::from_utf8_lossy(&line);
                     if let Ok(mut f) = log.lock() {
-                        let _ = f.write_line(&rec.to_string());
+                        let _ = f.record(stream, &text, &humanize::now_nanos());
                     }
                 }
             }
