@@ -420,3 +420,37 @@ fn source_date_epoch_gives_the_same_digest_twice() {
     let (c, _) = build("1000000001", "2001-09-09T01:46:41Z");
     assert_ne!(a, c);
 }
+
+/// `--network` is the network of RUN steps without one of their own, `--add-host` adds to their
+/// `/etc/hosts`; `--rm` and `--force-rm` are accepted (Berth keeps no intermediate container).
+#[test]
+fn network_add_host_and_rm_for_run_steps() {
+    let b = Berth::new();
+    b.import_busybox("localhost/bb");
+    let dir = ctx(&[(
+        "Dockerfile",
+        "FROM localhost/bb\n\
+         RUN ls /sys/class/net | tr '\\n' ' ' > /nets && grep db /etc/hosts > /hosts\n\
+         RUN --network=host ls /sys/class/net | wc -l > /own\n",
+    )]);
+    let d = dir.path().to_str().unwrap();
+    b.ok(&[
+        "build",
+        "--rm",
+        "--force-rm=true",
+        "--network",
+        "none",
+        "--add-host",
+        "db:10.0.0.5",
+        "-t",
+        "net",
+        d,
+    ]);
+    let nets = b.ok(&["run", "--rm", "net", "cat", "/nets", "/hosts"]);
+    assert_eq!(nets, "lo 10.0.0.5\tdb\n");
+    // A step's own --network wins: the host's interfaces, more than lo.
+    let own = b.ok(&["run", "--rm", "net", "cat", "/own"]);
+    assert!(own.trim().parse::<u32>().unwrap() > 1, "{own}");
+    let err = b.fails(&["build", "--network", "bogus", "--no-cache", d], 1);
+    assert!(err.contains("invalid --network bogus"), "{err}");
+}

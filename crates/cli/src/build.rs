@@ -48,6 +48,19 @@ pub struct BuildArgs {
     /// Write the image id to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Network of the RUN steps that name none themselves: `default` (the host's), `host` or
+    /// `none`.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Add a line to the RUN steps' `/etc/hosts` (`HOST:IP`).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
+    /// Remove intermediate containers: accepted, as Berth keeps none (`--rm=false` too).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "true|false")]
+    pub rm: bool,
+    /// Remove intermediate containers even after a failed step: accepted, as Berth keeps none.
+    #[arg(long = "force-rm", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "true|false")]
+    pub force_rm: bool,
     /// Also write the image as an archive: `type=oci-archive,dest=FILE` or
     /// `type=docker-archive,dest=FILE` (`oci` and `docker` are accepted too);
     /// `type=registry` pushes it, as `--push` does.

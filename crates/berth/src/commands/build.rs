@@ -219,6 +219,8 @@ pub fn run(s: &Settings, a: &BuildArgs) -> Result<u8> {
         printer: &p,
         pull: a.pull,
         pulled: Default::default(),
+        network: a.network.clone(),
+        add_hosts: a.add_host.clone(),
     };
     let tty = match a.progress {
         Progress::Plain => false,

@@ -115,6 +115,8 @@ pub fn run(s: &Settings, a: &CommitArgs) -> Result<u8> {
         printer: &p,
         pull: false,
         pulled: Default::default(),
+        network: None,
+        add_hosts: Vec::new(),
     };
     from_store(&rec, "commit")?;
     let base = engine

@@ -25,6 +25,10 @@ pub struct Engine<'a> {
     pub pull: bool,
     /// The references pulled so far in this build.
     pub pulled: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// `--network`: the network of RUN steps without `--network` of their own.
+    pub network: Option<String>,
+    /// `--add-host`: lines for the RUN steps' `/etc/hosts`.
+    pub add_hosts: Vec<String>,
 }
 
 fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, BuildError> {
@@ -116,7 +120,7 @@ impl BuildBackend for Engine<'_> {
         step: &RunStep,
         output: &(dyn Fn(&[u8]) + Sync),
     ) -> Result<RunOutcome, BuildError> {
-        run_step(self.store, step, output).map_err(|e| format!("{e:#}").into())
+        run_step(self, step, output).map_err(|e| format!("{e:#}").into())
     }
 
     fn add_layer(
@@ -261,10 +265,11 @@ fn single_id(map: &[(u32, u32, u32)]) -> bool {
 /// Runs one step as a container: the docker profile (root inside mapped to the caller), the
 /// step's layers as overlay lowers and the builder's empty directory as the upper.
 fn run_step(
-    store: &Store,
+    engine: &Engine<'_>,
     step: &RunStep,
     output: &(dyn Fn(&[u8]) + Sync),
 ) -> anyhow::Result<RunOutcome> {
+    let store = engine.store;
     let caller = Caller::current();
     let lower: Vec<PathBuf> = step
         .layers
@@ -293,12 +298,36 @@ fn run_step(
     let config: oci_spec::image::ImageConfiguration =
         serde_json::from_value(image_config).context("invalid stage config")?;
     let network = match step.network.as_deref() {
-        None | Some("host") | Some("default") => NetworkMode::Host,
-        Some("none") => NetworkMode::None,
-        Some(other) => {
-            anyhow::bail!("invalid RUN --network={other}: expected default, none or host")
+        Some(own) => own,
+        None => engine.network.as_deref().unwrap_or("default"),
+    };
+    let network = match network {
+        "host" | "default" => NetworkMode::Host,
+        "none" => NetworkMode::None,
+        other => {
+            let flag = if step.network.is_some() {
+                "RUN --network="
+            } else {
+                "--network "
+            };
+            anyhow::bail!("invalid {flag}{other}: expected default, none or host")
         }
     };
+    // The image's /etc/hosts (or the usual lines) with `--add-host`'s added.
+    let hosts = (!engine.add_hosts.is_empty())
+        .then(|| -> anyhow::Result<String> {
+            let mut hosts = read("etc/hosts")
+                .unwrap_or_else(|| "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n".into());
+            if !hosts.ends_with('\n') {
+                hosts.push('\n');
+            }
+            for h in &engine.add_hosts {
+                hosts.push_str(&super::run_flags::parse_add_host(h)?);
+                hosts.push('\n');
+            }
+            Ok(hosts)
+        })
+        .transpose()?;
     let id = random_id();
     let opts = RunOptions {
         profile: Profile::Docker,
@@ -338,6 +367,9 @@ fn run_step(
         maps(linux.gid_mappings().as_ref()),
     );
     let mut extra_files: Vec<(&str, &[u8], u32)> = Vec::new();
+    if let Some(hosts) = &hosts {
+        extra_files.push(("/etc/hosts", hosts.as_bytes(), 0o644));
+    }
     if single_id(&uid_map) || single_id(&gid_map) {
         linux.set_seccomp(Some(berth_runtime::fake_root_seccomp()));
         spec.set_linux(Some(linux));
