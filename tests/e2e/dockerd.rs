@@ -120,6 +120,45 @@ impl Dockerd {
         );
         let _ = std::fs::remove_file(archive);
     }
+
+    /// Where Docker and Berth disagree on `inspect -f '{{json FIELD}}' NAME`, one entry per
+    /// field (a path such as `.HostConfig.Memory`) that differs.
+    pub fn inspect_differences(&self, b: &Berth, name: &str, fields: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for field in fields {
+            let format = format!("{{{{json {field}}}}}");
+            let (theirs, ours) = self.both(b, &["inspect", "-f", &format, name]);
+            let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
+            if theirs != ours {
+                out.push(format!(
+                    "{name} {field}:\n docker {theirs:?}\n berth  {ours:?}"
+                ));
+            }
+        }
+        out
+    }
+
+    /// Creates `name` with `flags` (on the busybox image, command `true`) in both, and returns
+    /// [`Dockerd::inspect_differences`] for `fields`; the containers are removed after.
+    pub fn created_differences(
+        &self,
+        b: &Berth,
+        name: &str,
+        flags: &[&str],
+        fields: &[&str],
+    ) -> Vec<String> {
+        let create = [&["create", "--name", name][..], flags, &[BUSYBOX, "true"]].concat();
+        let (theirs, ours) = self.both(b, &create);
+        assert!(
+            theirs.status.success() && ours.status.success(),
+            "{create:?}: {}{}",
+            String::from_utf8_lossy(&theirs.stderr),
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        let out = self.inspect_differences(b, name, fields);
+        self.both(b, &["rm", "-f", name]);
+        out
+    }
 }
 
 impl Drop for Dockerd {

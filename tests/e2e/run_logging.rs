@@ -204,27 +204,17 @@ fn logging_and_ports_match_docker() {
             ],
         ),
     ] {
-        let create = [&["create", "--name", name][..], flags, &[BUSYBOX, "true"]].concat();
-        let (theirs, ours) = d.both(&b, &create);
-        assert!(
-            theirs.status.success() && ours.status.success(),
-            "{create:?}"
-        );
-        for field in [
-            ".HostConfig.LogConfig.Type",
-            ".HostConfig.LogConfig.Config",
-            ".Config.ExposedPorts",
-            ".HostConfig.PublishAllPorts",
-        ] {
-            let format = format!("{{{{json {field}}}}}");
-            let (theirs, ours) = d.both(&b, &["inspect", "-f", &format, name]);
-            same(
-                format!("{name} {field}"),
-                code_and_stdout(&theirs),
-                code_and_stdout(&ours),
-            );
-        }
-        d.both(&b, &["rm", "-f", name]);
+        differences.extend(d.created_differences(
+            &b,
+            name,
+            flags,
+            &[
+                ".HostConfig.LogConfig.Type",
+                ".HostConfig.LogConfig.Config",
+                ".Config.ExposedPorts",
+                ".HostConfig.PublishAllPorts",
+            ],
+        ));
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }

@@ -3,16 +3,16 @@
 
 use crate::common::Berth;
 use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
-use crate::run_limits::{cgroup_file, v1_with_swap_accounting};
+use crate::run_limits::{cgroup_differences, cgroup_file, v1_with_swap_accounting};
 
 const FIELDS: &[&str] = &[
-    "Memory",
-    "MemorySwap",
-    "MemoryReservation",
-    "CpuShares",
-    "PidsLimit",
-    "NanoCpus",
-    "CpusetCpus",
+    ".HostConfig.Memory",
+    ".HostConfig.MemorySwap",
+    ".HostConfig.MemoryReservation",
+    ".HostConfig.CpuShares",
+    ".HostConfig.PidsLimit",
+    ".HostConfig.NanoCpus",
+    ".HostConfig.CpusetCpus",
 ];
 
 const FILES: &[(&str, &str)] = &[
@@ -115,28 +115,9 @@ fn update_matches_docker() {
             code_and_stdout(&ours),
         );
     }
-    for field in FIELDS {
-        let format = format!("{{{{json .HostConfig.{field}}}}}");
-        let (theirs, ours) = d.both(&b, &["inspect", "-f", &format, "upd"]);
-        same(
-            field.to_string(),
-            code_and_stdout(&theirs),
-            code_and_stdout(&ours),
-        );
-    }
+    differences.extend(d.inspect_differences(&b, "upd", FIELDS));
     if v1_with_swap_accounting() {
-        let (theirs, ours) = d.both(&b, &["inspect", "-f", "{{.State.Pid}}", "upd"]);
-        let (theirs, ours) = (
-            String::from_utf8_lossy(&theirs.stdout).into_owned(),
-            String::from_utf8_lossy(&ours.stdout).into_owned(),
-        );
-        for (controller, file) in FILES {
-            same(
-                format!("{controller}/{file}"),
-                (Some(0), cgroup_file(&theirs, controller, file)),
-                (Some(0), cgroup_file(&ours, controller, file)),
-            );
-        }
+        differences.extend(cgroup_differences(&d, &b, "upd", FILES));
     }
     d.both(&b, &["rm", "-f", "upd"]);
     assert!(differences.is_empty(), "{}", differences.join("\n"));

@@ -178,21 +178,9 @@ pub struct RunArgs {
     /// Resource limit: `nofile=SOFT[:HARD]`.
     #[arg(long)]
     pub ulimit: Vec<String>,
-    /// Maximum number of processes.
-    #[arg(long = "pids-limit")]
-    pub pids_limit: Option<i64>,
-    /// Memory limit (`512m`, `2g`).
-    #[arg(long, short = 'm')]
-    pub memory: Option<String>,
-    /// Number of CPUs (may be fractional).
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// CPU time per period, in microseconds (`--cpu-quota 50000` is half a CPU).
-    #[arg(long = "cpu-quota")]
-    pub cpu_quota: Option<i64>,
-    /// Length of the CPU period, in microseconds (100000 unless given).
-    #[arg(long = "cpu-period")]
-    pub cpu_period: Option<u64>,
+    /// CPU, memory and process limits (also what `update` changes).
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Adjust the out-of-memory killer's preference (-1000 to 1000).
     #[arg(long = "oom-score-adj", allow_negative_numbers = true)]
     pub oom_score_adj: Option<i32>,
@@ -202,21 +190,6 @@ pub struct RunArgs {
     /// Add an OCI annotation `KEY=VALUE` to the container's runtime spec.
     #[arg(long)]
     pub annotation: Vec<String>,
-    /// CPUs the container may run on (`0-3,8`).
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    /// Memory nodes the container may allocate from (`0-1`).
-    #[arg(long = "cpuset-mems")]
-    pub cpuset_mems: Option<String>,
-    /// Relative CPU weight against other containers (1024 is everyone's default).
-    #[arg(long = "cpu-shares", short = 'c')]
-    pub cpu_shares: Option<i64>,
-    /// Limit on memory plus swap (`1g`), `-1` for unlimited swap; twice `--memory` if not given.
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    /// Soft memory limit the container is held to when the host runs short (`256m`).
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
     /// How readily the kernel swaps the container's memory out, 0 to 100 (-1: the host's).
     #[arg(long = "memory-swappiness", allow_negative_numbers = true)]
     pub memory_swappiness: Option<i64>,
@@ -434,42 +407,50 @@ pub struct ExportArgs {
     pub output: Option<std::path::PathBuf>,
 }
 
+/// The CPU, memory and process limits of `run` and `create`, which `update` changes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LimitArgs {
+    /// Maximum number of processes (`-1`: no limit).
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+    /// Memory limit (`512m`, `2g`).
+    #[arg(long, short = 'm')]
+    pub memory: Option<String>,
+    /// Limit on memory plus swap (`1g`), `-1` for unlimited swap; twice `--memory` if not given.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Soft memory limit the container is held to when the host runs short (`256m`).
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs (may be fractional).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU time per period, in microseconds (`--cpu-quota 50000` is half a CPU).
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    /// Length of the CPU period, in microseconds (100000 unless given).
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    /// Relative CPU weight against other containers (1024 is everyone's default).
+    #[arg(long = "cpu-shares", short = 'c')]
+    pub cpu_shares: Option<i64>,
+    /// CPUs the container may run on (`0-3,8`).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may allocate from (`0-1`).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+}
+
 /// `berth update`
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// Containers, by name or id.
     #[arg(required = true)]
     pub containers: Vec<String>,
-    /// Number of CPUs (may be fractional).
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// CPU time per period, in microseconds.
-    #[arg(long = "cpu-quota")]
-    pub cpu_quota: Option<i64>,
-    /// Length of the CPU period, in microseconds.
-    #[arg(long = "cpu-period")]
-    pub cpu_period: Option<u64>,
-    /// Relative CPU weight (1024 is everyone's default).
-    #[arg(long = "cpu-shares", short = 'c')]
-    pub cpu_shares: Option<i64>,
-    /// CPUs the container may run on (`0-3,8`).
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    /// Memory nodes the container may allocate from.
-    #[arg(long = "cpuset-mems")]
-    pub cpuset_mems: Option<String>,
-    /// Memory limit (`512m`, `2g`).
-    #[arg(long, short = 'm')]
-    pub memory: Option<String>,
-    /// Soft memory limit.
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
-    /// Limit on memory plus swap, `-1` for unlimited swap.
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    /// Maximum number of processes (`-1`: no limit).
-    #[arg(long = "pids-limit", allow_negative_numbers = true)]
-    pub pids_limit: Option<i64>,
+    /// The new limits; those not given stay as they are.
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Restart policy: only `no`.
     #[arg(long)]
     pub restart: Option<String>,

@@ -13,16 +13,16 @@ use crate::printer::Printer;
 use crate::settings::Settings;
 
 pub fn update(s: &Settings, a: &UpdateArgs) -> Result<u8> {
-    let given = a.cpus.is_some()
-        || a.cpu_quota.is_some()
-        || a.cpu_period.is_some()
-        || a.cpu_shares.is_some()
-        || a.cpuset_cpus.is_some()
-        || a.cpuset_mems.is_some()
-        || a.memory.is_some()
-        || a.memory_reservation.is_some()
-        || a.memory_swap.is_some()
-        || a.pids_limit.is_some()
+    let given = a.limits.cpus.is_some()
+        || a.limits.cpu_quota.is_some()
+        || a.limits.cpu_period.is_some()
+        || a.limits.cpu_shares.is_some()
+        || a.limits.cpuset_cpus.is_some()
+        || a.limits.cpuset_mems.is_some()
+        || a.limits.memory.is_some()
+        || a.limits.memory_reservation.is_some()
+        || a.limits.memory_swap.is_some()
+        || a.limits.pids_limit.is_some()
         || a.restart.is_some();
     if !given {
         bail!("you must provide one or more flags when using this command");
@@ -30,7 +30,7 @@ pub fn update(s: &Settings, a: &UpdateArgs) -> Result<u8> {
     if let Some(policy) = a.restart.as_deref().filter(|p| *p != "no") {
         bail!("--restart {policy}: no daemon restarts Berth's containers; only \"no\" is accepted");
     }
-    if a.cpus.is_some() && (a.cpu_quota.is_some() || a.cpu_period.is_some()) {
+    if a.limits.cpus.is_some() && (a.limits.cpu_quota.is_some() || a.limits.cpu_period.is_some()) {
         bail!("conflicting options: --cpus and --cpu-period/--cpu-quota cannot both be set");
     }
     let store = s.open_store()?;
@@ -60,30 +60,34 @@ fn update_one(
 ) -> Result<()> {
     let mut h = rec.host_config.clone();
     let old_memory = h["Memory"].as_u64().unwrap_or(0);
-    if let Some(m) = &a.memory {
+    if let Some(m) = &a.limits.memory {
         h["Memory"] = json!(parse_bytes(m)?);
     }
     let memory = h["Memory"].as_u64().unwrap_or(0);
     // As Docker: the swap limit stays (a memory limit raised past it is refused) unless given;
     // a first memory limit gets the default, twice the memory.
-    match a.memory_swap.as_deref().map(str::trim) {
+    match a.limits.memory_swap.as_deref().map(str::trim) {
         Some("-1") => h["MemorySwap"] = json!(-1),
         Some(s) => h["MemorySwap"] = json!(parse_bytes(s)?),
         None if old_memory == 0 && memory > 0 => h["MemorySwap"] = json!(memory * 2),
         None => {}
     }
-    if let Some(r) = &a.memory_reservation {
+    if let Some(r) = &a.limits.memory_reservation {
         h["MemoryReservation"] = json!(parse_bytes(r)?);
     }
-    if let Some(c) = a.cpus {
+    if let Some(c) = a.limits.cpus {
         if !(c > 0.0 && c.is_finite()) {
             bail!("invalid --cpus {c}: it must be a positive number");
         }
         h["NanoCpus"] = json!((c * 1e9) as u64);
     }
-    if a.cpu_quota.is_some() || a.cpu_period.is_some() {
-        let quota = a.cpu_quota.or(h["CpuQuota"].as_i64()).unwrap_or(0);
-        let period = a.cpu_period.or(h["CpuPeriod"].as_u64()).filter(|p| *p > 0);
+    if a.limits.cpu_quota.is_some() || a.limits.cpu_period.is_some() {
+        let quota = a.limits.cpu_quota.or(h["CpuQuota"].as_i64()).unwrap_or(0);
+        let period = a
+            .limits
+            .cpu_period
+            .or(h["CpuPeriod"].as_u64())
+            .filter(|p| *p > 0);
         if let Some(p) = period.filter(|p| !(1_000..=1_000_000).contains(p)) {
             bail!("invalid --cpu-period {p}: it must be between 1000 and 1000000 microseconds");
         }
@@ -96,16 +100,16 @@ fn update_one(
         h["NanoCpus"] = json!(nano.map_or(0, |n| n as u64));
     }
     let set = |h: &mut Value, key: &str, v: Value| h[key] = v;
-    if let Some(c) = a.cpu_shares {
+    if let Some(c) = a.limits.cpu_shares {
         set(&mut h, "CpuShares", json!(c));
     }
-    if let Some(c) = &a.cpuset_cpus {
+    if let Some(c) = &a.limits.cpuset_cpus {
         set(&mut h, "CpusetCpus", json!(c.trim()));
     }
-    if let Some(m) = &a.cpuset_mems {
+    if let Some(m) = &a.limits.cpuset_mems {
         set(&mut h, "CpusetMems", json!(m.trim()));
     }
-    if let Some(n) = a.pids_limit {
+    if let Some(n) = a.limits.pids_limit {
         set(&mut h, "PidsLimit", json!(n));
     }
     limits::validate(&h)?;

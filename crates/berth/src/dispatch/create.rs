@@ -219,7 +219,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     let online = fs::read_to_string(berth_hpc::CPU_ONLINE_PATH).unwrap_or_default();
     let whole_host = berth_hpc::narrows_nothing(
         &caller.cpus_allowed,
-        a.cpuset_cpus.as_deref(),
+        a.limits.cpuset_cpus.as_deref(),
         cpu_limit,
         &online,
     );
@@ -240,7 +240,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     } else {
         berth_hpc::cpu_visibility(
             &caller.cpus_allowed,
-            a.cpuset_cpus.as_deref(),
+            a.limits.cpuset_cpus.as_deref(),
             cpu_limit,
             &fs::read_to_string(berth_hpc::CPUINFO_PATH).unwrap_or_default(),
             &env_keys,
@@ -483,7 +483,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     if berth_runtime::signal_by_name(&stop_signal).is_none() {
         bail!("invalid --stop-signal {stop_signal:?}");
     }
-    let memory = a.memory.as_deref().map(parse_bytes).transpose()?;
+    let memory = a.limits.memory.as_deref().map(parse_bytes).transpose()?;
     let mut record = ContainerRecord {
         id: id.clone(),
         name,
@@ -515,8 +515,8 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             "NetworkMode": a.network.clone().unwrap_or_else(|| "private".into()),
             "Memory": memory.unwrap_or(0),
             "NanoCpus": cpu_limit.map(|c| (c * 1e9) as u64).unwrap_or(0),
-            "CpusetCpus": a.cpuset_cpus.clone().unwrap_or_default(),
-            "PidsLimit": a.pids_limit,
+            "CpusetCpus": a.limits.cpuset_cpus.clone().unwrap_or_default(),
+            "PidsLimit": a.limits.pids_limit,
             "CpuAffinity": affinity,
             "Profile": if matches!(opts.profile, Profile::Hpc) { "hpc" } else { "docker" },
             "Init": a.init,

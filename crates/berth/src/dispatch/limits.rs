@@ -25,7 +25,7 @@ pub fn host_config(
     if let Some(m) = memory.filter(|m| *m < MIN_MEMORY) {
         bail!("invalid --memory {m}: the smallest memory limit is 6MB");
     }
-    let swap: i64 = match a.memory_swap.as_deref().map(str::trim) {
+    let swap: i64 = match a.limits.memory_swap.as_deref().map(str::trim) {
         None => 0,
         Some("-1") => -1,
         Some(s) => i64::try_from(parse_bytes(s)?).context("--memory-swap is too large")?,
@@ -38,6 +38,7 @@ pub fn host_config(
         _ => swap,
     };
     let reservation = a
+        .limits
         .memory_reservation
         .as_deref()
         .map(parse_bytes)
@@ -61,11 +62,16 @@ pub fn host_config(
                 .into(),
         );
     }
-    let shares = a.cpu_shares.unwrap_or(0);
+    let shares = a.limits.cpu_shares.unwrap_or(0);
     if shares != 0 && !(2..=262_144).contains(&shares) {
         bail!("invalid --cpu-shares {shares}: it must be between 2 and 262144");
     }
-    let mems = a.cpuset_mems.as_deref().map(str::trim).unwrap_or_default();
+    let mems = a
+        .limits
+        .cpuset_mems
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default();
     berth_cgroups::parse_cpu_list(mems)
         .map_err(|e| anyhow::anyhow!("invalid --cpuset-mems {mems:?}: {e}"))?;
     Ok(vec![

@@ -317,18 +317,18 @@ pub fn daemon_flags(
 
 /// `--cpus`, or `--cpu-quota` over `--cpu-period` (Docker's older spelling of the same limit).
 pub fn cpus(a: &RunArgs) -> Result<Option<f64>> {
-    let quota = a.cpu_quota.filter(|q| *q > 0);
-    if a.cpus.is_some() && (quota.is_some() || a.cpu_period.is_some()) {
+    let quota = a.limits.cpu_quota.filter(|q| *q > 0);
+    if a.limits.cpus.is_some() && (quota.is_some() || a.limits.cpu_period.is_some()) {
         bail!("conflicting options: --cpus and --cpu-period/--cpu-quota cannot both be set");
     }
-    let period = a.cpu_period.unwrap_or(100_000);
+    let period = a.limits.cpu_period.unwrap_or(100_000);
     if !(1_000..=1_000_000).contains(&period) {
         bail!("invalid --cpu-period {period}: it must be between 1000 and 1000000 microseconds");
     }
     if let Some(q) = quota.filter(|q| *q < 1_000) {
         bail!("invalid --cpu-quota {q}: it must be at least 1000 microseconds");
     }
-    Ok(a.cpus.or(quota.map(|q| q as f64 / period as f64)))
+    Ok(a.limits.cpus.or(quota.map(|q| q as f64 / period as f64)))
 }
 
 /// The labels of `--label-file` (lines `KEY=VALUE`; blank and `#` lines skipped) and then of
@@ -437,8 +437,8 @@ pub fn host_config_extras(
         ("Sysctls", kv(&a.sysctl)),
         ("Annotations", kv(&a.annotation)),
         ("OomScoreAdj", json!(a.oom_score_adj.unwrap_or(0))),
-        ("CpuQuota", json!(a.cpu_quota.unwrap_or(0))),
-        ("CpuPeriod", json!(a.cpu_period.unwrap_or(0))),
+        ("CpuQuota", json!(a.limits.cpu_quota.unwrap_or(0))),
+        ("CpuPeriod", json!(a.limits.cpu_period.unwrap_or(0))),
         ("PublishAllPorts", json!(a.publish_all)),
     ];
     entries
