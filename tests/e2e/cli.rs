@@ -65,7 +65,7 @@ fn bad_config_names_file_and_line() {
 /// options; both compared with Docker where it runs.
 #[test]
 fn flag_values_and_the_end_of_options_match_docker() {
-    use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
+    use crate::dockerd::{Dockerd, BUSYBOX};
     let cases: &[&[&str]] = &[
         &["run", "--rm=true", "-i=false", BUSYBOX, "echo", "a"],
         &["run", "--rm", "-t=false", BUSYBOX, "echo", "b"],
@@ -95,13 +95,6 @@ fn flag_values_and_the_end_of_options_match_docker() {
         return;
     };
     d.load_from(&b, BUSYBOX);
-    let mut differences = Vec::new();
-    for case in cases {
-        let (theirs, ours) = d.both(&b, case);
-        let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
-        if theirs != ours {
-            differences.push(format!("{case:?}:\n docker {theirs:?}\n berth  {ours:?}"));
-        }
-    }
+    let differences = d.differences(&b, cases.iter().map(|c| c.to_vec()));
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }

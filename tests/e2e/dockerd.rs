@@ -121,6 +121,24 @@ impl Dockerd {
         let _ = std::fs::remove_file(archive);
     }
 
+    /// Each command line through Docker and Berth ([`Dockerd::both`]); one entry for each whose
+    /// exit code or standard output differs.
+    pub fn differences<'a>(
+        &self,
+        b: &Berth,
+        cases: impl IntoIterator<Item = Vec<&'a str>>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for args in cases {
+            let (theirs, ours) = self.both(b, &args);
+            let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
+            if theirs != ours {
+                out.push(format!("{args:?}:\n docker {theirs:?}\n berth  {ours:?}"));
+            }
+        }
+        out
+    }
+
     /// Where Docker and Berth disagree on `inspect -f '{{json FIELD}}' NAME`, one entry per
     /// field (a path such as `.HostConfig.Memory`) that differs.
     pub fn inspect_differences(&self, b: &Berth, name: &str, fields: &[&str]) -> Vec<String> {

@@ -4,7 +4,7 @@
 //! through `/proc/PID/cgroup`), the same way for Berth's containers and Docker's.
 
 use crate::common::Berth;
-use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
+use crate::dockerd::{Dockerd, BUSYBOX};
 use crate::run_namespaces::refuses;
 
 const ALL: &[&str] = &[
@@ -151,14 +151,8 @@ fn cgroup_settings_match_docker() {
     let Some((b, d)) = Dockerd::with_busybox() else {
         return;
     };
-    let mut differences = Vec::new();
-    let mut same = |what: String, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
-        if theirs != ours {
-            differences.push(format!("{what}:\n docker {theirs:?}\n berth  {ours:?}"));
-        }
-    };
-    for bad in [
-        &["--memory-swap", "100m"][..],
+    let bad: [&[&str]; 8] = [
+        &["--memory-swap", "100m"],
         &["-m", "100m", "--memory-swap", "50m"],
         &["-m", "40m", "--memory-reservation", "50m"],
         &["--memory-reservation", "1k"],
@@ -166,15 +160,12 @@ fn cgroup_settings_match_docker() {
         &["-c", "1"],
         &["--cpuset-mems", "x"],
         &["--cpuset-mems", "1"],
-    ] {
-        let args = [&["run", "--rm"][..], bad, &[BUSYBOX, "true"]].concat();
-        let (theirs, ours) = d.both(&b, &args);
-        same(
-            format!("{bad:?}"),
-            code_and_stdout(&theirs),
-            code_and_stdout(&ours),
-        );
-    }
+    ];
+    let mut differences = d.differences(
+        &b,
+        bad.iter()
+            .map(|flags| [&["run", "--rm"][..], flags, &[BUSYBOX, "true"]].concat()),
+    );
     // What inspect shows, with no flag, with --memory alone and with all of them.
     for (name, flags) in [
         ("plain", &[][..]),

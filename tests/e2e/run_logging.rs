@@ -94,14 +94,8 @@ fn logging_and_ports_match_docker() {
     let Some((b, d)) = Dockerd::with_busybox() else {
         return;
     };
-    let mut differences = Vec::new();
-    let mut same = |what: String, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
-        if theirs != ours {
-            differences.push(format!("{what}:\n docker {theirs:?}\n berth  {ours:?}"));
-        }
-    };
-    for flags in [
-        &["--log-driver", "none"][..],
+    let cases: [&[&str]; 9] = [
+        &["--log-driver", "none"],
         &["--log-opt", "max-size=1k", "--log-opt", "max-file=2"],
         &["--log-driver", "syslog"],
         &["--log-driver", "bogus"],
@@ -110,15 +104,18 @@ fn logging_and_ports_match_docker() {
         &["--log-driver", "none", "--log-opt", "max-size=1k"],
         &["--disable-content-trust"],
         &["--expose", "80"],
-    ] {
-        let args = [&["run", "--rm"][..], flags, &[BUSYBOX, "echo", "hi"]].concat();
-        let (theirs, ours) = d.both(&b, &args);
-        same(
-            format!("{flags:?}"),
-            code_and_stdout(&theirs),
-            code_and_stdout(&ours),
-        );
-    }
+    ];
+    let mut differences = d.differences(
+        &b,
+        cases
+            .iter()
+            .map(|flags| [&["run", "--rm"][..], flags, &[BUSYBOX, "echo", "hi"]].concat()),
+    );
+    let mut same = |what: String, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
+        if theirs != ours {
+            differences.push(format!("{what}:\n docker {theirs:?}\n berth  {ours:?}"));
+        }
+    };
     let (theirs, ours) = d.both(
         &b,
         &[

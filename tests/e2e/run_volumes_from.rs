@@ -2,7 +2,7 @@
 //! places, with their own modes or the one asked for; compared with Docker.
 
 use crate::common::Berth;
-use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
+use crate::dockerd::{Dockerd, BUSYBOX};
 
 /// Each case: the flags after `run --rm`, then the command.
 const CASES: &[&[&str]] = &[
@@ -98,14 +98,12 @@ fn volumes_from_matches_docker() {
     ];
     let (theirs, ours) = d.both(&b, &create);
     assert!(theirs.status.success() && ours.status.success());
-    let mut differences = Vec::new();
-    for case in CASES {
-        let (theirs, ours) = d.both(&b, &[&["run", "--rm"][..], case].concat());
-        let (theirs, ours) = (code_and_stdout(&theirs), code_and_stdout(&ours));
-        if theirs != ours {
-            differences.push(format!("{case:?}:\n docker {theirs:?}\n berth  {ours:?}"));
-        }
-    }
+    let differences = d.differences(
+        &b,
+        CASES
+            .iter()
+            .map(|case| [&["run", "--rm"][..], case].concat()),
+    );
     d.both(&b, &["rm", "-f", "src"]);
     d.both(&b, &["volume", "rm", "vv"]);
     assert!(differences.is_empty(), "{}", differences.join("\n"));

@@ -2,7 +2,7 @@
 //! with Docker.
 
 use crate::common::Berth;
-use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
+use crate::dockerd::{Dockerd, BUSYBOX};
 use crate::run_limits::{cgroup_differences, cgroup_file, v1_with_swap_accounting};
 
 const FIELDS: &[&str] = &[
@@ -82,13 +82,7 @@ fn update_matches_docker() {
     ];
     let (theirs, ours) = d.both(&b, &run);
     assert!(theirs.status.success() && ours.status.success());
-    let mut differences = Vec::new();
-    let mut same = |what: String, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
-        if theirs != ours {
-            differences.push(format!("{what}:\n docker {theirs:?}\n berth  {ours:?}"));
-        }
-    };
-    for args in [
+    let cases: [&[&str]; 5] = [
         &[
             "update",
             "--memory",
@@ -102,19 +96,13 @@ fn update_matches_docker() {
             "--cpus",
             "0.5",
             "upd",
-        ][..],
+        ],
         &["update", "--memory-swap", "100m", "upd"],
         &["update", "upd"],
         &["update", "--cpus", "1", "nosuch"],
         &["update", "-m", "300m", "upd"],
-    ] {
-        let (theirs, ours) = d.both(&b, args);
-        same(
-            format!("{args:?}"),
-            code_and_stdout(&theirs),
-            code_and_stdout(&ours),
-        );
-    }
+    ];
+    let mut differences = d.differences(&b, cases.iter().map(|c| c.to_vec()));
     differences.extend(d.inspect_differences(&b, "upd", FIELDS));
     if v1_with_swap_accounting() {
         differences.extend(cgroup_differences(&d, &b, "upd", FILES));
