@@ -49,9 +49,11 @@ fn first_operand(cmds: &[&clap::Command], args: &[OsString], from: usize) -> Opt
                 Some((n, _)) => (n, true),
                 None => (long, false),
             };
-            let arg = find(cmds, |x| {
-                x.get_long() == Some(name)
-                    || x.get_all_aliases().is_some_and(|al| al.contains(&name))
+            // Aliases (which clap hands out as a new Vec each time) only when no name matched.
+            let arg = find(cmds, |x| x.get_long() == Some(name)).or_else(|| {
+                find(cmds, |x| {
+                    x.get_all_aliases().is_some_and(|al| al.contains(&name))
+                })
             })?;
             i += if takes_next(arg) && !inline { 2 } else { 1 };
             continue;

@@ -30,9 +30,8 @@ pub fn update(s: &Settings, a: &UpdateArgs) -> Result<u8> {
     if let Some(policy) = a.restart.as_deref().filter(|p| *p != "no") {
         bail!("--restart {policy}: no daemon restarts Berth's containers; only \"no\" is accepted");
     }
-    if a.limits.cpus.is_some() && (a.limits.cpu_quota.is_some() || a.limits.cpu_period.is_some()) {
-        bail!("conflicting options: --cpus and --cpu-period/--cpu-quota cannot both be set");
-    }
+    // The flags given, by run's rules; what they leave of the record stays valid.
+    crate::dispatch::run_flags::cpus(&a.limits)?;
     let store = s.open_store()?;
     let p = Printer::new(false);
     let mut status = 0;
@@ -88,12 +87,6 @@ fn update_one(
             .cpu_period
             .or(h["CpuPeriod"].as_u64())
             .filter(|p| *p > 0);
-        if let Some(p) = period.filter(|p| !(1_000..=1_000_000).contains(p)) {
-            bail!("invalid --cpu-period {p}: it must be between 1000 and 1000000 microseconds");
-        }
-        if quota > 0 && quota < 1_000 {
-            bail!("invalid --cpu-quota {quota}: it must be at least 1000 microseconds");
-        }
         h["CpuQuota"] = json!(quota);
         h["CpuPeriod"] = json!(period.unwrap_or(0));
         let nano = (quota > 0).then(|| quota as f64 / period.unwrap_or(100_000) as f64 * 1e9);

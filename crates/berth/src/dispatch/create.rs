@@ -215,7 +215,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     }
 
     // CPU visibility (and the Slurm environment) as data from berth-hpc.
-    let cpu_limit = cpus(a)?;
+    let cpu_limit = cpus(&a.limits)?;
     let online = fs::read_to_string(berth_hpc::CPU_ONLINE_PATH).unwrap_or_default();
     let whole_host = berth_hpc::narrows_nothing(
         &caller.cpus_allowed,

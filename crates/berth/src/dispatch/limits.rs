@@ -13,25 +13,20 @@ use super::run_flags::parse_bytes;
 /// Docker's smallest memory limit and reservation.
 const MIN_MEMORY: u64 = 6 << 20;
 
-/// The `HostConfig` entries of these flags, once Docker's rules accept them; `memory` is
-/// `--memory` in bytes. Disabling the out-of-memory killer without a memory limit gets
-/// Docker's warning.
+/// The `HostConfig` entries of these flags, once Docker's rules accept them ([`validate`]);
+/// `memory` is `--memory` in bytes. Disabling the out-of-memory killer without a memory limit
+/// gets Docker's warning.
 pub fn host_config(
     a: &RunArgs,
     memory: Option<u64>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(&'static str, Value)>> {
     let memory = memory.filter(|m| *m > 0);
-    if let Some(m) = memory.filter(|m| *m < MIN_MEMORY) {
-        bail!("invalid --memory {m}: the smallest memory limit is 6MB");
-    }
     let swap: i64 = match a.limits.memory_swap.as_deref().map(str::trim) {
         None => 0,
         Some("-1") => -1,
         Some(s) => i64::try_from(parse_bytes(s)?).context("--memory-swap is too large")?,
     };
-    berth_cgroups::swap_limit(memory, (swap != 0).then_some(swap))
-        .map_err(|e| anyhow::anyhow!("invalid {e}"))?;
     // As Docker records it: twice the memory when only --memory is given.
     let swap = match (memory, swap) {
         (Some(m), 0) => i64::try_from(m.saturating_mul(2)).unwrap_or(i64::MAX),
@@ -44,17 +39,7 @@ pub fn host_config(
         .map(parse_bytes)
         .transpose()?
         .unwrap_or(0);
-    if reservation > 0 && reservation < MIN_MEMORY {
-        bail!("invalid --memory-reservation {reservation}: the smallest reservation is 6MB");
-    }
-    if let Some(m) = memory.filter(|m| reservation > *m) {
-        bail!("invalid --memory-reservation {reservation}: it is above --memory {m}");
-    }
-    let swappiness = match a.memory_swappiness {
-        None | Some(-1) => None,
-        Some(v @ 0..=100) => Some(v),
-        Some(v) => bail!("invalid --memory-swappiness {v}: it must be between 0 and 100"),
-    };
+    let swappiness = a.memory_swappiness.filter(|v| *v != -1);
     if a.oom_kill_disable && memory.is_none() {
         warnings.push(
             "OOM killer is disabled for the container, but no memory limit is set, this can \
@@ -62,26 +47,20 @@ pub fn host_config(
                 .into(),
         );
     }
-    let shares = a.limits.cpu_shares.unwrap_or(0);
-    if shares != 0 && !(2..=262_144).contains(&shares) {
-        bail!("invalid --cpu-shares {shares}: it must be between 2 and 262144");
-    }
-    let mems = a
-        .limits
-        .cpuset_mems
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or_default();
-    berth_cgroups::parse_cpu_list(mems)
-        .map_err(|e| anyhow::anyhow!("invalid --cpuset-mems {mems:?}: {e}"))?;
-    Ok(vec![
+    let mems = a.limits.cpuset_mems.as_deref().map(str::trim);
+    let entries = vec![
         ("MemorySwap", json!(swap)),
         ("MemoryReservation", json!(reservation)),
         ("MemorySwappiness", json!(swappiness)),
         ("OomKillDisable", json!(a.oom_kill_disable)),
-        ("CpuShares", json!(shares)),
-        ("CpusetMems", json!(mems)),
-    ])
+        ("CpuShares", json!(a.limits.cpu_shares.unwrap_or(0))),
+        ("CpusetMems", json!(mems.unwrap_or_default())),
+    ];
+    let mut checked = serde_json::Map::new();
+    checked.insert("Memory".into(), json!(memory.unwrap_or(0)));
+    checked.extend(entries.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    validate(&Value::Object(checked))?;
+    Ok(entries)
 }
 
 /// The cgroup settings a container's `HostConfig` asks for (empty when none).
@@ -109,7 +88,8 @@ pub fn resources(h: &Value) -> Resources {
     }
 }
 
-/// Checks a `HostConfig`'s limits with Docker's rules, as `update` leaves them.
+/// Checks a `HostConfig`'s limits with Docker's rules, as `create` makes them and `update`
+/// leaves them.
 pub fn validate(h: &Value) -> Result<()> {
     let memory = h["Memory"].as_u64().filter(|m| *m > 0);
     if let Some(m) = memory.filter(|m| *m < MIN_MEMORY) {
@@ -124,6 +104,12 @@ pub fn validate(h: &Value) -> Result<()> {
     }
     if let Some(m) = memory.filter(|m| reservation > *m) {
         bail!("invalid --memory-reservation {reservation}: it is above --memory {m}");
+    }
+    if let Some(v) = h["MemorySwappiness"]
+        .as_i64()
+        .filter(|v| !(0..=100).contains(v))
+    {
+        bail!("invalid --memory-swappiness {v}: it must be between 0 and 100");
     }
     let shares = h["CpuShares"].as_i64().unwrap_or(0);
     if shares != 0 && !(2..=262_144).contains(&shares) {

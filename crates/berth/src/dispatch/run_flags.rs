@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use berth_cli::RunArgs;
+use berth_cli::{LimitArgs, RunArgs};
 use berth_oci::{IpcMode, MountKind, MountSpec};
 use berth_store::Store;
 
@@ -316,19 +316,19 @@ pub fn daemon_flags(
 }
 
 /// `--cpus`, or `--cpu-quota` over `--cpu-period` (Docker's older spelling of the same limit).
-pub fn cpus(a: &RunArgs) -> Result<Option<f64>> {
-    let quota = a.limits.cpu_quota.filter(|q| *q > 0);
-    if a.limits.cpus.is_some() && (quota.is_some() || a.limits.cpu_period.is_some()) {
+pub fn cpus(a: &LimitArgs) -> Result<Option<f64>> {
+    let quota = a.cpu_quota.filter(|q| *q > 0);
+    if a.cpus.is_some() && (quota.is_some() || a.cpu_period.is_some()) {
         bail!("conflicting options: --cpus and --cpu-period/--cpu-quota cannot both be set");
     }
-    let period = a.limits.cpu_period.unwrap_or(100_000);
+    let period = a.cpu_period.unwrap_or(100_000);
     if !(1_000..=1_000_000).contains(&period) {
         bail!("invalid --cpu-period {period}: it must be between 1000 and 1000000 microseconds");
     }
     if let Some(q) = quota.filter(|q| *q < 1_000) {
         bail!("invalid --cpu-quota {q}: it must be at least 1000 microseconds");
     }
-    Ok(a.limits.cpus.or(quota.map(|q| q as f64 / period as f64)))
+    Ok(a.cpus.or(quota.map(|q| q as f64 / period as f64)))
 }
 
 /// The labels of `--label-file` (lines `KEY=VALUE`; blank and `#` lines skipped) and then of
