@@ -23,24 +23,53 @@ run() {
 }
 
 # Builds the `berth` binary and the fixture helper, and puts both first on PATH.
-# BERTH_PROFILE=debug builds faster for a quick try; the default is release.
+# BERTH_PROFILE=debug builds faster for a quick try; the default is release, whose binary is
+# left at $CARGO_TARGET_DIR/dist/berth.
 #
 # The release binary is static and not position-independent: nothing to load or relocate at
-# start (about 20,000 relocations otherwise), which halves the CPU time of a bare `berth`
-# invocation, and one file to copy onto a cluster. Only the final link changes (the flags go to
-# the `berth` crate alone), so the SPANK plugin, a shared library, builds as before.
+# start (about 20,000 relocations otherwise), and one file to copy onto a cluster. It is built
+# against musl when the toolchain has that target (BERTH_LIBC=glibc to choose glibc): glibc's
+# start-up probes the CPU's caches with CPUID instructions, about 0.9 ms of every start on a
+# virtual machine where each one traps, and a static glibc still loads the host's NSS modules for
+# host name lookups. Only the final link changes (the flags go to the `berth` crate alone), so
+# the SPANK plugin, a shared library, builds as before.
 build_tools() {
-  local profile=${BERTH_PROFILE:-release} flag=() dir static=()
+  local profile=${BERTH_PROFILE:-release} libc=${BERTH_LIBC:-} out
+  local musl=x86_64-unknown-linux-musl
   case "$profile" in
-    release) flag=(--release); dir=release
-             static=(-- -C target-feature=+crt-static -C relocation-model=static) ;;
-    debug) dir=debug ;;
+    release|debug) ;;
     *) die "BERTH_PROFILE must be release or debug" ;;
   esac
-  say "building berth ($profile)"
-  (cd "$BERTH_REPO" && cargo rustc "${flag[@]}" --quiet -p berth --bin berth "${static[@]}" \
-    && cargo build "${flag[@]}" --quiet -p berth-testkit --bin berth-fixtures)
-  PATH="$CARGO_TARGET_DIR/$dir:$PATH"
+  if [ -z "$libc" ]; then
+    libc=glibc
+    if [ -d "$(rustc --print sysroot)/lib/rustlib/$musl/lib" ] && command -v musl-gcc >/dev/null
+    then
+      libc=musl
+    fi
+  fi
+  say "building berth ($profile, $libc)"
+  (
+    cd "$BERTH_REPO"
+    if [ "$profile" = debug ]; then
+      cargo build --quiet -p berth --bin berth -p berth-testkit --bin berth-fixtures
+      exit
+    fi
+    local target=()
+    [ "$libc" = musl ] && target=(--target "$musl")
+    cargo rustc --release --quiet "${target[@]}" -p berth --bin berth -- \
+      -C target-feature=+crt-static -C relocation-model=static
+    cargo build --release --quiet -p berth-testkit --bin berth-fixtures
+  ) || die "build failed"
+  if [ "$profile" = debug ]; then
+    PATH="$CARGO_TARGET_DIR/debug:$PATH"
+  else
+    out=$CARGO_TARGET_DIR/release
+    [ "$libc" = musl ] && out=$CARGO_TARGET_DIR/$musl/release
+    mkdir -p "$CARGO_TARGET_DIR/dist"
+    cp "$out/berth" "$CARGO_TARGET_DIR/dist/berth.tmp"
+    mv "$CARGO_TARGET_DIR/dist/berth.tmp" "$CARGO_TARGET_DIR/dist/berth"
+    PATH="$CARGO_TARGET_DIR/dist:$CARGO_TARGET_DIR/release:$PATH"
+  fi
   export PATH
 }
 

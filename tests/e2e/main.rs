@@ -32,6 +32,7 @@ mod rootless_owners;
 mod run;
 mod run_cpus;
 mod run_flags;
+mod run_layer;
 mod run_limits;
 mod run_logging;
 mod run_more_flags;

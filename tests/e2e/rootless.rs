@@ -274,6 +274,17 @@ fn rootless_run_with_a_single_id_map() {
     );
     let out = u.ok(&["run", "--rm", "--hpc", "localhost/bb", "id", "-u"]);
     assert_eq!(out.trim(), u.user.uid.to_string());
+    // The hpc profile keeps a --rm container's writable layer in memory, rootless too.
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo ok > /var/x && cat /var/x && grep -q upperdir=.*/rootfs/upper /proc/mounts && echo in-memory",
+    ]);
+    assert_eq!(out, "ok\nin-memory\n");
     // Only one id is mapped: asking for another fails clearly, naming it.
     let out = u.run(&["run", "--rm", "-u", "1000", "localhost/bb", "true"]);
     assert_eq!(out.status.code(), Some(125));

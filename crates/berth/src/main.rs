@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use berth_cli::{Cli, Command, ContainerCommand};
 
 fn main() -> ExitCode {
+    berth_runtime::keep_allocator_usable_after_fork();
     let cli = Cli::parse_args();
     let debug = cli.global.debug;
     let failure = FailureCode::of(&cli.command);

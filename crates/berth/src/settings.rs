@@ -41,6 +41,20 @@ pub struct ConfigFile {
     /// `fuse` (`squashfuse_ll`, as for everyone else), for sites that keep the kernel from
     /// parsing file systems that users bring.
     pub squashfs_mount: Option<SquashfsMountMode>,
+    /// Where the writable layer of a `--rm` container lives: `disk` (in the store, as Docker
+    /// keeps it; the docker profile's default) or `memory` (a tmpfs of the container's own;
+    /// the hpc profile's default).
+    pub writable_layer: Option<WritableLayer>,
+}
+
+/// The `writable_layer` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WritableLayer {
+    /// In the store's `containers/<id>/upper`.
+    Disk,
+    /// In memory, gone with the container; a store on NFS needs no upper layer then.
+    Memory,
 }
 
 /// The `squashfs_mount` setting.
@@ -73,6 +87,9 @@ impl ConfigFile {
         }
         if other.squashfs_mount.is_some() {
             self.squashfs_mount = other.squashfs_mount;
+        }
+        if other.writable_layer.is_some() {
+            self.writable_layer = other.writable_layer;
         }
     }
 }

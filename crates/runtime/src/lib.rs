@@ -48,6 +48,7 @@ pub use resident::shed_startup_pages;
 pub use seccomp::{default_seccomp, fake_root_seccomp, seccomp_from_docker_json};
 pub use signal::signal_by_name;
 pub use squashfs::{mount_squashfs, SquashfsMount};
+pub use sys::allocator::keep_allocator_usable_after_fork;
 pub use visit::{visit_filesystem, Visit, VISIT_JOIN_FAILED};
 
 /// What to run: a root filesystem and the OCI runtime spec describing the process, its
@@ -93,6 +94,15 @@ pub enum Rootfs {
         /// filesystem at every unmount. An upper layer used so cannot be mounted again.
         discard: bool,
     },
+    /// Image layers as with `Overlay`, with the writable layer in memory: the upper and work
+    /// directories live on a tmpfs mounted for this container alone, under the overlay, and
+    /// go with its mount namespace. Nothing is written to the store for it, which may then be
+    /// on a file system that cannot hold an upper layer (NFS and other network file systems).
+    /// Writes to the root cost memory, charged to the container's cgroup.
+    OverlayInMemory {
+        /// Layer directories, top-most first.
+        lower: Vec<PathBuf>,
+    },
     /// An already assembled directory, bind-mounted (recursively) as the root.
     Dir(PathBuf),
 }
@@ -119,4 +129,22 @@ pub enum Stdio {
 /// Sends `signal` to the process `pid` (a container's [`Container::pid`]).
 pub fn kill(pid: i32, signal: i32) -> Result<(), RuntimeError> {
     sys::kill(pid, signal).map_err(RuntimeError::sys("kill"))
+}
+
+/// Whether this kernel can hold a container's writable layer in memory
+/// ([`Rootfs::OverlayInMemory`]): overlayfs in a user namespace keeps its attributes in `user.*`
+/// extended attributes, which tmpfs has since Linux 6.6.
+pub fn layer_in_memory_supported() -> bool {
+    kernel_at_least((6, 6))
+}
+
+/// Whether the running kernel's release is `min` (major, minor) or later.
+pub(crate) fn kernel_at_least(min: (u32, u32)) -> bool {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    have >= min
 }

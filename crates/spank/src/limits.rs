@@ -6,11 +6,18 @@
 /// The prefix of srun's variables.
 pub const PREFIX: &str = "SLURM_RLIMIT_";
 
+/// How the C library types a `RLIMIT_*` resource (glibc has an enum of its own).
+#[cfg(target_env = "gnu")]
+pub type Resource = libc::__rlimit_resource_t;
+/// How the C library types a `RLIMIT_*` resource.
+#[cfg(not(target_env = "gnu"))]
+pub type Resource = libc::c_int;
+
 /// A limit to set: the resource and the soft value srun had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
     /// `RLIMIT_*`.
-    pub resource: libc::__rlimit_resource_t,
+    pub resource: Resource,
     /// The soft limit (`RLIM_INFINITY` for unlimited).
     pub soft: libc::rlim_t,
 }

@@ -41,6 +41,10 @@ pub struct ContainerRecord {
     /// Named volumes the container mounts.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// The writable layer lives in memory, in a file system of the container's own that goes
+    /// with it, and not in the store: the store holds no `upper` or `work` directory for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub layer_in_memory: bool,
 }
 
 /// What a container is doing, as its monitor last recorded it.
@@ -80,16 +84,17 @@ impl Store {
     pub fn create_container(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
         self.claim_name(&rec.name, &rec.id)?;
         let dir = self.paths.container_dir(&rec.id);
-        for d in [
-            self.paths.container_upper(&rec.id),
-            self.paths.container_work(&rec.id),
-        ] {
-            fs::create_dir_all(&d).at(&d)?;
+        if rec.layer_in_memory {
+            fs::create_dir_all(&dir).at(&dir)?;
+        } else {
+            for d in [
+                self.paths.container_upper(&rec.id),
+                self.paths.container_work(&rec.id),
+            ] {
+                fs::create_dir_all(&d).at(&d)?;
+            }
         }
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Corrupt {
-            path: dir.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes = encode(rec, &dir)?;
         write_replace(&self.paths, &self.paths.container_config(&rec.id), &bytes)
     }
 
@@ -100,10 +105,7 @@ impl Store {
         let mut renamed = rec.clone();
         renamed.name = name.to_string();
         let path = self.paths.container_config(&rec.id);
-        let bytes = serde_json::to_vec_pretty(&renamed).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes = encode(&renamed, &path)?;
         if let Err(e) = write_replace(&self.paths, &path, &bytes) {
             let _ = fs::remove_file(self.paths.container_names_dir().join(name));
             return Err(e);
@@ -119,10 +121,7 @@ impl Store {
     pub fn update_container(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
         let path = self.paths.container_config(&rec.id);
         fs::metadata(&path).at(&path)?;
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes = encode(rec, &path)?;
         write_replace(&self.paths, &path, &bytes)
     }
 
@@ -224,10 +223,7 @@ impl Store {
     /// Replaces the state atomically, so readers never see half of it.
     pub fn set_container_state(&self, id: &str, st: &ContainerState) -> Result<(), StoreError> {
         let path = self.paths.container_state(id);
-        let bytes = serde_json::to_vec_pretty(st).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes = encode(st, &path)?;
         write_replace(&self.paths, &path, &bytes)
     }
 
@@ -335,4 +331,13 @@ impl Store {
         fs::rename(&dir, &doomed).at(&dir)?;
         self.remove_tree(&doomed).at(&doomed)
     }
+}
+
+/// Records are written compact: a container's spec holds Docker's whole seccomp profile, and
+/// indenting it doubled the bytes and the time every start spends writing the record.
+fn encode<T: serde::Serialize>(value: &T, path: &std::path::Path) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }

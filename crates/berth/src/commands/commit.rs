@@ -190,7 +190,7 @@ fn layer_file(
         uids: ranges(&rec.spec, "uidMappings"),
         gids: ranges(&rec.spec, "gidMappings"),
     };
-    let upper = store.paths().container_upper(&rec.id);
+    let upper = crate::dispatch::writable_layer(store, rec)?;
     let skipped = placeholders(&upper, &mount_points(rec));
     let skip = |path: &str| skipped.contains(path);
     w.add_upper_except(&upper, &ids, &skip)
@@ -305,7 +305,7 @@ pub fn diff(s: &Settings, a: &ContainersArgs) -> Result<u8> {
     let Some(rec) = container(&store, name) else {
         return Ok(1);
     };
-    let upper = store.paths().container_upper(&rec.id);
+    let upper = crate::dispatch::writable_layer(&store, &rec)?;
     let skipped = placeholders(&upper, &mount_points(&rec));
     let in_image = |rel: &str| {
         rec.lower_dirs

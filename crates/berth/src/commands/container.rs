@@ -447,14 +447,29 @@ pub fn inspect_json(store: &Store, rec: &ContainerRecord) -> Result<Value> {
         "HostConfig": rec.host_config,
         "Mounts": mounts,
         "Config": rec.config,
-        "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": rec.lower_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
-            "UpperDir": store.paths().container_upper(&rec.id),
-            "WorkDir": store.paths().container_work(&rec.id),
-        }},
+        "GraphDriver": {"Name": "overlay", "Data": graph_driver_data(store, rec)},
         "LogPath": store.paths().container_log(&rec.id),
         "MonitorAlive": monitor_alive(&st),
     }))
+}
+
+/// `GraphDriver.Data`: the overlay's directories (a writable layer in memory has none on the
+/// host).
+fn graph_driver_data(store: &Store, rec: &ContainerRecord) -> serde_json::Value {
+    let lower = rec
+        .lower_dirs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    if rec.layer_in_memory {
+        return json!({"LowerDir": lower, "UpperDir": "", "WorkDir": ""});
+    }
+    json!({
+        "LowerDir": lower,
+        "UpperDir": store.paths().container_upper(&rec.id),
+        "WorkDir": store.paths().container_work(&rec.id),
+    })
 }
 
 /// The bytes of a container's writable layer, and those with its image's layers (Docker's

@@ -434,7 +434,11 @@ fn stopped_source(store: &Store, rec: &ContainerRecord, path: &str) -> Result<Pa
         no_symlink_parents(&source, &rest, path, rec)?;
         return Ok(source.join(rest));
     }
-    let mut layers = vec![store.paths().container_upper(&rec.id)];
+    // A layer in memory exists only while the container runs: until then it is empty.
+    let mut layers = Vec::new();
+    if !rec.layer_in_memory {
+        layers.push(store.paths().container_upper(&rec.id));
+    }
     layers.extend(rec.lower_dirs.iter().cloned());
     for l in &layers {
         let p = l.join(&rel);
@@ -468,7 +472,7 @@ fn stopped_dest(store: &Store, rec: &ContainerRecord, path: &str) -> Result<Dest
         no_symlink_parents(&source, &rest, path, rec)?;
         return classify(&source.join(rest), trailing_slash);
     }
-    let upper = store.paths().container_upper(&rec.id);
+    let upper = crate::dispatch::writable_layer(store, rec)?;
     no_symlink_parents(&upper, &rel, path, rec)?;
     let merged = |r: &Path| -> Option<std::fs::Metadata> {
         std::iter::once(&upper)

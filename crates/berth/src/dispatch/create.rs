@@ -16,7 +16,7 @@ use super::run_flags::{
     parse_host_or_private, parse_ipc, parse_mount, parse_volume, resolv_conf, spec_extras,
 };
 use crate::humanize;
-use crate::settings::Settings;
+use crate::settings::{Settings, WritableLayer};
 
 /// Files the container sees instead of the host's (`/proc/cpuinfo` filtered to its CPUs…).
 pub struct Generated {
@@ -526,6 +526,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         lower_dirs,
         spec,
         volumes,
+        layer_in_memory: layer_in_memory(s, a, &opts.profile, &mut warnings),
     };
     let limits = super::limits::host_config(a, memory, &mut warnings)?;
     if let Some(h) = record.host_config.as_object_mut() {
@@ -549,6 +550,35 @@ enum Seccomp {
     Unconfined,
     /// A profile file in Docker's format: its path and contents.
     File(String, String),
+}
+
+/// Whether the container's writable layer lives in memory: for `--rm` containers only (it
+/// cannot outlive a stop), by the `writable_layer` setting or else by the profile.
+fn layer_in_memory(
+    s: &Settings,
+    a: &RunArgs,
+    profile: &Profile,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let setting = s.config.writable_layer;
+    let wanted = match setting {
+        Some(WritableLayer::Memory) => true,
+        Some(WritableLayer::Disk) => false,
+        None => matches!(profile, Profile::Hpc),
+    };
+    if !a.rm || !wanted {
+        return false;
+    }
+    if !berth_runtime::layer_in_memory_supported() {
+        if setting.is_some() {
+            warnings.push(
+                "writable_layer = \"memory\" needs Linux 6.6 or later: the writable layer is on disk"
+                    .into(),
+            );
+        }
+        return false;
+    }
+    true
 }
 
 fn profile_passes_env(p: &Profile) -> bool {

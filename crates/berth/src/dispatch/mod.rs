@@ -67,3 +67,20 @@ pub fn parallel<T: Sync, R: Send>(
     }
     Ok(out)
 }
+
+/// The directory of a container's writable layer, for the commands that read or write it from
+/// outside the container (`commit`, `diff`, `cp` into a container that is not running). A layer
+/// in memory is refused: only the container's own mounts reach it.
+pub fn writable_layer(
+    store: &berth_store::Store,
+    rec: &berth_store::ContainerRecord,
+) -> anyhow::Result<std::path::PathBuf> {
+    if rec.layer_in_memory {
+        anyhow::bail!(
+            "the writable layer of container {} is in memory, where only the container itself \
+             sees it (writable_layer = \"memory\", the hpc profile's default for --rm)",
+            rec.name
+        );
+    }
+    Ok(store.paths().container_upper(&rec.id))
+}

@@ -35,11 +35,17 @@ fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
             .flatten();
     let paths = store.paths();
     Ok(Bundle {
-        rootfs: Rootfs::Overlay {
-            lower: rec.lower_dirs.clone(),
-            upper: paths.container_upper(&rec.id),
-            work: paths.container_work(&rec.id),
-            discard: auto_remove(rec),
+        rootfs: if rec.layer_in_memory {
+            Rootfs::OverlayInMemory {
+                lower: rec.lower_dirs.clone(),
+            }
+        } else {
+            Rootfs::Overlay {
+                lower: rec.lower_dirs.clone(),
+                upper: paths.container_upper(&rec.id),
+                work: paths.container_work(&rec.id),
+                discard: auto_remove(rec),
+            }
         },
         spec,
         cpu_affinity: affinity,

@@ -53,7 +53,8 @@ pub(crate) fn setup(
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .map_err(Failure::at(Step::Propagation, "/"))?;
-    if let Rootfs::Overlay { lower, upper, .. } = plan.rootfs {
+    let root = prepare_root(plan)?;
+    if let Root::Layers(l) = &root {
         let mounts = plan.spec.mounts().as_deref().unwrap_or_default();
         for (i, m) in mounts.iter().enumerate() {
             // A target under an earlier mount (/dev/pts under the /dev tmpfs) is made on that
@@ -67,10 +68,10 @@ pub(crate) fn setup(
                 Some(src) if is_bind(m) => std::fs::metadata(src).is_ok_and(|md| md.is_dir()),
                 _ => true,
             };
-            upper::prepare_target(lower, upper, m.destination(), dir);
+            upper::prepare_target(l.lower, &l.upper, m.destination(), dir);
         }
     }
-    mount_root(plan)?;
+    mount_root(plan, &root)?;
     let root = resolve::open_root(&plan.mount_point)
         .map_err(Failure::at(Step::MountRoot, plan.mount_point.display()))?;
     for m in plan.spec.mounts().as_deref().unwrap_or_default() {
@@ -125,40 +126,87 @@ fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
             .any(|o| o == "bind" || o == "rbind")
 }
 
-/// Mounts the image on the mount point: overlayfs over the layers, or a bind of a directory.
-fn mount_root(plan: &RootfsPlan<'_>) -> Result<(), Failure> {
-    let target = &plan.mount_point;
+/// What is mounted as the root: a directory, or layers with overlayfs.
+enum Root<'a> {
+    Dir(&'a Path),
+    Layers(Layers<'a>),
+}
+
+/// The overlay's directories.
+struct Layers<'a> {
+    lower: &'a [PathBuf],
+    upper: PathBuf,
+    work: PathBuf,
+    discard: bool,
+}
+
+/// Where the overlay's layers are; for a writable layer in memory, mounts its tmpfs on the
+/// mount point first (the overlay goes on top of it, so the root's path stays the same).
+fn prepare_root<'a>(plan: &RootfsPlan<'a>) -> Result<Root<'a>, Failure> {
     match plan.rootfs {
-        Rootfs::Dir(dir) => rustix::mount::mount_bind_recursive(dir, target)
-            .map_err(Failure::at(Step::MountRoot, dir.display())),
+        Rootfs::Dir(dir) => Ok(Root::Dir(dir)),
         Rootfs::Overlay {
             lower,
             upper,
             work,
             discard,
-        } => {
-            let fail = |e| {
-                Failure::new(
-                    Step::MountRoot,
-                    format!("overlay on {}", target.display()),
-                    e,
-                )
-            };
-            match overlay_options(lower, upper, work, *discard) {
-                Ok(data) => rustix::mount::mount(
-                    "overlay",
-                    target,
-                    "overlay",
-                    MountFlags::empty(),
-                    data.as_c_str(),
-                )
-                .map_err(|e| fail(e.into())),
-                // Too many layers for one page of options, or paths overlayfs would split:
-                // the new mount API takes one layer per call, unescaped (Linux 6.8+).
-                Err(_) => {
-                    mount_overlay_per_layer(lower, upper, work, *discard, target).map_err(fail)
-                }
+        } => Ok(Root::Layers(Layers {
+            lower,
+            upper: upper.clone(),
+            work: work.clone(),
+            discard: *discard,
+        })),
+        Rootfs::OverlayInMemory { lower } => {
+            let target = &plan.mount_point;
+            let fail =
+                |e| Failure::new(Step::MountRoot, format!("tmpfs on {}", target.display()), e);
+            rustix::mount::mount("tmpfs", target, "tmpfs", MountFlags::empty(), c"mode=0755")
+                .map_err(|e| fail(e.into()))?;
+            let (upper, work) = (target.join("upper"), target.join("work"));
+            for d in [&upper, &work] {
+                std::fs::create_dir(d).map_err(fail)?;
             }
+            // Nothing to sync on a tmpfs, so no `volatile` (and none of the files it adds).
+            Ok(Root::Layers(Layers {
+                lower,
+                upper,
+                work,
+                discard: false,
+            }))
+        }
+    }
+}
+
+/// Mounts the image on the mount point: overlayfs over the layers, or a bind of a directory.
+fn mount_root(plan: &RootfsPlan<'_>, root: &Root<'_>) -> Result<(), Failure> {
+    let target = &plan.mount_point;
+    let l = match root {
+        Root::Dir(dir) => {
+            return rustix::mount::mount_bind_recursive(*dir, target)
+                .map_err(Failure::at(Step::MountRoot, dir.display()))
+        }
+        Root::Layers(l) => l,
+    };
+    let fail = |e| {
+        Failure::new(
+            Step::MountRoot,
+            format!("overlay on {}", target.display()),
+            e,
+        )
+    };
+    match overlay_options(l.lower, &l.upper, &l.work, l.discard) {
+        Ok(data) => rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .map_err(|e| fail(e.into())),
+        // Too many layers for one page of options, or paths overlayfs would split: the new
+        // mount API takes one layer per call, unescaped (Linux 6.8+).
+        Err(_) => {
+            mount_overlay_per_layer(l.lower, &l.upper, &l.work, l.discard, target).map_err(fail)
         }
     }
 }

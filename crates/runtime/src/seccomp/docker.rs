@@ -42,16 +42,6 @@ pub(crate) fn cap_name(c: &str) -> String {
     }
 }
 
-fn kernel_at_least(min: (u32, u32)) -> bool {
-    let uname = rustix::system::uname();
-    let release = uname.release().to_string_lossy();
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    have >= min
-}
-
 fn parse_version(field: &str, v: &str) -> Result<(u32, u32), RuntimeError> {
     let mut it = v.split('.');
     let num = |p: Option<&str>| p.and_then(|p| p.parse::<u32>().ok());
@@ -161,7 +151,7 @@ fn condition(o: &Obj<'_>, caps: &[String], includes: bool) -> Result<bool, Runti
     Ok(if includes {
         listed.iter().all(|c| caps.contains(c))
             && (arches.is_empty() || arch_hit)
-            && min_kernel.is_none_or(kernel_at_least)
+            && min_kernel.is_none_or(crate::kernel_at_least)
     } else {
         // An exclusion applies when any capability or architecture it names is here.
         listed.iter().any(|c| caps.contains(c)) || arch_hit

@@ -5,6 +5,7 @@
 //! Everything else in the crate goes through rustix.
 #![allow(unsafe_code)]
 
+pub(crate) mod allocator;
 pub(crate) mod memory;
 pub(crate) mod net;
 pub(crate) mod process_ns;
@@ -178,9 +179,12 @@ pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
 
 /// Moves the calling process to `SCHED_IDLE`: it runs only on CPU time no other process wants.
 pub(crate) fn run_only_when_idle() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: param is a valid sched_param that outlives the call; pid 0 is this process.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == -1 {
+    // SAFETY: sched_param is plain integers, for which all zeroes is a valid value.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // The system call, not the C library's wrapper: musl's refuses with ENOSYS, as the
+    // call sets one thread's policy and not the process's. Only this thread exists here.
+    // SAFETY: param is a valid sched_param that outlives the call; pid 0 is this thread.
+    if unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_IDLE, &param) } == -1 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -1,0 +1,117 @@
+//! Where a `--rm` container's writable layer lives: in the store (the docker profile, as Docker
+//! keeps it) or in memory (the hpc profile, or `writable_layer = "memory"`), where nothing of it
+//! touches the store and it goes with the container.
+
+use std::path::PathBuf;
+
+use crate::common::Berth;
+use crate::run::with_busybox;
+
+fn config(b: &Berth, text: &str) {
+    let dir = b.home().join(".config/berth");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.toml"), text).unwrap();
+}
+
+/// Starts `sleep 30` detached with `--rm` and the given flags; returns its id.
+fn sleeper(b: &Berth, flags: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--rm"];
+    args.extend(flags);
+    args.extend([
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo kept > /in-layer; exec sleep 30",
+    ]);
+    b.ok(&args).trim().to_string()
+}
+
+fn container_dir(b: &Berth, id: &str) -> PathBuf {
+    b.root().join("containers").join(id)
+}
+
+fn inspect(b: &Berth, id: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", id])).unwrap();
+    v[0].clone()
+}
+
+/// Waits until the container's shell has written its file, read through `exec`.
+fn written(b: &Berth, id: &str) -> String {
+    for _ in 0..100 {
+        let out = b.run(&["exec", id, "cat", "/in-layer"]);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the container never wrote /in-layer");
+}
+
+#[test]
+fn hpc_profile_keeps_the_layer_of_rm_containers_in_memory() {
+    let b = with_busybox();
+    let id = sleeper(&b, &["--hpc"]);
+    assert_eq!(written(&b, &id), "kept\n");
+    let dir = container_dir(&b, &id);
+    assert!(dir.join("config.json").exists());
+    assert!(
+        !dir.join("upper").exists(),
+        "no writable layer in the store"
+    );
+    assert!(!dir.join("work").exists());
+    let data = &inspect(&b, &id)["GraphDriver"]["Data"];
+    assert_eq!(data["UpperDir"], "", "{data}");
+    assert!(data["LowerDir"].as_str().unwrap().contains("layers"));
+    // What reads the layer from outside says why it cannot, in one line.
+    let err = b.fails(&["diff", &id], 1);
+    assert!(err.contains("in memory"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    b.ok(&["kill", &id]);
+    for _ in 0..100 {
+        if !dir.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!dir.exists(), "--rm removed the container");
+    // A container that is kept has its layer in the store, whatever the profile.
+    b.ok(&["run", "--hpc", "--name", "kept", "localhost/bb", "true"]);
+    let kept = b.ok(&["inspect", "-f", "{{.Id}}", "kept"]);
+    assert!(container_dir(&b, kept.trim()).join("upper").is_dir());
+}
+
+#[test]
+fn writable_layer_setting_overrides_the_profile() {
+    let b = with_busybox();
+    config(&b, "writable_layer = \"memory\"\n");
+    // The docker profile, root in the container: deleting and recreating files of the image
+    // (whiteouts and opaque directories in the upper layer) works in memory too.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "rm /etc/group && test ! -e /etc/group && rm -r /home && mkdir /home \
+         && ls /home | wc -l && echo done",
+    ]);
+    assert_eq!(out, "0\ndone\n");
+    let id = sleeper(&b, &[]);
+    assert_eq!(written(&b, &id), "kept\n");
+    assert!(!container_dir(&b, &id).join("upper").exists());
+    b.ok(&["kill", &id]);
+
+    config(&b, "writable_layer = \"disk\"\n");
+    let id = sleeper(&b, &["--hpc"]);
+    assert_eq!(written(&b, &id), "kept\n");
+    let upper = container_dir(&b, &id).join("upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("in-layer")).unwrap(),
+        "kept\n"
+    );
+    b.ok(&["kill", &id]);
+
+    config(&b, "writable_layer = \"ram\"\n");
+    let err = b.fails(&["run", "--rm", "localhost/bb", "true"], 125);
+    assert!(err.contains("config.toml:1"), "{err}");
+}
