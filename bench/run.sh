@@ -161,6 +161,7 @@ id=${work##*.}   # crun container ids unique to this invocation
 B="$berth --root $work/store"
 UB="$berth --root $work/uhome/store"
 add seq "berth run --rm" root "$B run --rm localhost/tiny true"
+add seq "berth run --rm --hpc" root "$B run --rm --hpc localhost/tiny true"
 [ "$have_crun" = 1 ] && add seq "crun run" root-v1 "crun run --bundle $work/bundle bench-crun-$id"
 [ "$have_crun" = 1 ] && add seq "crun run, Berth's spec" root-v1 "crun run --bundle $work/bundle-eq bench-crun-eq-$id"
 command -v ch-run >/dev/null && add seq "ch-run" root "ch-run $rootfs -- true"
@@ -169,6 +170,7 @@ add seq "unshare+chroot floor" root "unshare -rmpf --mount-proc chroot $rootfs /
   "podman --root $work/podman/root --runroot $work/podman/run --storage-driver overlay run --rm localhost/tiny true"
 if [ "$rootless" = 1 ]; then
   add seq "berth run --rm" user "$UB run --rm localhost/tiny true"
+  add seq "berth run --rm --hpc" user "$UB run --rm --hpc localhost/tiny true"
   [ "$have_crun" = 1 ] && add seq "crun run" user-v1 "crun run --bundle $work/bundle-rootless bench-crun-rl-$id"
   [ "$have_crun" = 1 ] && add seq "crun run, Berth's spec" user-v1 "crun run --bundle $work/bundle-eq-rootless bench-crun-eq-rl-$id"
   command -v ch-run >/dev/null && add seq "ch-run" user "ch-run $rootfs -- true"
@@ -179,12 +181,14 @@ fi
 # so that work is counted too.
 drained() { echo "; while compgen -G '$1/tmp/container-rm-*' >/dev/null; do sleep 0.002; done"; }
 add par "berth run --rm" root "$P100 $B run --rm localhost/tiny true$(drained "$work/store")"
+add par "berth run --rm --hpc" root "$P100 $B run --rm --hpc localhost/tiny true$(drained "$work/store")"
 [ "$have_crun" = 1 ] && add par "crun run" root-v1 "$P100 crun run --bundle $work/bundle par{}-$id"
 [ "$have_crun" = 1 ] && add par "crun run, Berth's spec" root-v1 "$P100 crun run --bundle $work/bundle-eq pareq{}-$id"
 command -v ch-run >/dev/null && add par "ch-run" root "$P100 ch-run $rootfs -- true"
 add par "unshare+chroot floor" root "$P100 unshare -rmpf --mount-proc chroot $rootfs /bin/true"
 if [ "$rootless" = 1 ]; then
   add par "berth run --rm" user "$P100 $UB run --rm localhost/tiny true$(drained "$work/uhome/store")"
+  add par "berth run --rm --hpc" user "$P100 $UB run --rm --hpc localhost/tiny true$(drained "$work/uhome/store")"
   [ "$have_crun" = 1 ] && add par "crun run" user-v1 "$P100 crun run --bundle $work/bundle-rootless parrl{}-$id"
   [ "$have_crun" = 1 ] && add par "crun run, Berth's spec" user-v1 "$P100 crun run --bundle $work/bundle-eq-rootless pareqrl{}-$id"
   command -v ch-run >/dev/null && add par "ch-run" user "$P100 ch-run $rootfs -- true"
@@ -265,9 +269,9 @@ stats() { # I -> "median min n" in ms (pooled over rounds), "- - 0" if skipped
 }
 declare -A M=() MIN=() N=()
 for ((i = 0; i < n; i++)); do read -r "M[$i]" "MIN[$i]" "N[$i]" < <(stats "$i"); done
-berth_of() { # KIND MODE(without -v1) -> index of berth's row
+berth_of() { # KIND MODE(without -v1) [LABEL] -> index of that row (berth's by default)
   local j; for ((j = 0; j < n; j++)); do
-    if [ "${kinds[$j]}" = "$1" ] && [ "${labels[$j]}" = "berth run --rm" ] && [ "${modes[$j]}" = "$2" ]; then
+    if [ "${kinds[$j]}" = "$1" ] && [ "${labels[$j]}" = "${3:-berth run --rm}" ] && [ "${modes[$j]}" = "$2" ]; then
       echo "$j"
     fi
   done
@@ -286,12 +290,23 @@ summary="$out/run-$stamp.md"
     base=${modes[$i]%-v1}
     b=$(berth_of "${kinds[$i]}" "$base")
     ratio=-
-    if [ -n "$b" ] && [ "$i" != "$b" ] && [ "${M[$i]}" != - ] && [ "${M[$b]}" != - ]; then
+    if [ -n "$b" ] && [[ ${labels[$i]} != berth* ]] && [ "${M[$i]}" != - ] && [ "${M[$b]}" != - ]; then
       ratio=$(jq -n "${M[$b]} / ${M[$i]} * 100 | round / 100")
     fi
     [ "${M[$i]}" = - ] && m="skipped" || m=${M[$i]}
     t=$([ "${kinds[$i]}" = seq ] && echo "start /bin/true" || echo "100 at once")
     echo "| $t | $([ "$base" = root ] && echo root || echo "rootless ($buser)") | ${labels[$i]} | ${N[$i]} | $m | ${MIN[$i]} | $ratio |"
+  done
+  echo
+  # ch-run's semantics are the hpc profile's: the caller's ids, the host's network and pids.
+  echo "| test | mode | berth run --rm --hpc / ch-run (medians) |"
+  echo "|---|---|---|"
+  for kind in seq par; do
+    for mode in root user; do
+      h=$(berth_of "$kind" "$mode" "berth run --rm --hpc"); c=$(berth_of "$kind" "$mode" ch-run)
+      [ -n "$h" ] && [ -n "$c" ] && [ "${M[$h]}" != - ] && [ "${M[$c]}" != - ] || continue
+      echo "| $([ "$kind" = seq ] && echo "start /bin/true" || echo "100 at once") | $mode | $(jq -n "${M[$h]} / ${M[$c]} * 100 | round / 100") |"
+    done
   done
   echo
   echo "| berth monitor, 2 s into \`run --rm … sleep 4\` | VmRSS (kB) | RssAnon (kB) | RssFile (kB) |"
