@@ -66,6 +66,18 @@ fn hpc_profile_keeps_the_layer_of_rm_containers_in_memory() {
     let err = b.fails(&["diff", &id], 1);
     assert!(err.contains("in memory"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = b.run(&["commit", &id, "localhost/from-memory"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in memory"), "{err}");
+    // cp reaches a running container through its own mounts, layer in memory or not.
+    let file = b.dir.path().join("copied");
+    std::fs::write(&file, "in\n").unwrap();
+    b.ok(&["cp", file.to_str().unwrap(), &format!("{id}:/copied")]);
+    assert_eq!(b.ok(&["exec", &id, "cat", "/copied"]), "in\n");
+    let back = b.dir.path().join("back");
+    b.ok(&["cp", &format!("{id}:/in-layer"), back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "kept\n");
     b.ok(&["kill", &id]);
     for _ in 0..100 {
         if !dir.exists() {
@@ -74,6 +86,14 @@ fn hpc_profile_keeps_the_layer_of_rm_containers_in_memory() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(!dir.exists(), "--rm removed the container");
+    // Before its start, a container with its layer in memory has nowhere to copy to.
+    let created = b.ok(&["create", "--rm", "--hpc", "localhost/bb", "true"]);
+    let created = created.trim();
+    let out = b.run(&["cp", file.to_str().unwrap(), &format!("{created}:/copied")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in memory"), "{err}");
+    b.ok(&["rm", created]);
     // A container that is kept has its layer in the store, whatever the profile.
     b.ok(&["run", "--hpc", "--name", "kept", "localhost/bb", "true"]);
     let kept = b.ok(&["inspect", "-f", "{{.Id}}", "kept"]);
