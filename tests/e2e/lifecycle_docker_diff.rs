@@ -1,7 +1,7 @@
 //! The lifecycle commands compared with Docker's on the same containers: `wait`, `logs` (and
-//! `--tail`, `-t`), `ps` status, `stop` with a trapped signal, `kill -s`, `kill`, `pause`,
-//! `top`'s columns, and the refusals of `rm` and `unpause`. Exit codes and output must agree
-//! (timestamps and ids aside).
+//! `--tail`, `-t`, of detached and foreground containers), `ps` status, `stop` with a trapped
+//! signal, `kill -s`, `kill`, `pause`, `top`'s columns, and the refusals of `rm` and `unpause`.
+//! Exit codes and output must agree (timestamps and ids aside).
 
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -373,4 +373,55 @@ fn ps_and_inspect_sizes_match_docker() {
         assert_eq!(code_and_stdout(&theirs), code_and_stdout(&ours), "{args:?}");
     }
     d.both(&b, &["rm", "sized"]);
+}
+
+/// A container run in the foreground and kept has its output in its log too, as in Docker;
+/// the terminal still gets it as it comes.
+#[test]
+fn foreground_output_is_logged_as_in_docker() {
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
+    let mut differences = Vec::new();
+    let mut same = |what: &str, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
+        if theirs != ours {
+            differences.push(format!("{what}:\n  docker {theirs:?}\n  berth  {ours:?}"));
+        }
+    };
+    let script = "echo one; sleep 0.2; echo two >&2; sleep 0.2; printf three; exit 4";
+    let (t, o) = d.both(&b, &["run", "--name", "fg", BUSYBOX, "sh", "-c", script]);
+    same("run stdout", code_and_stdout(&t), code_and_stdout(&o));
+    same("run stderr", err_of(&t), err_of(&o));
+    for args in [&["logs", "fg"][..], &["logs", "--tail", "1", "fg"]] {
+        let (t, o) = d.both(&b, args);
+        same(
+            &format!("{args:?} stdout"),
+            code_and_stdout(&t),
+            code_and_stdout(&o),
+        );
+        same(&format!("{args:?} stderr"), err_of(&t), err_of(&o));
+    }
+    let (t, o) = d.both(
+        &b,
+        &[
+            "run",
+            "--log-driver",
+            "none",
+            "--name",
+            "fgn",
+            BUSYBOX,
+            "echo",
+            "x",
+        ],
+    );
+    same("run, no log", code_and_stdout(&t), code_and_stdout(&o));
+    // Docker's message comes "from daemon"; the rest is the same.
+    let (t, o) = d.both(&b, &["logs", "fgn"]);
+    let reason = |o: &Output| {
+        let e = err_of(o);
+        (e.0, e.1.rsplit(": ").next().unwrap_or_default().to_string())
+    };
+    same("logs, no log", reason(&t), reason(&o));
+    d.both(&b, &["rm", "fg", "fgn"]);
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }

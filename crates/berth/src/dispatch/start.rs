@@ -116,6 +116,29 @@ pub fn run(
     let mut logs: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let (stdio, relays) = match io {
         Io::Foreground { tty: true, .. } => (Stdio::Tty, None),
+        // Docker logs what a container it keeps writes in the foreground too (`logs` after
+        // `run --name`): its output goes through pipes, to this terminal and the log. A `--rm`
+        // container's log goes with it, and the hpc profile's program writes to the caller's
+        // files directly, as it would outside a container.
+        Io::Foreground {
+            tty: false,
+            interactive,
+        } if tees_output(rec) => {
+            let (out_r, out_w) = std::io::pipe()?;
+            let (err_r, err_w) = std::io::pipe()?;
+            let stdin = match interactive {
+                true => dup(std::io::stdin())?,
+                false => File::open("/dev/null")?,
+            };
+            (
+                Stdio::Files {
+                    stdin: Some(stdin),
+                    stdout: File::from(OwnedFd::from(out_w)),
+                    stderr: File::from(OwnedFd::from(err_w)),
+                },
+                Some((out_r, err_r)),
+            )
+        }
         Io::Foreground {
             tty: false,
             interactive: true,
@@ -201,8 +224,12 @@ pub fn run(
             &rec.host_config,
             &rec.config,
         )?));
-        logs.push(relay(out_r, "stdout", log.clone()));
-        logs.push(relay(err_r, "stderr", log));
+        let (out, err) = match foreground {
+            true => (Some(dup(std::io::stdout())?), Some(dup(std::io::stderr())?)),
+            false => (None, None),
+        };
+        logs.push(relay(out_r, "stdout", log.clone(), out));
+        logs.push(relay(err_r, "stderr", log, err));
     }
     // A `--rm` container's mounts are taken down by the process that deletes its files, after
     // this one has exited (see `cleanup`). A single-file image's mounts are left to go with
@@ -304,26 +331,50 @@ fn auto_remove(rec: &ContainerRecord) -> bool {
 
 /// Copies one stream of the container into the JSON-lines log, one record per line.
 fn relay(
-    r: std::io::PipeReader,
+    mut r: std::io::PipeReader,
     stream: &'static str,
     log: Arc<Mutex<logging::LogWriter>>,
+    mut tee: Option<File>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut r = BufReader::new(r);
+        let mut buf = vec![0; 64 * 1024];
         let mut line = Vec::new();
-        loop {
-            line.clear();
-            match r.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line);
-                    if let Ok(mut f) = log.lock() {
-                        let _ = f.record(stream, &text, &humanize::now_nanos());
-                    }
-                }
+        let record = |line: &[u8]| {
+            let text = String::from_utf8_lossy(line);
+            if let Ok(mut f) = log.lock() {
+                let _ = f.record(stream, &text, &humanize::now_nanos());
             }
+        };
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            // The terminal gets bytes as they come; the log whole lines, as Docker's.
+            if let Some(t) = &mut tee {
+                let _ = t.write_all(&buf[..n]);
+            }
+            let mut rest = &buf[..n];
+            while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&rest[..=end]);
+                record(&line);
+                line.clear();
+                rest = &rest[end + 1..];
+            }
+            line.extend_from_slice(rest);
+        }
+        if !line.is_empty() {
+            record(&line);
         }
     })
+}
+
+/// Whether a foreground container's output also goes to its log: Docker's profile, a
+/// container that is kept, a log driver that keeps logs.
+fn tees_output(rec: &ContainerRecord) -> bool {
+    !auto_remove(rec)
+        && rec.host_config["Profile"].as_str() != Some("hpc")
+        && logging::keeps_logs(&rec.host_config)
 }
 
 /// Starts `berth __monitor ID` in the background and waits until the container runs.
