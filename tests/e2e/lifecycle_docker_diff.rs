@@ -422,6 +422,90 @@ fn foreground_output_is_logged_as_in_docker() {
         (e.0, e.1.rsplit(": ").next().unwrap_or_default().to_string())
     };
     same("logs, no log", reason(&t), reason(&o));
-    d.both(&b, &["rm", "fg", "fgn"]);
+    d.both(&b, &["create", "--name", "st", BUSYBOX, "echo", "started"]);
+    d.both(&b, &["start", "-a", "st"]);
+    let (t, o) = d.both(&b, &["logs", "st"]);
+    same(
+        "logs after start -a",
+        code_and_stdout(&t),
+        code_and_stdout(&o),
+    );
+    d.both(&b, &["rm", "fg", "fgn", "st"]);
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
+/// `run -a`: the streams this terminal gets; the others only reach the log. Recorded in
+/// `Config.Attach*`; refused with `-d`.
+#[test]
+fn attach_flags_match_docker() {
+    let Some((b, d)) = Dockerd::with_busybox() else {
+        return;
+    };
+    let mut differences = Vec::new();
+    let mut same = |what: &str, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
+        if theirs != ours {
+            differences.push(format!("{what}:\n  docker {theirs:?}\n  berth  {ours:?}"));
+        }
+    };
+    let script = "echo out; echo err >&2";
+    for attach in [
+        &["-a", "stdout"][..],
+        &["-a", "STDERR"],
+        &["-a", "stdout", "-a", "stderr"],
+        &["-a", "stdin"],
+    ] {
+        for kept in [false, true] {
+            let mut args = vec!["run"];
+            match kept {
+                true => args.extend(["--name", "att"]),
+                false => args.push("--rm"),
+            }
+            args.extend(attach);
+            args.extend([BUSYBOX, "sh", "-c", script]);
+            let (t, o) = d.both(&b, &args);
+            same(
+                &format!("{args:?} stdout"),
+                code_and_stdout(&t),
+                code_and_stdout(&o),
+            );
+            same(&format!("{args:?} stderr"), err_of(&t), err_of(&o));
+            if kept {
+                // The log has every stream, attached or not.
+                let (t, o) = d.both(&b, &["logs", "att"]);
+                same("logs stdout", code_and_stdout(&t), code_and_stdout(&o));
+                same("logs stderr", err_of(&t), err_of(&o));
+                d.both(&b, &["rm", "att"]);
+            }
+        }
+    }
+    for args in [
+        &["run", "-d", "-a", "stdout", BUSYBOX, "true"][..],
+        &["run", "--rm", "-a", "stdio", BUSYBOX, "true"],
+    ] {
+        let (t, o) = d.both(&b, args);
+        same(
+            &format!("{args:?}"),
+            code_and_stdout(&t),
+            code_and_stdout(&o),
+        );
+    }
+    d.both(&b, &["create", "--name", "c1", BUSYBOX]);
+    d.both(
+        &b,
+        &["create", "--name", "c2", "-i", "-a", "stderr", BUSYBOX],
+    );
+    d.both(&b, &["run", "-d", "--name", "c3", BUSYBOX, "true"]);
+    for name in ["c1", "c2", "c3"] {
+        differences.extend(d.inspect_differences(
+            &b,
+            name,
+            &[
+                ".Config.AttachStdin",
+                ".Config.AttachStdout",
+                ".Config.AttachStderr",
+            ],
+        ));
+    }
+    d.both(&b, &["rm", "-f", "c1", "c2", "c3"]);
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }

@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(long, short = 'd')]
     pub detach: bool,
+    /// Attach to STDIN, STDOUT or STDERR (repeatable; default STDOUT and STDERR, and STDIN
+    /// with -i).
+    #[arg(long, short = 'a', value_name = "STREAM", value_parser = attach_stream)]
+    pub attach: Vec<String>,
     /// Container name.
     #[arg(long)]
     pub name: Option<String>,
@@ -637,4 +641,13 @@ pub struct VolumeRmArgs {
     /// Remove even when in use.
     #[arg(long, short = 'f')]
     pub force: bool,
+}
+
+/// A `-a` value, lower-cased: Docker takes any case.
+fn attach_stream(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    match lower.as_str() {
+        "stdin" | "stdout" | "stderr" => Ok(lower),
+        _ => Err("valid streams are STDIN, STDOUT and STDERR".into()),
+    }
 }

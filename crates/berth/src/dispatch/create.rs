@@ -484,6 +484,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         bail!("invalid --stop-signal {stop_signal:?}");
     }
     let memory = a.limits.memory.as_deref().map(parse_bytes).transpose()?;
+    let attach = super::run_flags::attached(a)?;
     let mut record = ContainerRecord {
         id: id.clone(),
         name,
@@ -495,6 +496,9 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             "User": a.user.clone().or_else(|| image_cfg["User"].as_str().map(String::from)).unwrap_or_default(),
             "Tty": a.tty,
             "OpenStdin": a.interactive,
+            "AttachStdin": attach.0,
+            "AttachStdout": attach.1,
+            "AttachStderr": attach.2,
             "Env": built.spec.process().as_ref().and_then(|p| p.env().clone()),
             "Entrypoint": (!built.entrypoint.is_empty()).then_some(&built.entrypoint),
             "Cmd": (!built.cmd.is_empty()).then_some(&built.cmd),

@@ -333,6 +333,29 @@ pub fn cpus(a: &LimitArgs) -> Result<Option<f64>> {
 
 /// The labels of `--label-file` (lines `KEY=VALUE`; blank and `#` lines skipped) and then of
 /// `--label`, which win.
+/// The streams a container is attached to (`-a`, `-i`, `-d`), as Docker records them in
+/// `Config`: stdin, stdout, stderr.
+pub fn attached(a: &RunArgs) -> Result<(bool, bool, bool)> {
+    if a.detach {
+        if !a.attach.is_empty() {
+            // Docker's client refuses this before any work, with its plain failure code.
+            return Err(super::start::StartFailed {
+                code: 1,
+                message: "Conflicting options: -a and -d".into(),
+            }
+            .into());
+        }
+        return Ok((false, false, false));
+    }
+    let named = |s: &str| a.attach.iter().any(|x| x == s);
+    let all = a.attach.is_empty();
+    Ok((
+        a.interactive || named("stdin"),
+        all || named("stdout"),
+        all || named("stderr"),
+    ))
+}
+
 pub fn labels(a: &RunArgs) -> Result<std::collections::BTreeMap<String, String>> {
     let mut out = std::collections::BTreeMap::new();
     let mut add = |item: &str| {

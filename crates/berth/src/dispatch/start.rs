@@ -114,6 +114,9 @@ pub fn run(
     let foreground = matches!(io, Io::Foreground { .. });
     let end_with_parent = foreground && std::env::var_os("SLURM_JOB_ID").is_some();
     let mut logs: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    // `-a`: the streams this terminal gets; the others only reach the log.
+    let attached = |stream: &str| rec.config[stream].as_bool().unwrap_or(true);
+    let (attach_out, attach_err) = (attached("AttachStdout"), attached("AttachStderr"));
     let (stdio, relays) = match io {
         Io::Foreground { tty: true, .. } => (Stdio::Tty, None),
         // Docker logs what a container it keeps writes in the foreground too (`logs` after
@@ -142,18 +145,29 @@ pub fn run(
         Io::Foreground {
             tty: false,
             interactive: true,
-        } => (Stdio::Inherit, None),
+        } if attach_out && attach_err => (Stdio::Inherit, None),
         Io::Foreground {
             tty: false,
-            interactive: false,
-        } => (
-            Stdio::Files {
-                stdin: Some(File::open("/dev/null")?),
-                stdout: dup(std::io::stdout())?,
-                stderr: dup(std::io::stderr())?,
-            },
-            None,
-        ),
+            interactive,
+        } => {
+            let to = |on: bool, f: File| -> Result<File> {
+                Ok(match on {
+                    true => f,
+                    false => OpenOptions::new().write(true).open("/dev/null")?,
+                })
+            };
+            (
+                Stdio::Files {
+                    stdin: Some(match interactive {
+                        true => dup(std::io::stdin())?,
+                        false => File::open("/dev/null")?,
+                    }),
+                    stdout: to(attach_out, dup(std::io::stdout())?)?,
+                    stderr: to(attach_err, dup(std::io::stderr())?)?,
+                },
+                None,
+            )
+        }
         Io::Logged if !logging::keeps_logs(&rec.host_config) => (
             Stdio::Files {
                 stdin: Some(File::open("/dev/null")?),
@@ -224,10 +238,12 @@ pub fn run(
             &rec.host_config,
             &rec.config,
         )?));
-        let (out, err) = match foreground {
-            true => (Some(dup(std::io::stdout())?), Some(dup(std::io::stderr())?)),
-            false => (None, None),
-        };
+        let out = (foreground && attach_out)
+            .then(|| dup(std::io::stdout()))
+            .transpose()?;
+        let err = (foreground && attach_err)
+            .then(|| dup(std::io::stderr()))
+            .transpose()?;
         logs.push(relay(out_r, "stdout", log.clone(), out));
         logs.push(relay(err_r, "stderr", log, err));
     }
@@ -418,7 +434,8 @@ pub fn spawn_monitor(store_root: &std::path::Path, id: &str) -> Result<i32> {
 
 use std::os::unix::process::CommandExt;
 
-/// A container that could not start, with the exit code Docker gives (125, 126 or 127).
+/// A container that could not start, with the exit code Docker gives (125, 126 or 127; 1 for
+/// options its client refuses before asking for anything).
 #[derive(Debug)]
 pub struct StartFailed {
     pub code: i32,
