@@ -117,6 +117,12 @@ pub fn run(
     // `-a`: the streams this terminal gets; the others only reach the log.
     let attached = |stream: &str| rec.config[stream].as_bool().unwrap_or(true);
     let (attach_out, attach_err) = (attached("AttachStdout"), attached("AttachStderr"));
+    let stdin = |interactive: bool| -> Result<File> {
+        Ok(match interactive {
+            true => dup(std::io::stdin())?,
+            false => File::open("/dev/null")?,
+        })
+    };
     let (stdio, relays) = match io {
         Io::Foreground { tty: true, .. } => (Stdio::Tty, None),
         // Docker logs what a container it keeps writes in the foreground too (`logs` after
@@ -129,13 +135,9 @@ pub fn run(
         } if tees_output(rec) => {
             let (out_r, out_w) = std::io::pipe()?;
             let (err_r, err_w) = std::io::pipe()?;
-            let stdin = match interactive {
-                true => dup(std::io::stdin())?,
-                false => File::open("/dev/null")?,
-            };
             (
                 Stdio::Files {
-                    stdin: Some(stdin),
+                    stdin: Some(stdin(interactive)?),
                     stdout: File::from(OwnedFd::from(out_w)),
                     stderr: File::from(OwnedFd::from(err_w)),
                 },
@@ -158,10 +160,7 @@ pub fn run(
             };
             (
                 Stdio::Files {
-                    stdin: Some(match interactive {
-                        true => dup(std::io::stdin())?,
-                        false => File::open("/dev/null")?,
-                    }),
+                    stdin: Some(stdin(interactive)?),
                     stdout: to(attach_out, dup(std::io::stdout())?)?,
                     stderr: to(attach_err, dup(std::io::stderr())?)?,
                 },
@@ -345,7 +344,8 @@ fn auto_remove(rec: &ContainerRecord) -> bool {
     rec.host_config["AutoRemove"].as_bool() == Some(true)
 }
 
-/// Copies one stream of the container into the JSON-lines log, one record per line.
+/// Copies one stream of the container into the JSON-lines log, one record per line, and its
+/// bytes as they come to `tee` (this terminal, for a container in the foreground).
 fn relay(
     mut r: std::io::PipeReader,
     stream: &'static str,
@@ -363,8 +363,10 @@ fn relay(
         };
         loop {
             let n = match r.read(&mut buf) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
                 Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
             };
             // The terminal gets bytes as they come; the log whole lines, as Docker's.
             if let Some(t) = &mut tee {
