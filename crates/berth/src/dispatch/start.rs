@@ -132,18 +132,7 @@ pub fn run(
         Io::Foreground {
             tty: false,
             interactive,
-        } if tees_output(rec) => {
-            let (out_r, out_w) = std::io::pipe()?;
-            let (err_r, err_w) = std::io::pipe()?;
-            (
-                Stdio::Files {
-                    stdin: Some(stdin(interactive)?),
-                    stdout: File::from(OwnedFd::from(out_w)),
-                    stderr: File::from(OwnedFd::from(err_w)),
-                },
-                Some((out_r, err_r)),
-            )
-        }
+        } if tees_output(rec) => piped(stdin(interactive)?)?,
         Io::Foreground {
             tty: false,
             interactive: true,
@@ -151,42 +140,29 @@ pub fn run(
         Io::Foreground {
             tty: false,
             interactive,
-        } => {
-            let to = |on: bool, f: File| -> Result<File> {
-                Ok(match on {
-                    true => f,
-                    false => OpenOptions::new().write(true).open("/dev/null")?,
-                })
-            };
-            (
-                Stdio::Files {
-                    stdin: Some(stdin(interactive)?),
-                    stdout: to(attach_out, dup(std::io::stdout())?)?,
-                    stderr: to(attach_err, dup(std::io::stderr())?)?,
-                },
-                None,
-            )
-        }
-        Io::Logged if !logging::keeps_logs(&rec.host_config) => (
+        } => (
             Stdio::Files {
-                stdin: Some(File::open("/dev/null")?),
-                stdout: OpenOptions::new().write(true).open("/dev/null")?,
-                stderr: OpenOptions::new().write(true).open("/dev/null")?,
+                stdin: Some(stdin(interactive)?),
+                stdout: match attach_out {
+                    true => dup(std::io::stdout())?,
+                    false => null_sink()?,
+                },
+                stderr: match attach_err {
+                    true => dup(std::io::stderr())?,
+                    false => null_sink()?,
+                },
             },
             None,
         ),
-        Io::Logged => {
-            let (out_r, out_w) = std::io::pipe()?;
-            let (err_r, err_w) = std::io::pipe()?;
-            (
-                Stdio::Files {
-                    stdin: Some(File::open("/dev/null")?),
-                    stdout: File::from(std::os::fd::OwnedFd::from(out_w)),
-                    stderr: File::from(std::os::fd::OwnedFd::from(err_w)),
-                },
-                Some((out_r, err_r)),
-            )
-        }
+        Io::Logged if !logging::keeps_logs(&rec.host_config) => (
+            Stdio::Files {
+                stdin: Some(stdin(false)?),
+                stdout: null_sink()?,
+                stderr: null_sink()?,
+            },
+            None,
+        ),
+        Io::Logged => piped(stdin(false)?)?,
     };
     let cg = cgroup(rec, p);
     let mut state = ContainerState {
@@ -385,6 +361,24 @@ fn relay(
             record(&line);
         }
     })
+}
+
+/// The container's stdout and stderr through pipes, whose read ends the relays copy into the
+/// log (and to this terminal).
+fn piped(stdin: File) -> Result<(Stdio, Option<(std::io::PipeReader, std::io::PipeReader)>)> {
+    let (out_r, out_w) = std::io::pipe()?;
+    let (err_r, err_w) = std::io::pipe()?;
+    let stdio = Stdio::Files {
+        stdin: Some(stdin),
+        stdout: File::from(OwnedFd::from(out_w)),
+        stderr: File::from(OwnedFd::from(err_w)),
+    };
+    Ok((stdio, Some((out_r, err_r))))
+}
+
+/// `/dev/null` to write to: where output nobody keeps goes.
+fn null_sink() -> std::io::Result<File> {
+    OpenOptions::new().write(true).open("/dev/null")
 }
 
 /// Whether a foreground container's output also goes to its log: Docker's profile, a
