@@ -23,8 +23,9 @@ fn go_style_bool(arg: clap::Arg) -> clap::Arg {
         .value_parser(clap::builder::BoolishValueParser::new())
 }
 
-/// `berth run`
-#[derive(Debug, Args, Clone)]
+/// `berth run`. Its `Default` is each field's zero value, which is not the command line's for
+/// `pull` (`missing`), `sig_proxy` and `disable_content_trust` (both true).
+#[derive(Debug, Args, Clone, Default)]
 #[command(trailing_var_arg = true, disable_help_flag = true, mut_args = go_style_bool)]
 pub struct RunArgs {
     /// Print help (`-h` is --hostname, as in Docker).

@@ -12,6 +12,7 @@ mod env;
 mod image;
 mod oci;
 mod operands;
+mod quick;
 
 use std::path::PathBuf;
 
@@ -42,7 +43,7 @@ pub struct Cli {
 }
 
 /// Options accepted before or after any command.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct GlobalArgs {
     /// Image store directory (default: /var/lib/berth for root, ~/.local/share/berth otherwise);
     /// under `berth oci`, the runtime's state directory (default: /run/berth/oci for root,
@@ -293,30 +294,32 @@ pub struct CompletionArgs {
 
 impl Cli {
     /// Parses the process's arguments as [`Parser::parse`] does. `run` and `exec`, whose start
-    /// is timed in milliseconds, are first tried against a command tree holding only them:
-    /// building the whole tree (every command and flag) costs more CPU than the rest of
-    /// Berth's own work to start a container. Everything else, and anything that small tree
-    /// refuses (help and errors included), goes through the whole tree, so what users see
-    /// is the same. A mistake on the command line ends the process with Docker's status (see
+    /// is timed in milliseconds, are first tried without clap for the common flags of `run`
+    /// (see `quick`), then against a command tree holding only them: building the whole tree
+    /// (every command and flag) costs more CPU than the rest of Berth's own work to start a
+    /// container. Everything else, and anything that small tree refuses (help and errors
+    /// included), goes through the whole tree, so what users see is the same. A mistake on the command line ends the process with Docker's status (see
     /// [`usage_exit_code`]).
     pub fn parse_args() -> Cli {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        Cli::parse_quick(&args).unwrap_or_else(|| {
-            Cli::parse_whole(&args).unwrap_or_else(|e| {
-                use clap::error::ErrorKind;
-                let e = match e.kind() {
-                    // `docker volume`: the group's help, on standard output, and success.
-                    ErrorKind::MissingSubcommand
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                        let help = args.iter().cloned().chain(["--help".into()]);
-                        Cli::try_parse_from(help).err().unwrap_or(e)
-                    }
-                    _ => e,
-                };
-                let _ = e.print();
-                std::process::exit(usage_exit_code(&e))
+        quick::run(&args)
+            .or_else(|| Cli::parse_quick(&args))
+            .unwrap_or_else(|| {
+                Cli::parse_whole(&args).unwrap_or_else(|e| {
+                    use clap::error::ErrorKind;
+                    let e = match e.kind() {
+                        // `docker volume`: the group's help, on standard output, and success.
+                        ErrorKind::MissingSubcommand
+                        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                            let help = args.iter().cloned().chain(["--help".into()]);
+                            Cli::try_parse_from(help).err().unwrap_or(e)
+                        }
+                        _ => e,
+                    };
+                    let _ = e.print();
+                    std::process::exit(usage_exit_code(&e))
+                })
             })
-        })
     }
 
     /// [`Cli::parse_args`] through the whole tree, options of `run`, `create` and `exec`
