@@ -432,6 +432,22 @@ fn seccomp_default_unconfined_and_custom_profiles() {
         "ls / >/dev/null && cat /etc/passwd >/dev/null && sleep 0.1 && id -u && echo $(echo sub)",
     ]);
     assert_eq!(lines(&out), ["0", "sub"]);
+    // The record names the default profile, built again at each start: a detached container
+    // and a process exec'd into it are confined alike.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sc-exec",
+        "localhost/bb",
+        "sleep",
+        "60",
+    ]);
+    let status = b.ok(&["exec", "sc-exec", "grep", "^Seccomp:", "/proc/self/status"]);
+    assert_eq!(status.split_whitespace().nth(1), Some("2"), "{status}");
+    let out = b.run(&["exec", "sc-exec", "unshare", "-U", "true"]);
+    assert!(!out.status.success());
+    b.ok(&["rm", "-f", "sc-exec"]);
 
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("nomkdir.json");

@@ -21,6 +21,7 @@ fn main() {
         state_dir: args[1].clone().into(),
         init: false,
         preserve_fds: Vec::new(),
+        default_seccomp: None,
     };
     let stdio = if std::env::var_os("BERTH_TTY").is_some() {
         Stdio::Tty

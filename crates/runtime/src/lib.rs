@@ -73,6 +73,10 @@ pub struct Bundle {
     /// as the socket of a launcher's process-management interface (`PMI_FD`); every other
     /// descriptor above 2 is closed at exec (runc's `--preserve-fds`, by number).
     pub preserve_fds: Vec<i32>,
+    /// Confine the process with Docker's default seccomp profile resolved for these
+    /// capabilities, when the spec has no `linux.seccomp` of its own. The monitor builds the
+    /// filter while the container's init mounts its root, rather than before the init exists.
+    pub default_seccomp: Option<Vec<String>>,
 }
 
 /// Where the root filesystem comes from.

@@ -45,6 +45,11 @@ pub struct ContainerRecord {
     /// with it, and not in the store: the store holds no `upper` or `work` directory for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub layer_in_memory: bool,
+    /// Docker's default seccomp profile confines the container, resolved for these
+    /// capabilities when it starts (as Docker builds its spec at each start). The profile is
+    /// kept out of `spec`, of which it would be two thirds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_seccomp: Option<Vec<String>>,
 }
 
 /// What a container is doing, as its monitor last recorded it.

@@ -42,7 +42,15 @@ pub fn exec(s: &Settings, a: &ExecArgs) -> Result<u8> {
     }
     let spec: oci_spec::runtime::Spec = serde::Deserialize::deserialize(&rec.spec)?;
     // An exec'd process is confined like the container's own.
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let default_seccomp = rec
+        .default_seccomp
+        .as_deref()
+        .map(berth_runtime::default_seccomp);
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .or(default_seccomp.as_ref());
     let mut process = spec
         .process()
         .clone()

@@ -435,6 +435,7 @@ fn run_step(
         state_dir,
         init: false,
         preserve_fds: Vec::new(),
+        default_seccomp: None,
     };
     let (mut r, w) = std::io::pipe()?;
     let w2 = w.try_clone()?;

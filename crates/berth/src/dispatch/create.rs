@@ -439,8 +439,9 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
     }
     built.spec.set_mounts(Some(spec_mounts));
     // Docker's rule: a privileged container runs unconfined, whatever the options say.
+    let mut default_seccomp = None;
     if !a.privileged {
-        let caps: Vec<String> = built
+        let mut caps: Vec<String> = built
             .spec
             .process()
             .as_ref()
@@ -448,25 +449,25 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
             .and_then(|c| c.effective().as_ref())
             .map(|e| e.iter().map(|c| c.to_string()).collect())
             .unwrap_or_default();
-        let filter = match &seccomp {
-            Seccomp::Unconfined => None,
-            // HPC codes bind memory to NUMA nodes (mbind, set_mempolicy), which Docker's
-            // profile only allows with CAP_SYS_NICE; the hpc profile allows that group.
-            Seccomp::Default if matches!(opts.profile, Profile::Hpc) => {
-                let mut caps = caps.clone();
-                caps.push("CAP_SYS_NICE".into());
-                Some(berth_runtime::default_seccomp(&caps))
+        match &seccomp {
+            Seccomp::Unconfined => {}
+            // Resolved at each start, while the container's root is mounted (see
+            // ContainerRecord::default_seccomp). HPC codes bind memory to NUMA nodes (mbind,
+            // set_mempolicy), which Docker's profile only allows with CAP_SYS_NICE; the hpc
+            // profile allows that group.
+            Seccomp::Default => {
+                if matches!(opts.profile, Profile::Hpc) {
+                    caps.push("CAP_SYS_NICE".into());
+                }
+                default_seccomp = Some(caps);
             }
-            Seccomp::Default => Some(berth_runtime::default_seccomp(&caps)),
-            Seccomp::File(file, text) => Some(
-                berth_runtime::seccomp_from_docker_json(text, &caps)
-                    .with_context(|| format!("seccomp profile {file}"))?,
-            ),
-        };
-        if let Some(filter) = filter {
-            let mut linux = built.spec.linux().clone().unwrap_or_default();
-            linux.set_seccomp(Some(filter));
-            built.spec.set_linux(Some(linux));
+            Seccomp::File(file, text) => {
+                let filter = berth_runtime::seccomp_from_docker_json(text, &caps)
+                    .with_context(|| format!("seccomp profile {file}"))?;
+                let mut linux = built.spec.linux().clone().unwrap_or_default();
+                linux.set_seccomp(Some(filter));
+                built.spec.set_linux(Some(linux));
+            }
         }
     }
     if device_hooks != Default::default() {
@@ -531,6 +532,7 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         spec,
         volumes,
         layer_in_memory: layer_in_memory(s, a, &opts.profile, &mut warnings),
+        default_seccomp,
     };
     let limits = super::limits::host_config(a, memory, &mut warnings)?;
     if let Some(h) = record.host_config.as_object_mut() {

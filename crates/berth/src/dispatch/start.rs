@@ -52,6 +52,7 @@ fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
         state_dir: paths.container_dir(&rec.id),
         init: rec.host_config["Init"].as_bool().unwrap_or(false),
         preserve_fds: Vec::new(),
+        default_seccomp: rec.default_seccomp.clone(),
     })
 }
 

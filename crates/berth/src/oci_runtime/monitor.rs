@@ -25,6 +25,7 @@ fn bundle(root: &Path, prep: &Prepared) -> Bundle {
         state_dir: record::dir(root, &prep.id),
         init: false,
         preserve_fds: Vec::new(),
+        default_seccomp: None,
     }
 }
 

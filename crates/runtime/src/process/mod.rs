@@ -96,6 +96,37 @@ impl std::fmt::Debug for Container {
     }
 }
 
+/// Where a container's seccomp filter comes from.
+#[derive(Clone, Copy)]
+enum SeccompSource<'a> {
+    /// The spec's `linux.seccomp`.
+    Spec(&'a oci_spec::runtime::LinuxSeccomp),
+    /// Docker's default profile for these capabilities ([`Bundle::default_seccomp`]).
+    Default(&'a [String]),
+}
+
+impl<'a> SeccompSource<'a> {
+    fn of(bundle: &'a Bundle) -> Option<SeccompSource<'a>> {
+        let own = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref());
+        match (own, &bundle.default_seccomp) {
+            (Some(s), _) => Some(SeccompSource::Spec(s)),
+            (None, Some(caps)) => Some(SeccompSource::Default(caps)),
+            (None, None) => None,
+        }
+    }
+
+    fn compile(self) -> Result<Filter, RuntimeError> {
+        match self {
+            SeccompSource::Spec(s) => Filter::compile(s),
+            SeccompSource::Default(caps) => Filter::compile(&crate::seccomp::default_seccomp(caps)),
+        }
+    }
+}
+
 impl Container {
     /// Clones the container's init with the namespaces the spec asks for, writes its id maps,
     /// sets up the root filesystem and mounts, `pivot_root`s, and leaves the process blocked
@@ -150,12 +181,12 @@ impl Container {
             .hooks()
             .as_ref()
             .is_some_and(|h| h != &Default::default());
-        // Compiled once the init runs, while it mounts, and sent to it; with hooks (rare) here
-        // and now, so the messages around the hooks keep their simple order.
-        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        // Built and compiled once the init runs, while it mounts, and sent to it; with hooks
+        // (rare) here and now, so the messages around the hooks keep their simple order.
+        let seccomp = SeccompSource::of(bundle);
         let late_seccomp = seccomp.filter(|_| !has_hooks);
         if has_hooks {
-            credentials.set_seccomp(seccomp.map(Filter::compile).transpose()?);
+            credentials.set_seccomp(seccomp.map(SeccompSource::compile).transpose()?);
         }
         let owned_hooks = has_hooks.then(|| OwnedHooks {
             spec: spec.clone(),
@@ -269,7 +300,7 @@ impl Container {
     fn finish_create(
         &mut self,
         maps: Option<&IdMaps>,
-        seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+        seccomp: Option<SeccompSource>,
     ) -> Result<(), RuntimeError> {
         // From here on the container could look at the monitor through /proc (shared pid
         // namespace); a non-dumpable monitor's /proc entries are root's (CVE-2019-5736).
@@ -279,7 +310,7 @@ impl Container {
             self.send(ToInit::MapsWritten)?;
         }
         if let Some(seccomp) = seccomp {
-            self.send_filter(&Filter::compile(seccomp)?)?;
+            self.send_filter(&seccomp.compile()?)?;
         }
         loop {
             match self.report.recv_from_init() {

@@ -159,6 +159,7 @@ impl Fixture {
             state_dir: self.path("state"),
             init: false,
             preserve_fds: Vec::new(),
+            default_seccomp: None,
         }
     }
 }
