@@ -73,10 +73,20 @@ pub struct Bundle {
     /// as the socket of a launcher's process-management interface (`PMI_FD`); every other
     /// descriptor above 2 is closed at exec (runc's `--preserve-fds`, by number).
     pub preserve_fds: Vec<i32>,
-    /// Confine the process with Docker's default seccomp profile resolved for these
-    /// capabilities, when the spec has no `linux.seccomp` of its own. The monitor builds the
-    /// filter while the container's init mounts its root, rather than before the init exists.
-    pub default_seccomp: Option<Vec<String>>,
+    /// Confine the process with Docker's default seccomp profile, when the spec has no
+    /// `linux.seccomp` of its own. The monitor builds the filter while the container's init
+    /// mounts its root, rather than before the init exists.
+    pub default_seccomp: Option<DefaultSeccomp>,
+}
+
+/// Docker's default seccomp profile, for [`Bundle::default_seccomp`].
+#[derive(Debug, Clone)]
+pub struct DefaultSeccomp {
+    /// The capabilities the profile is resolved for (`CAP_SYS_ADMIN` or `SYS_ADMIN`).
+    pub caps: Vec<String>,
+    /// A directory of the caller's own for compiled programs, reused by later starts with the
+    /// same build, kernel and capabilities; created if missing. `None`: compile each time.
+    pub cache: Option<PathBuf>,
 }
 
 /// Where the root filesystem comes from.

@@ -29,6 +29,20 @@ pub fn euid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
+/// This user's directory for files that live as long as the machine is up (decision 1 of the
+/// design): `/run/berth` for root, `$XDG_RUNTIME_DIR/berth` otherwise, or one of the user's
+/// own under the temporary directory where that is not set.
+pub fn runtime_dir() -> std::path::PathBuf {
+    let uid = euid();
+    if uid == 0 {
+        return "/run/berth".into();
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => std::path::PathBuf::from(d).join("berth"),
+        _ => std::env::temp_dir().join(format!("berth-{uid}")),
+    }
+}
+
 /// How many blobs move at once: enough to hide latency, few enough not to thrash one disk.
 pub const PARALLEL_BLOBS: usize = 4;
 

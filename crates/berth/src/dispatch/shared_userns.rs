@@ -38,13 +38,7 @@ pub struct Hold {
 
 /// Where the locks and pid files live.
 fn dir() -> PathBuf {
-    if super::euid() == 0 {
-        return PathBuf::from("/run/berth/userns");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("berth/userns"),
-        _ => std::env::temp_dir().join(format!("berth-userns-{}", super::euid())),
-    }
+    super::runtime_dir().join("userns")
 }
 
 /// Whether a container with this spec can join a shared user namespace: it has a user

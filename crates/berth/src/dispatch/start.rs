@@ -52,7 +52,13 @@ fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
         state_dir: paths.container_dir(&rec.id),
         init: rec.host_config["Init"].as_bool().unwrap_or(false),
         preserve_fds: Vec::new(),
-        default_seccomp: rec.default_seccomp.clone(),
+        default_seccomp: rec
+            .default_seccomp
+            .clone()
+            .map(|caps| berth_runtime::DefaultSeccomp {
+                caps,
+                cache: Some(super::runtime_dir().join("seccomp")),
+            }),
     })
 }
 

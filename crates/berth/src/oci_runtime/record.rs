@@ -56,13 +56,7 @@ pub fn check_id(id: &str) -> Result<()> {
 /// The state directory used when `--root` is not given: runc's `/run/runc` for root,
 /// `$XDG_RUNTIME_DIR` otherwise (decision 1 of the design).
 pub fn default_root() -> PathBuf {
-    if crate::dispatch::euid() == 0 {
-        return PathBuf::from("/run/berth/oci");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("berth/oci"),
-        _ => std::env::temp_dir().join(format!("berth-oci-{}", crate::dispatch::euid())),
-    }
+    crate::dispatch::runtime_dir().join("oci")
 }
 
 /// `ROOT/ID`.

@@ -101,8 +101,8 @@ impl std::fmt::Debug for Container {
 enum SeccompSource<'a> {
     /// The spec's `linux.seccomp`.
     Spec(&'a oci_spec::runtime::LinuxSeccomp),
-    /// Docker's default profile for these capabilities ([`Bundle::default_seccomp`]).
-    Default(&'a [String]),
+    /// Docker's default profile ([`Bundle::default_seccomp`]).
+    Default(&'a crate::DefaultSeccomp),
 }
 
 impl<'a> SeccompSource<'a> {
@@ -114,7 +114,7 @@ impl<'a> SeccompSource<'a> {
             .and_then(|l| l.seccomp().as_ref());
         match (own, &bundle.default_seccomp) {
             (Some(s), _) => Some(SeccompSource::Spec(s)),
-            (None, Some(caps)) => Some(SeccompSource::Default(caps)),
+            (None, Some(d)) => Some(SeccompSource::Default(d)),
             (None, None) => None,
         }
     }
@@ -122,7 +122,9 @@ impl<'a> SeccompSource<'a> {
     fn compile(self) -> Result<Filter, RuntimeError> {
         match self {
             SeccompSource::Spec(s) => Filter::compile(s),
-            SeccompSource::Default(caps) => Filter::compile(&crate::seccomp::default_seccomp(caps)),
+            SeccompSource::Default(d) => {
+                crate::seccomp::default_filter(&d.caps, d.cache.as_deref())
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `no_new_privs`, which would break setuid programs in containers that did not ask for it).
 
 mod bpf;
+mod cache;
 mod docker;
 mod fakeroot;
 
@@ -14,6 +15,7 @@ use oci_spec::runtime::LinuxSeccomp;
 use crate::error::{Failure, RuntimeError, Step};
 use crate::sys;
 
+pub(crate) use cache::default_filter;
 pub use fakeroot::fake_root_seccomp;
 
 /// Docker's default profile, as Docker's own JSON format.
