@@ -29,6 +29,7 @@ mod pull_config;
 mod pull_push;
 mod rootless;
 mod rootless_owners;
+mod rootless_userns;
 mod run;
 mod run_cpus;
 mod run_flags;

@@ -210,6 +210,9 @@ pub struct UsernsArgs {
     /// Join this user namespace (`/proc/PID/ns/user`) instead of making one.
     #[arg(long, value_name = "NS")]
     pub join: Option<PathBuf>,
+    /// Once no container holds the lock, wait this long for another before leaving.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub linger: u64,
 }
 
 /// `berth __linger MILLISECONDS FILE` (internal).
@@ -396,6 +399,9 @@ mod tests {
             let quick = Cli::parse_quick(&args).unwrap_or_else(|| panic!("{argv:?}"));
             let whole = Cli::parse_whole(&args).unwrap();
             assert_eq!(format!("{quick:?}"), format!("{whole:?}"), "{argv:?}");
+            if let Some(read) = quick::run(&args) {
+                assert_eq!(format!("{read:?}"), format!("{whole:?}"), "{argv:?}");
+            }
         }
         let whole_only: &[&[&str]] = &[
             &["berth", "run", "--help"],

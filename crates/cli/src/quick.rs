@@ -284,6 +284,7 @@ mod tests {
         argv.iter().map(Into::into).collect()
     }
 
+    /// More cases in `tests::the_quick_parse_agrees_with_the_whole_tree`.
     #[test]
     fn agrees_with_clap() {
         let same: &[&[&str]] = &[
@@ -305,20 +306,6 @@ mod tests {
                 "-c",
                 "echo hi",
             ],
-            &["berth", "run", "--root", "/y", "--rm", "-it", "img"],
-            &[
-                "berth",
-                "run",
-                "-h",
-                "host",
-                "--network",
-                "none",
-                "img",
-                "--rm",
-                "-x",
-            ],
-            &["berth", "--debug", "run", "--hpc", "--gpus", "all", "img"],
-            &["berth", "run", "--entrypoint", "sh", "img", "-c", "echo hi"],
             &[
                 "berth",
                 "run",

@@ -91,7 +91,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Userns(a) => {
-            crate::dispatch::shared_userns::serve(&a.lock, a.join.as_deref())?;
+            let linger = std::time::Duration::from_secs(a.linger);
+            crate::dispatch::shared_userns::serve(&a.lock, a.join.as_deref(), linger)?;
             Ok(0)
         }
         Command::Linger(a) => {

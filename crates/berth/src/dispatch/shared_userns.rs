@@ -7,6 +7,13 @@
 //! small `berth __userns` process, and make their other namespaces inside it. In that namespace
 //! the ranks have the same uid and see each other, so single-copy works as on bare metal.
 //!
+//! Outside a job, the rootless `--hpc` containers of one user share a namespace the same way
+//! (key [`USER_KEY`]), when their maps need `newuidmap` and `newgidmap`: those two setuid
+//! programs cost a container's start 1.7 ms here, a third of it. That holder stays
+//! [`USER_LINGER`] after the last container leaves, so that the next `berth run` of a job
+//! script finds it. The containers of one user then see each other's user namespace, as the
+//! user's own processes do; the hpc profile puts them in the host's pid namespace anyway.
+//!
 //! Files under `$XDG_RUNTIME_DIR/berth/userns` (`/run/berth/userns` for root), per key, all
 //! deleted by the holder when it leaves:
 //! - `KEY.lock`: every container holds a shared `flock` on it while it runs; the holder waits
@@ -30,6 +37,12 @@ use crate::printer::Printer;
 
 /// The host config key naming the job whose user namespace a container joins at each start.
 pub const HOST_CONFIG_KEY: &str = "SharedUserNamespace";
+
+/// The key of the namespace a user's containers share outside a job.
+pub const USER_KEY: &str = "user";
+
+/// How long the holder of [`USER_KEY`] waits for another container once none is left.
+const USER_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Keeps this container's place in the shared namespace: while it is open, the holder stays.
 pub struct Hold {
@@ -62,7 +75,12 @@ pub fn prepare(
     caller_env: &[(String, String)],
     user_env: &[String],
 ) -> Option<String> {
-    let key = berth_hpc::job_key(caller_env).filter(|_| shareable(spec))?;
+    if !shareable(spec) {
+        return None;
+    }
+    let Some(key) = berth_hpc::job_key(caller_env) else {
+        return needs_helpers(spec).then(|| USER_KEY.to_string());
+    };
     let (var, off) = berth_hpc::NO_SINGLE_COPY;
     if !user_env.iter().any(|e| e.starts_with(var)) {
         let off = format!("{var}={off}");
@@ -71,9 +89,22 @@ pub fn prepare(
     Some(key)
 }
 
+/// Whether this caller needs `newuidmap`/`newgidmap` for the spec's maps: more than its own
+/// uid and gid (see `berth_runtime`'s id maps).
+fn needs_helpers(spec: &Spec) -> bool {
+    let linux = spec.linux().as_ref();
+    let wide = |maps: Option<&Vec<LinuxIdMapping>>| {
+        let maps = maps.map(Vec::as_slice).unwrap_or_default();
+        maps.len() > 1 || maps.iter().any(|m| m.size() > 1)
+    };
+    super::euid() != 0
+        && (wide(linux.and_then(|l| l.uid_mappings().as_ref()))
+            || wide(linux.and_then(|l| l.gid_mappings().as_ref())))
+}
+
 /// At each start: joins the shared namespace the record names (`HostConfig`), if any. When
-/// that fails the container gets one of its own, as any other, with single-copy turned off
-/// for its rank and a warning.
+/// that fails the container gets one of its own, as any other; in a job, with single-copy
+/// turned off for its rank and a warning.
 pub fn join_recorded(
     spec: &mut Spec,
     host_config: &serde_json::Value,
@@ -82,6 +113,7 @@ pub fn join_recorded(
     let key = host_config[HOST_CONFIG_KEY].as_str()?;
     match join(spec, key) {
         Ok(hold) => Some(hold),
+        Err(_) if key == USER_KEY => None,
         Err(e) => {
             p.warn(format!(
                 "{e:#}: the container gets a user namespace of its own, without MPI single-copy"
@@ -108,7 +140,12 @@ fn join(spec: &mut Spec, key: &str) -> Result<Hold> {
     let linux = spec.linux().clone().unwrap_or_default();
     let uids = linux.uid_mappings().clone().unwrap_or_default();
     let gids = linux.gid_mappings().clone().unwrap_or_default();
-    let (path, hold) = acquire(&dir(), key, &uids, &gids)?;
+    let linger = if key == USER_KEY {
+        USER_LINGER
+    } else {
+        std::time::Duration::ZERO
+    };
+    let (path, hold) = acquire(&dir(), key, &uids, &gids, linger)?;
     let mut linux = linux;
     let namespaces = linux
         .namespaces()
@@ -179,6 +216,7 @@ fn acquire(
     key: &str,
     uids: &[LinuxIdMapping],
     gids: &[LinuxIdMapping],
+    linger: std::time::Duration,
 ) -> Result<(PathBuf, Hold)> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -218,9 +256,13 @@ fn acquire(
     };
     // A holder that was killed while containers of the job still run: its namespace lives on
     // in them, and the new holder joins it rather than make another, which would split the
-    // job's ranks in two.
-    let survivor = previous.and_then(|h| h.member());
-    let pid = start_holder(&lock_path, uids, gids, survivor.as_deref())?;
+    // job's ranks in two. Not for a user's namespace, which nothing needs kept whole: the
+    // search goes by the namespace's number, which the kernel gives out again once the
+    // namespace is gone, possibly to a job's.
+    let survivor = previous
+        .filter(|_| key != USER_KEY)
+        .and_then(|h| h.member());
+    let pid = start_holder(&lock_path, uids, gids, survivor.as_deref(), linger)?;
     let start = host::start_time(pid).context("the user namespace holder died at once")?;
     let ns = fs::read_link(format!("/proc/{pid}/ns/user"))
         .map(|l| l.to_string_lossy().into_owned())
@@ -286,6 +328,7 @@ fn start_holder(
     uids: &[LinuxIdMapping],
     gids: &[LinuxIdMapping],
     join: Option<&Path>,
+    linger: std::time::Duration,
 ) -> Result<i32> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the berth binary")?;
@@ -293,6 +336,9 @@ fn start_holder(
     cmd.arg0("berth").arg("__userns").arg(lock_path);
     if let Some(ns) = join {
         cmd.arg("--join").arg(ns);
+    }
+    if !linger.is_zero() {
+        cmd.arg("--linger").arg(linger.as_secs().to_string());
     }
     let mut child = cmd
         // It may outlive this process by hours: keep no directory of the caller's busy.
@@ -319,9 +365,10 @@ fn start_holder(
     Ok(pid)
 }
 
-/// `berth __userns LOCK [--join NS]`: enters a new user namespace (its maps written by the
-/// caller) or joins `NS`, then stays in it until no container holds `LOCK`.
-pub fn serve(lock_path: &Path, join: Option<&Path>) -> Result<()> {
+/// `berth __userns LOCK [--join NS] [--linger SECONDS]`: enters a new user namespace (its maps
+/// written by the caller) or joins `NS`, then stays in it until no container has held `LOCK`
+/// for `linger`.
+pub fn serve(lock_path: &Path, join: Option<&Path>, linger: std::time::Duration) -> Result<()> {
     match join {
         Some(ns) => {
             berth_runtime::join_user_namespace(ns)?;
@@ -336,6 +383,16 @@ pub fn serve(lock_path: &Path, join: Option<&Path>) -> Result<()> {
     }
     let held = open_lock(lock_path)?;
     lock(&held, true, lock_path)?;
+    while !linger.is_zero() {
+        // None left: let the next one in, wait, and leave if nobody came.
+        held.unlock()
+            .with_context(|| format!("cannot unlock {}", lock_path.display()))?;
+        std::thread::sleep(linger);
+        if held.try_lock().is_ok() {
+            break;
+        }
+        lock(&held, true, lock_path)?;
+    }
     // Nobody holds the namespace, and nobody can look for it while this lock is held (a
     // creator takes the create lock only while holding this one shared): the job's files go,
     // the lock file last; a container waiting on it takes the new one (see `acquire`).

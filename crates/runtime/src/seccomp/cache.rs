@@ -119,11 +119,8 @@ fn decode(data: &[u8]) -> Option<Filter> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::caps;
     use super::*;
-
-    fn caps(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
 
     #[test]
     fn a_cached_program_is_the_compiled_one() {

@@ -92,7 +92,7 @@ mod tests {
     use super::bpf::{self, syscall_number, RET_ALLOW, RET_ERRNO};
     use super::*;
 
-    fn caps(list: &[&str]) -> Vec<String> {
+    pub(super) fn caps(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
     }
 

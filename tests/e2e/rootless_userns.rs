@@ -1,0 +1,77 @@
+//! Outside a job, the rootless `--hpc` containers of one user share a user namespace, whose
+//! holder waits a while for the next container: the subordinate ids' maps need `newuidmap`
+//! and `newgidmap`, which cost a start more than the rest of Berth's work.
+
+use std::time::{Duration, Instant};
+
+use berth_testkit::unprivileged_user;
+
+use crate::rootless::AsUser;
+
+/// The pid in the user's pid file for the shared namespace, and that process's command line.
+fn holder(u: &AsUser) -> Option<(i32, String)> {
+    let dir = u.user.runtime_dir().join("berth/userns");
+    let pid_file = std::fs::read_dir(dir).ok()?.flatten().find(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("user-") && name.ends_with(".pid")
+    })?;
+    let text = std::fs::read_to_string(pid_file.path()).ok()?;
+    let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+}
+
+#[test]
+fn rootless_hpc_containers_share_a_lingering_user_namespace() {
+    let u = AsUser::new(unprivileged_user());
+    u.import("localhost/bb");
+    let ns = |opts: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(opts);
+        a.extend_from_slice(&["localhost/bb", "readlink", "/proc/self/ns/user"]);
+        u.ok(&a).trim().to_string()
+    };
+    // One after the other: the holder outlives the first container.
+    let first = ns(&["--hpc"]);
+    assert!(first.starts_with("user:["), "{first}");
+    assert_eq!(ns(&["--hpc"]), first);
+    let (pid, cmdline) = holder(&u).expect("no holder");
+    assert!(
+        cmdline.contains("__userns") && cmdline.contains("--linger"),
+        "{cmdline}"
+    );
+    // The subordinate ids' maps, as a namespace of the container's own would have.
+    let maps = u.ok(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "localhost/bb",
+        "cat",
+        "/proc/self/uid_map",
+    ]);
+    assert!(maps.lines().count() > 2, "{maps}");
+    // The docker profile, with a pid namespace of its own, keeps a user namespace of its own.
+    assert_ne!(ns(&[]), first);
+
+    // A holder that is gone is replaced by the next container.
+    kill(pid);
+    let t = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+        && t.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ns(&["--hpc"]).starts_with("user:["));
+    let (new_pid, _) = holder(&u).expect("no new holder");
+    assert_ne!(new_pid, pid);
+    kill(new_pid);
+}
+
+/// SIGKILL, through kill(1).
+fn kill(pid: i32) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
