@@ -1,4 +1,4 @@
-//! Outside a job, the rootless `--hpc` containers of one user share a user namespace, whose
+//! Outside a job, the rootless containers of one user share a user namespace per id layout, whose
 //! holder waits a while for the next container: the subordinate ids' maps need `newuidmap`
 //! and `newgidmap`, which cost a start more than the rest of Berth's work.
 
@@ -50,8 +50,20 @@ fn rootless_hpc_containers_share_a_lingering_user_namespace() {
         "/proc/self/uid_map",
     ]);
     assert!(maps.lines().count() > 2, "{maps}");
-    // The docker profile, with a pid namespace of its own, keeps a user namespace of its own.
-    assert_ne!(ns(&[]), first);
+    // The docker profile's maps are another layout, with a namespace of their own, shared by
+    // its containers too although each makes its own pid namespace in it.
+    let docker = ns(&[]);
+    assert_ne!(docker, first);
+    assert_eq!(ns(&[]), docker);
+    let pids = u.ok(&[
+        "run",
+        "--rm",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo $$; ls /proc | grep -c '^[0-9]'",
+    ]);
+    assert_eq!(pids.lines().next(), Some("1"), "{pids}");
 
     // A holder that is gone is replaced by the next container.
     kill(pid);

@@ -19,6 +19,9 @@ pub(crate) struct Namespaces {
     pub(crate) joins: Vec<(LinkNameSpaceType, PathBuf, OwnedFd)>,
     /// A user namespace to join (given by path) before the others are created in it.
     pub(crate) user: Option<(PathBuf, OwnedFd)>,
+    /// The monitor joins `user` itself before the clone, so that a new pid namespace is made
+    /// in it (one the init made by `unshare` would hold only its children).
+    monitor_joins_user: bool,
 }
 
 fn flag(t: LinuxNamespaceType) -> i32 {
@@ -83,24 +86,31 @@ impl Namespaces {
                 }
             }
         }
-        // The init joins the user namespace and then unshares the others, which makes a new
-        // pid namespace only for its children: not supported with a joined user namespace.
-        if let Some((path, _)) = &ns.user {
-            if ns.clone_flags & libc::CLONE_NEWPID != 0 {
-                return Err(RuntimeError::InvalidSpec(format!(
-                    "joining a user namespace by path ({}) with a new pid namespace is not \
-                     supported",
-                    path.display()
-                )));
-            }
-        }
+        ns.monitor_joins_user = ns.user.is_some() && ns.clone_flags & libc::CLONE_NEWPID != 0;
         Ok(ns)
     }
 
-    /// The flags for clone: with a user namespace to join, none (the init creates its
+    /// Before the clone, in the monitor: joins the user namespace given by path where the
+    /// container gets a new pid namespace. The monitor stays in it, with every capability
+    /// there and none more on the host; it must be single-threaded.
+    pub(crate) fn join_user_in_monitor(&self) -> Result<(), RuntimeError> {
+        match &self.user {
+            Some((path, fd)) if self.monitor_joins_user => {
+                rustix::thread::move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::User))
+                    .map_err(|e| RuntimeError::Io {
+                        what: "join user namespace",
+                        path: path.clone(),
+                        source: e.into(),
+                    })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The flags for clone: with a user namespace the init joins, none (it creates its
     /// namespaces once inside that one, see [`Namespaces::enter_user`]).
     pub(crate) fn flags_for_clone(&self) -> i32 {
-        if self.user.is_some() {
+        if self.user.is_some() && !self.monitor_joins_user {
             0
         } else {
             self.clone_flags
@@ -110,7 +120,7 @@ impl Namespaces {
     /// In the init, first thing: joins the user namespace given by path, where this process then
     /// has every capability, and creates the other new namespaces in it.
     pub(crate) fn enter_user(&self) -> Result<(), Failure> {
-        let Some((path, fd)) = &self.user else {
+        let Some((path, fd)) = self.user.as_ref().filter(|_| !self.monitor_joins_user) else {
             return Ok(());
         };
         rustix::thread::move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::User))

@@ -7,12 +7,15 @@
 //! small `berth __userns` process, and make their other namespaces inside it. In that namespace
 //! the ranks have the same uid and see each other, so single-copy works as on bare metal.
 //!
-//! Outside a job, the rootless `--hpc` containers of one user share a namespace the same way
-//! (key [`USER_KEY`]), when their maps need `newuidmap` and `newgidmap`: those two setuid
-//! programs cost a container's start 1.7 ms here, a third of it. That holder stays
-//! [`USER_LINGER`] after the last container leaves, so that the next `berth run` of a job
-//! script finds it. The containers of one user then see each other's user namespace, as the
-//! user's own processes do; the hpc profile puts them in the host's pid namespace anyway.
+//! Outside a job, the rootless containers of one user share a namespace the same way (key
+//! [`USER_KEY`], one per id layout: the profiles map differently), when their maps need
+//! `newuidmap` and `newgidmap`: those two setuid programs cost a container's start 1.7 ms
+//! here, a third of it. That holder stays [`USER_LINGER`] after the last container leaves, so
+//! that the next `berth run` of a job script finds it. A container with a pid namespace of
+//! its own (the docker profile) makes it there: its monitor joins the namespace before the
+//! clone (see `berth_runtime`). Root of one container then holds capabilities over the other
+//! containers' namespaces too, as with podman's rootless containers, but has no way to name
+//! them: each has its own pid namespace, and their processes are not in its `/proc`.
 //!
 //! Files under `$XDG_RUNTIME_DIR/berth/userns` (`/run/berth/userns` for root), per key, all
 //! deleted by the holder when it leaves:
@@ -54,16 +57,15 @@ fn dir() -> PathBuf {
     super::runtime_dir().join("userns")
 }
 
-/// Whether a container with this spec can join a shared user namespace: it has a user
-/// namespace of its own to replace and no pid namespace (the hpc profile's shape).
-fn shareable(spec: &Spec) -> bool {
+/// Which new namespaces a container with this spec makes: (user, pid).
+fn makes(spec: &Spec) -> (bool, bool) {
     let list = spec
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default();
     let has = |t| list.iter().any(|n| n.typ() == t && n.path().is_none());
-    has(LinuxNamespaceType::User) && !has(LinuxNamespaceType::Pid)
+    (has(LinuxNamespaceType::User), has(LinuxNamespaceType::Pid))
 }
 
 /// At create: the job key to record when a container with `spec`, started by a caller with
@@ -75,11 +77,11 @@ pub fn prepare(
     caller_env: &[(String, String)],
     user_env: &[String],
 ) -> Option<String> {
-    if !shareable(spec) {
-        return None;
-    }
-    let Some(key) = berth_hpc::job_key(caller_env) else {
-        return needs_helpers(spec).then(|| USER_KEY.to_string());
+    // A job's ranks share one only without pid namespaces (the hpc profile's shape), where
+    // they can see each other for single-copy; a user's containers share one either way.
+    let (user, pid) = makes(spec);
+    let Some(key) = berth_hpc::job_key(caller_env).filter(|_| user && !pid) else {
+        return (user && needs_helpers(spec)).then(|| USER_KEY.to_string());
     };
     let (var, off) = berth_hpc::NO_SINGLE_COPY;
     if !user_env.iter().any(|e| e.starts_with(var)) {

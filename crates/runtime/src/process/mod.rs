@@ -136,7 +136,10 @@ impl Container {
     /// the step and its mount target or path.
     ///
     /// The calling process must be single-threaded: the init is a copy of the calling thread
-    /// only, made without the C library's fork handlers.
+    /// only, made without the C library's fork handlers. Where the spec joins a user namespace
+    /// by path and makes a new pid namespace, the calling process joins that user namespace
+    /// first, and stays in it: a pid namespace the init made after joining would hold only its
+    /// children.
     pub fn create(bundle: &Bundle, stdio: Stdio) -> Result<Container, RuntimeError> {
         let spec = &bundle.spec;
         let process = spec
@@ -214,6 +217,7 @@ impl Container {
         let (child_stdio, tty_socket) = stdio::prepare(stdio)?;
         let (control_rx, control_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
         let (report_rx, report_tx) = message::channel().map_err(RuntimeError::sys("pipe"))?;
+        namespaces.join_user_in_monitor()?;
         let clone_flags = namespaces.flags_for_clone();
         // Made by the clone itself, not later by an init that joins a user namespace first.
         let new_mount_ns = clone_flags & libc::CLONE_NEWNS != 0;
