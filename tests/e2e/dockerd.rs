@@ -20,6 +20,25 @@ pub fn code_and_stdout(o: &Output) -> (Option<i32>, String) {
     )
 }
 
+/// Where Berth's output differs from Docker's, gathered so that a test names all of them.
+#[derive(Default)]
+pub struct Differences(pub Vec<String>);
+
+impl Differences {
+    /// Notes `what` when Docker's result and Berth's are not the same.
+    pub fn same<T: PartialEq + std::fmt::Debug>(&mut self, what: &str, theirs: T, ours: T) {
+        if theirs != ours {
+            self.0
+                .push(format!("{what}:\n  docker {theirs:?}\n  berth  {ours:?}"));
+        }
+    }
+
+    /// Fails the test with every difference noted.
+    pub fn assert_none(&self) {
+        assert!(self.0.is_empty(), "{}", self.0.join("\n"));
+    }
+}
+
 pub struct Dockerd {
     child: Child,
     dir: TempDir,

@@ -6,7 +6,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::dockerd::{code_and_stdout, Dockerd, BUSYBOX};
+use crate::dockerd::{code_and_stdout, Differences, Dockerd, BUSYBOX};
 
 fn err_of(o: &Output) -> (Option<i32>, String) {
     (
@@ -35,37 +35,32 @@ fn lifecycle_matches_docker() {
     };
     let img = BUSYBOX;
     let both = |args: &[&str]| d.both(&b, args);
-    let mut differences = Vec::new();
-    let mut same = |what: &str, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
-        if theirs != ours {
-            differences.push(format!("{what}:\n  docker {theirs:?}\n  berth  {ours:?}"));
-        }
-    };
+    let mut diff = Differences::default();
 
     // Paced: stdout and stderr reach the log through separate pipes, in Docker as here.
     let script = "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three; exit 3";
     both(&["run", "-d", "--name", "l1", img, "sh", "-c", script]);
     let (t, o) = both(&["wait", "l1"]);
-    same("wait", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("wait", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["logs", "l1"]);
-    same("logs stdout", code_and_stdout(&t), code_and_stdout(&o));
-    same("logs stderr", err_of(&t), err_of(&o));
+    diff.same("logs stdout", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("logs stderr", err_of(&t), err_of(&o));
     let (t, o) = both(&["logs", "--tail", "2", "l1"]);
-    same(
+    diff.same(
         "logs --tail 2 stdout",
         code_and_stdout(&t),
         code_and_stdout(&o),
     );
-    same("logs --tail 2 stderr", err_of(&t), err_of(&o));
+    diff.same("logs --tail 2 stderr", err_of(&t), err_of(&o));
     let (t, o) = both(&["logs", "-t", "l1"]);
-    same(
+    diff.same(
         "logs -t",
         (t.status.code(), without_times(&code_and_stdout(&t).1)),
         (o.status.code(), without_times(&code_and_stdout(&o).1)),
     );
     let status = "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}";
     let (t, o) = both(&["inspect", "--format", status, "l1"]);
-    same(
+    diff.same(
         "inspect state of an exited container",
         code_and_stdout(&t),
         code_and_stdout(&o),
@@ -84,9 +79,9 @@ fn lifecycle_matches_docker() {
         )
     };
     let (t, o) = both(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
-    same("ps -a status", ps(&t), ps(&o));
+    diff.same("ps -a status", ps(&t), ps(&o));
     let (t, o) = both(&["rm", "l1"]);
-    same(
+    diff.same(
         "rm of an exited container",
         code_and_stdout(&t),
         code_and_stdout(&o),
@@ -106,29 +101,29 @@ fn lifecycle_matches_docker() {
     ready(&|| code_and_stdout(&d.docker(&["logs", "s1"])).1, "ready");
     ready(&|| code_and_stdout(&b.run(&["logs", "s1"])).1, "ready");
     let (t, o) = both(&["rm", "s1"]);
-    same(
+    diff.same(
         "rm of a running container",
         (t.status.code(), String::new()),
         (o.status.code(), String::new()),
     );
     let (t, o) = both(&["unpause", "s1"]);
-    same(
+    diff.same(
         "unpause of a running container",
         (t.status.code(), String::new()),
         (o.status.code(), String::new()),
     );
     let (t, o) = both(&["pause", "s1"]);
-    same("pause", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("pause", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["inspect", "--format", status, "s1"]);
-    same(
+    diff.same(
         "inspect state of a paused container",
         code_and_stdout(&t),
         code_and_stdout(&o),
     );
     let (t, o) = both(&["unpause", "s1"]);
-    same("unpause", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("unpause", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["kill", "-s", "USR1", "s1"]);
-    same("kill -s USR1", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("kill -s USR1", code_and_stdout(&t), code_and_stdout(&o));
     ready(
         &|| code_and_stdout(&d.docker(&["logs", "s1"])).1,
         "got usr1",
@@ -145,43 +140,43 @@ fn lifecycle_matches_docker() {
         (o.status.code(), header.join(" "))
     };
     let (t, o) = both(&["top", "s1"]);
-    same("top columns", top(&t), top(&o));
+    diff.same("top columns", top(&t), top(&o));
     let (t, o) = both(&["top", "s1", "-o", "pid,comm"]);
-    same("top with ps options", top(&t), top(&o));
+    diff.same("top with ps options", top(&t), top(&o));
     let (t, o) = both(&["top", "s1", "--bogus"]);
-    same("top with a bad ps option", top(&t), top(&o));
+    diff.same("top with a bad ps option", top(&t), top(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("--bogus") && err.trim().lines().count() == 1,
         "{err}"
     );
     let (t, o) = both(&["stop", "s1"]);
-    same("stop", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("stop", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["wait", "s1"]);
-    same("wait after stop", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("wait after stop", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["logs", "s1"]);
-    same("logs after stop", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("logs after stop", code_and_stdout(&t), code_and_stdout(&o));
 
     // kill: SIGKILL by default, 137.
     both(&["run", "-d", "--name", "k1", img, "sleep", "300"]);
     let (t, o) = both(&["kill", "k1"]);
-    same("kill", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("kill", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["wait", "k1"]);
-    same("wait after kill", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("wait after kill", code_and_stdout(&t), code_and_stdout(&o));
     let (t, o) = both(&["kill", "k1"]);
-    same(
+    diff.same(
         "kill of a stopped container",
         (t.status.code(), String::new()),
         (o.status.code(), String::new()),
     );
     let (t, o) = both(&["start", "k1"]);
-    same(
+    diff.same(
         "start of a stopped container",
         code_and_stdout(&t),
         code_and_stdout(&o),
     );
     let (t, o) = both(&["inspect", "--format", status, "k1"]);
-    same(
+    diff.same(
         "inspect state after start",
         code_and_stdout(&t),
         code_and_stdout(&o),
@@ -225,14 +220,14 @@ fn lifecycle_matches_docker() {
         let mut args = vec!["ps", "--format", "{{.Names}}"];
         args.extend_from_slice(filter);
         let (t, o) = both(&args);
-        same(&format!("ps {filter:?}"), names(&t), names(&o));
+        diff.same(&format!("ps {filter:?}"), names(&t), names(&o));
     }
 
     for n in ["l1", "s1", "k1", "lab"] {
         let _ = d.docker(&["rm", "-f", n]);
         let _ = b.run(&["rm", "-f", n]);
     }
-    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    diff.assert_none();
 }
 
 #[test]
@@ -382,24 +377,19 @@ fn foreground_output_is_logged_as_in_docker() {
     let Some((b, d)) = Dockerd::with_busybox() else {
         return;
     };
-    let mut differences = Vec::new();
-    let mut same = |what: &str, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
-        if theirs != ours {
-            differences.push(format!("{what}:\n  docker {theirs:?}\n  berth  {ours:?}"));
-        }
-    };
+    let mut diff = Differences::default();
     let script = "echo one; sleep 0.2; echo two >&2; sleep 0.2; printf three; exit 4";
     let (t, o) = d.both(&b, &["run", "--name", "fg", BUSYBOX, "sh", "-c", script]);
-    same("run stdout", code_and_stdout(&t), code_and_stdout(&o));
-    same("run stderr", err_of(&t), err_of(&o));
+    diff.same("run stdout", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("run stderr", err_of(&t), err_of(&o));
     for args in [&["logs", "fg"][..], &["logs", "--tail", "1", "fg"]] {
         let (t, o) = d.both(&b, args);
-        same(
+        diff.same(
             &format!("{args:?} stdout"),
             code_and_stdout(&t),
             code_and_stdout(&o),
         );
-        same(&format!("{args:?} stderr"), err_of(&t), err_of(&o));
+        diff.same(&format!("{args:?} stderr"), err_of(&t), err_of(&o));
     }
     let (t, o) = d.both(
         &b,
@@ -414,24 +404,24 @@ fn foreground_output_is_logged_as_in_docker() {
             "x",
         ],
     );
-    same("run, no log", code_and_stdout(&t), code_and_stdout(&o));
+    diff.same("run, no log", code_and_stdout(&t), code_and_stdout(&o));
     // Docker's message comes "from daemon"; the rest is the same.
     let (t, o) = d.both(&b, &["logs", "fgn"]);
     let reason = |o: &Output| {
         let e = err_of(o);
         (e.0, e.1.rsplit(": ").next().unwrap_or_default().to_string())
     };
-    same("logs, no log", reason(&t), reason(&o));
+    diff.same("logs, no log", reason(&t), reason(&o));
     d.both(&b, &["create", "--name", "st", BUSYBOX, "echo", "started"]);
     d.both(&b, &["start", "-a", "st"]);
     let (t, o) = d.both(&b, &["logs", "st"]);
-    same(
+    diff.same(
         "logs after start -a",
         code_and_stdout(&t),
         code_and_stdout(&o),
     );
     d.both(&b, &["rm", "fg", "fgn", "st"]);
-    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    diff.assert_none();
 }
 
 /// `run -a`: the streams this terminal gets; the others only reach the log. Recorded in
@@ -441,12 +431,7 @@ fn attach_flags_match_docker() {
     let Some((b, d)) = Dockerd::with_busybox() else {
         return;
     };
-    let mut differences = Vec::new();
-    let mut same = |what: &str, theirs: (Option<i32>, String), ours: (Option<i32>, String)| {
-        if theirs != ours {
-            differences.push(format!("{what}:\n  docker {theirs:?}\n  berth  {ours:?}"));
-        }
-    };
+    let mut diff = Differences::default();
     let script = "echo out; echo err >&2";
     for attach in [
         &["-a", "stdout"][..],
@@ -463,17 +448,17 @@ fn attach_flags_match_docker() {
             args.extend(attach);
             args.extend([BUSYBOX, "sh", "-c", script]);
             let (t, o) = d.both(&b, &args);
-            same(
+            diff.same(
                 &format!("{args:?} stdout"),
                 code_and_stdout(&t),
                 code_and_stdout(&o),
             );
-            same(&format!("{args:?} stderr"), err_of(&t), err_of(&o));
+            diff.same(&format!("{args:?} stderr"), err_of(&t), err_of(&o));
             if kept {
                 // The log has every stream, attached or not.
                 let (t, o) = d.both(&b, &["logs", "att"]);
-                same("logs stdout", code_and_stdout(&t), code_and_stdout(&o));
-                same("logs stderr", err_of(&t), err_of(&o));
+                diff.same("logs stdout", code_and_stdout(&t), code_and_stdout(&o));
+                diff.same("logs stderr", err_of(&t), err_of(&o));
                 d.both(&b, &["rm", "att"]);
             }
         }
@@ -483,7 +468,7 @@ fn attach_flags_match_docker() {
         &["run", "--rm", "-a", "stdio", BUSYBOX, "true"],
     ] {
         let (t, o) = d.both(&b, args);
-        same(
+        diff.same(
             &format!("{args:?}"),
             code_and_stdout(&t),
             code_and_stdout(&o),
@@ -496,7 +481,7 @@ fn attach_flags_match_docker() {
     );
     d.both(&b, &["run", "-d", "--name", "c3", BUSYBOX, "true"]);
     for name in ["c1", "c2", "c3"] {
-        differences.extend(d.inspect_differences(
+        diff.0.extend(d.inspect_differences(
             &b,
             name,
             &[
@@ -507,5 +492,5 @@ fn attach_flags_match_docker() {
         ));
     }
     d.both(&b, &["rm", "-f", "c1", "c2", "c3"]);
-    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    diff.assert_none();
 }
