@@ -135,3 +135,74 @@ fn writable_layer_setting_overrides_the_profile() {
     let err = b.fails(&["run", "--rm", "localhost/bb", "true"], 125);
     assert!(err.contains("config.toml:1"), "{err}");
 }
+
+/// The directories of the store's `spare/`, where removed containers' directories wait.
+fn spares(root: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(root.join("spare"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until the detached deleter of the last `--rm` container has finished.
+fn settled(root: &std::path::Path) {
+    for _ in 0..200 {
+        let busy = std::fs::read_dir(root.join("tmp")).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("container-rm"))
+        });
+        if !busy {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the deleter never finished");
+}
+
+/// What one `--rm` container did to its root and its bound files, the next one, which reuses
+/// its directory, does not see.
+fn check_reuse(root: &std::path::Path, run: &dyn Fn(&[&str]) -> String) {
+    let dirty = "echo x > /left; mkdir -p /var/d; echo y > /var/d/f; chmod 700 /; \
+                 echo 10.0.0.9 other >> /etc/hosts; echo ok";
+    assert_eq!(
+        run(&["run", "--rm", "localhost/bb", "sh", "-c", dirty]).trim(),
+        "ok"
+    );
+    settled(root);
+    let clean = "ls /left /var/d 2>&1; stat -c %a /; grep -c other /etc/hosts || true";
+    let seen = run(&["run", "--rm", "localhost/bb", "sh", "-c", clean]);
+    assert!(seen.contains("/left: No such file"), "{seen}");
+    assert!(seen.contains("/var/d: No such file"), "{seen}");
+    let mode_and_count: Vec<&str> = seen.lines().rev().take(2).collect();
+    assert_eq!(mode_and_count, ["0", "755"], "{seen}");
+    settled(root);
+    // Directories left as a container's root chowned them are not kept.
+    let before = spares(root).len();
+    assert!(
+        before >= 1,
+        "a removed container's directory is kept for the next"
+    );
+    run(&["run", "--rm", "localhost/bb", "chown", "1:1", "/"]);
+    settled(root);
+    assert_eq!(spares(root).len(), before - 1);
+}
+
+#[test]
+fn a_removed_containers_directory_serves_the_next_one_clean() {
+    let b = with_busybox();
+    check_reuse(&b.root(), &|args| b.ok(args));
+}
+
+#[test]
+fn a_removed_containers_directory_serves_the_next_one_clean_rootless() {
+    let u = crate::rootless::AsUser::new(berth_testkit::unprivileged_user());
+    u.import("localhost/bb");
+    check_reuse(&u.root(), &|args| {
+        let out = u.run(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+}

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::atomic::write_replace;
 use crate::error::{IoContext, StoreError};
-use crate::Store;
+use crate::{spare, Store};
 use berth_types::Digest;
 
 /// What a container was created from and with; written once, at creation.
@@ -82,31 +82,99 @@ pub struct ContainerState {
 }
 
 impl Store {
-    /// Claims the record's name and creates the container directory with its writable layer.
+    /// Claims the record's name and creates the container directory with its writable layer,
+    /// its record and `files` (name in the directory, contents): the files bound into the
+    /// container, written before anyone sees it.
     ///
-    /// The name is claimed by creating `containers/names/<name>` exclusively, so concurrent
-    /// starts never wait on a store-wide lock; a claim whose container is gone is taken over.
-    pub fn create_container(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
-        self.claim_name(&rec.name, &rec.id)?;
+    /// The directory is made (or a spare one taken) in `tmp/`, and renamed into `containers/`
+    /// once complete, so no command ever sees half a container. Just before, the name is
+    /// claimed (see [`Store::claim_name`]), so concurrent starts never wait on a store-wide
+    /// lock.
+    pub fn create_container(
+        &self,
+        rec: &ContainerRecord,
+        files: &[(&str, &[u8])],
+    ) -> Result<(), StoreError> {
+        let staging = match self.take_spare(!rec.layer_in_memory) {
+            Some(dir) => dir,
+            None => self.paths.temp("container-new"),
+        };
         let dir = self.paths.container_dir(&rec.id);
-        if rec.layer_in_memory {
-            fs::create_dir_all(&dir).at(&dir)?;
-        } else {
-            for d in [
-                self.paths.container_upper(&rec.id),
-                self.paths.container_work(&rec.id),
-            ] {
-                fs::create_dir_all(&d).at(&d)?;
+        let claimed = self
+            .fill_container_dir(&staging, rec, files)
+            .and_then(|()| self.claim_name(&rec.name, &rec.id, &staging.join("config.json")));
+        let made = claimed.and_then(|()| {
+            fs::rename(&staging, &dir).at(&dir).inspect_err(|_| {
+                self.release_name(&rec.name, &rec.id);
+            })
+        });
+        if made.is_err() {
+            let _ = self.remove_tree(&staging);
+        }
+        made
+    }
+
+    fn fill_container_dir(
+        &self,
+        dir: &Path,
+        rec: &ContainerRecord,
+        files: &[(&str, &[u8])],
+    ) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        let fresh = match fs::create_dir(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(StoreError::io(dir, e)),
+        };
+        if !rec.layer_in_memory {
+            for name in spare::LAYER_DIRS {
+                let d = dir.join(name);
+                match fs::create_dir(&d) {
+                    // Whatever the umask: the upper directory's mode is the mode of `/`.
+                    Ok(()) if name == "upper" => {
+                        let mode = fs::Permissions::from_mode(spare::UPPER_MODE);
+                        fs::set_permissions(&d, mode).at(&d)?;
+                    }
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(StoreError::io(&d, e)),
+                }
             }
         }
-        let bytes = encode(rec, &dir)?;
-        write_replace(&self.paths, &self.paths.container_config(&rec.id), &bytes)
+        if !fresh {
+            // A spare directory keeps the files of the container before: drop those this one
+            // does not write.
+            for entry in fs::read_dir(dir).at(dir)?.flatten() {
+                let name = entry.file_name();
+                let wanted = name == "config.json"
+                    || files.iter().any(|(f, _)| name == *f)
+                    || entry.file_type().is_ok_and(|t| t.is_dir());
+                if !wanted {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        let config = dir.join("config.json");
+        spare::write_in_place(&config, &encode(rec, &config)?).at(&config)?;
+        for (name, bytes) in files {
+            let path = dir.join(name);
+            spare::write_in_place(&path, bytes).at(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Frees `name` if `id` holds it.
+    fn release_name(&self, name: &str, id: &str) {
+        let claim = self.paths.container_names_dir().join(name);
+        if fs::read_to_string(&claim).is_ok_and(|h| holder_id(&h) == id) {
+            let _ = fs::remove_file(&claim);
+        }
     }
 
     /// Gives the container `id` the new name `name`: the new name is claimed first, so a
     /// failure (the name is taken) leaves the old one in place.
     pub fn rename_container(&self, rec: &ContainerRecord, name: &str) -> Result<(), StoreError> {
-        self.claim_name(name, &rec.id)?;
+        self.claim_name(name, &rec.id, &self.paths.container_config(&rec.id))?;
         let mut renamed = rec.clone();
         renamed.name = name.to_string();
         let path = self.paths.container_config(&rec.id);
@@ -115,10 +183,7 @@ impl Store {
             let _ = fs::remove_file(self.paths.container_names_dir().join(name));
             return Err(e);
         }
-        let old = self.paths.container_names_dir().join(&rec.name);
-        if fs::read_to_string(&old).is_ok_and(|h| h.trim() == rec.id) {
-            let _ = fs::remove_file(&old);
-        }
+        self.release_name(&rec.name, &rec.id);
         Ok(())
     }
 
@@ -130,38 +195,47 @@ impl Store {
         write_replace(&self.paths, &path, &bytes)
     }
 
-    /// Claims `name` for `id` by creating `container-names/<name>` exclusively; a claim whose
-    /// container is gone is taken over.
-    fn claim_name(&self, name: &str, id: &str) -> Result<(), StoreError> {
+    /// Claims `name` for `id` by linking `container-names/<name>` to `record`, the container's
+    /// record (a link, so that no inode is made for it and the claim is never seen empty);
+    /// a claim whose container is gone is taken over. Claims made by earlier versions are
+    /// files holding the id.
+    fn claim_name(&self, name: &str, id: &str, record: &Path) -> Result<(), StoreError> {
         let names = self.paths.container_names_dir();
-        fs::create_dir_all(&names).at(&names)?;
         let claim = names.join(name);
         loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&claim)
-            {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    f.write_all(id.as_bytes()).at(&claim)?;
-                    return Ok(());
+            let linked = match fs::hard_link(record, &claim) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    fs::create_dir_all(&names).at(&names)?;
+                    fs::hard_link(record, &claim)
                 }
+                other => other,
+            };
+            match linked {
+                Ok(()) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder = fs::read_to_string(&claim).unwrap_or_default();
-                    let alive =
-                        !holder.is_empty() && self.paths.container_dir(holder.trim()).exists();
-                    // A claim being written right now has no id yet: give it a moment.
+                    let holder = holder_id(&holder);
+                    // A claim file of an earlier version being written: give it a moment.
                     if holder.is_empty() {
                         std::thread::sleep(std::time::Duration::from_millis(5));
                         if fs::read_to_string(&claim).is_ok_and(|h| !h.is_empty()) {
                             continue;
                         }
                     }
-                    if alive {
+                    if holder == id {
+                        return Ok(());
+                    }
+                    // A linked record with another name still exists: in `containers/`, or
+                    // about to be renamed there.
+                    let linked = fs::metadata(&claim).is_ok_and(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        m.nlink() > 1
+                    });
+                    if !holder.is_empty() && (linked || self.paths.container_dir(&holder).exists())
+                    {
                         return Err(StoreError::NameInUse {
                             name: name.to_string(),
-                            id: holder.trim().to_string(),
+                            id: holder,
                         });
                     }
                     let _ = fs::remove_file(&claim);
@@ -253,9 +327,10 @@ impl Store {
         self.unpublish(&rec.id, Some(&rec.name))
     }
 
-    /// Deletes the files of a container [`Store::unpublish_container`] took out.
+    /// Deletes the files of a container [`Store::unpublish_container`] took out; its emptied
+    /// directory may wait in `spare/` for the next container.
     pub fn delete_unpublished(&self, doomed: &Path) -> Result<(), StoreError> {
-        self.remove_tree(doomed).at(doomed)
+        self.recycle_container_dir(doomed).at(doomed)
     }
 
     fn unpublish(&self, id: &str, name: Option<&str>) -> Result<PathBuf, StoreError> {
@@ -263,10 +338,7 @@ impl Store {
         let doomed = self.paths.temp("container-rm");
         fs::rename(&dir, &doomed).at(&dir)?;
         if let Some(name) = name {
-            let claim = self.paths.container_names_dir().join(name);
-            if fs::read_to_string(&claim).is_ok_and(|h| h.trim() == id) {
-                let _ = fs::remove_file(&claim);
-            }
+            self.release_name(name, id);
         }
         Ok(doomed)
     }
@@ -335,6 +407,23 @@ impl Store {
         let doomed = self.paths.temp("volume-rm");
         fs::rename(&dir, &doomed).at(&dir)?;
         self.remove_tree(&doomed).at(&doomed)
+    }
+}
+
+/// The id of the container holding a name claim: a link to its record, or (earlier versions) a
+/// file holding the id.
+fn holder_id(claim: &str) -> String {
+    #[derive(Deserialize)]
+    struct Id {
+        #[serde(rename = "Id")]
+        id: String,
+    }
+    if claim.starts_with('{') {
+        serde_json::from_str::<Id>(claim)
+            .map(|r| r.id)
+            .unwrap_or_default()
+    } else {
+        claim.trim().to_string()
     }
 }
 

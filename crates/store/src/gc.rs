@@ -239,6 +239,8 @@ impl Store {
         let mut freed = self.sweep_blobs(&blobs)?;
         freed += self.sweep_layers(&layers)?;
         freed += self.sweep_temps()?;
+        self.sweep_spares(SystemTime::now() - STALE_TEMP)
+            .at(self.paths.spare_dir())?;
         Ok(freed)
     }
 

@@ -75,6 +75,7 @@ mod gc;
 mod images;
 mod lock;
 mod paths;
+mod spare;
 mod unpack;
 
 use std::fs;

@@ -160,6 +160,11 @@ impl Paths {
         self.container_dir(id).join("container.log")
     }
 
+    /// `spare/`: directories of removed containers, emptied for the next ones.
+    pub fn spare_dir(&self) -> PathBuf {
+        self.root.join("spare")
+    }
+
     /// `container-names/<name>`: holds the id of the container that claimed the name.
     pub fn container_names_dir(&self) -> PathBuf {
         self.root.join("container-names")

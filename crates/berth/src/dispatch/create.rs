@@ -540,11 +540,11 @@ pub fn create(s: &Settings, store: &Store, img: &ImageInput, a: &RunArgs) -> Res
         h.extend(super::run_flags::host_config_extras(a, opts.shm_size));
         h.extend(img.host_config.clone());
     }
-    store.create_container(&record)?;
-    for g in generated {
-        fs::write(&g.host_path, g.contents)
-            .with_context(|| format!("cannot write {}", g.host_path.display()))?;
-    }
+    let files: Vec<(&str, &[u8])> = generated
+        .iter()
+        .filter_map(|g| Some((g.host_path.file_name()?.to_str()?, g.contents.as_bytes())))
+        .collect();
+    store.create_container(&record, &files)?;
     Ok(Created { record, warnings })
 }
 
