@@ -47,3 +47,24 @@ pub fn write_replace(paths: &Paths, dest: &Path, bytes: &[u8]) -> Result<(), Sto
     }
     result
 }
+
+/// [`write_replace`] with the temporary file beside `dest` rather than in `tmp/`: its inode is
+/// then allocated near the directory's (see `spare.rs` on why that matters for containers).
+/// A killed process can leave a `.NAME.tmp-PID-N` file there, which goes with the directory.
+pub fn write_replace_beside(dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dest.with_file_name(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = fs::write(&tmp, bytes)
+        .at(&tmp)
+        .and_then(|()| fs::rename(&tmp, dest).at(dest));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::atomic::write_replace;
+use crate::atomic::{write_replace, write_replace_beside};
 use crate::error::{IoContext, StoreError};
 use crate::{spare, Store};
 use berth_types::Digest;
@@ -97,7 +97,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         let staging = match self.take_spare(!rec.layer_in_memory) {
             Some(dir) => dir,
-            None => self.paths.temp("container-new"),
+            None => {
+                spare::spread_subdirectories(&self.paths.tmp_dir());
+                self.paths.temp("container-new")
+            }
         };
         let dir = self.paths.container_dir(&rec.id);
         let claimed = self
@@ -303,7 +306,7 @@ impl Store {
     pub fn set_container_state(&self, id: &str, st: &ContainerState) -> Result<(), StoreError> {
         let path = self.paths.container_state(id);
         let bytes = encode(st, &path)?;
-        write_replace(&self.paths, &path, &bytes)
+        write_replace_beside(&path, &bytes)
     }
 
     /// Deletes the container directory. The record goes first (renamed away), so a removal
