@@ -96,7 +96,7 @@ impl Store {
         let (uid, gid) = (rustix::process::geteuid(), rustix::process::getegid());
         let ours = |m: &fs::Metadata| m.uid() == uid.as_raw() && m.gid() == gid.as_raw();
         let meta = fs::symlink_metadata(dir)?;
-        if !meta.is_dir() || !ours(&meta) {
+        if !meta.is_dir() || !ours(&meta) || !all_processes_ended(&dir.join("config.json")) {
             return Ok(None);
         }
         let mut layer = 0;
@@ -181,6 +181,43 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+/// Whether no process of the container can have outlived it: the container had a pid namespace
+/// of its own, whose processes the kernel kills and reaps before its first process can be
+/// reaped. Without one (`--pid host`, the hpc profile) a process the container left running
+/// may still use its files and mounts, which must then not serve another container.
+fn all_processes_ended(record: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        #[serde(rename = "Spec")]
+        spec: Spec,
+    }
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        linux: Option<Linux>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Linux {
+        #[serde(default)]
+        namespaces: Vec<Namespace>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Namespace {
+        #[serde(rename = "type")]
+        typ: String,
+        path: Option<String>,
+    }
+    let Ok(bytes) = fs::read(record) else {
+        return false;
+    };
+    serde_json::from_slice::<Record>(&bytes).is_ok_and(|r| {
+        r.spec.linux.is_some_and(|l| {
+            l.namespaces
+                .iter()
+                .any(|n| n.typ == "pid" && n.path.is_none())
+        })
+    })
 }
 
 /// True when `path` has no extended attribute but security labels (which a new file gets the

@@ -20,7 +20,7 @@ fn record(id_byte: char, name: &str, in_memory: bool) -> ContainerRecord {
         config: serde_json::json!({}),
         host_config: serde_json::json!({}),
         lower_dirs: Vec::new(),
-        spec: serde_json::json!({}),
+        spec: serde_json::json!({"linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}}),
         volumes: Vec::new(),
         layer_in_memory: in_memory,
         default_seccomp: None,
@@ -196,6 +196,26 @@ fn what_a_container_changed_is_not_reused() {
     env.store.remove_container(&c.id).unwrap();
     assert!(!spares(&env.store)[0].join("etc_hostname").exists());
     assert_eq!(fs::read_to_string(&outside).unwrap(), "c\n");
+}
+
+#[test]
+fn a_container_that_may_have_left_processes_is_not_reused() {
+    let env = env();
+    // The host's pid namespace, or another container's: what it started may still run.
+    for (c, pid) in [
+        ('a', serde_json::json!({"type": "mount"})),
+        (
+            'b',
+            serde_json::json!({"type": "pid", "path": "/proc/1/ns/pid"}),
+        ),
+    ] {
+        let mut rec = record(c, &c.to_string(), false);
+        rec.spec = serde_json::json!({"linux": {"namespaces": [pid]}});
+        env.store.create_container(&rec, &[]).unwrap();
+        env.store.remove_container(&rec.id).unwrap();
+        assert!(spares(&env.store).is_empty());
+        assert!(!env.store.paths().container_dir(&rec.id).exists());
+    }
 }
 
 #[test]
