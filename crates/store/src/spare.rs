@@ -96,9 +96,13 @@ impl Store {
         let (uid, gid) = (rustix::process::geteuid(), rustix::process::getegid());
         let ours = |m: &fs::Metadata| m.uid() == uid.as_raw() && m.gid() == gid.as_raw();
         let meta = fs::symlink_metadata(dir)?;
-        if !meta.is_dir() || !ours(&meta) || !all_processes_ended(&dir.join("config.json")) {
+        if !meta.is_dir() || !ours(&meta) {
             return Ok(None);
         }
+        // What a process the container left running may still use (its layer, the files
+        // bound into it) must not serve another container; the directory, its mount point and
+        // the record can.
+        let alone = all_processes_ended(&dir.join("config.json"));
         let mut layer = 0;
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -106,6 +110,9 @@ impl Store {
             let name = entry.file_name();
             let meta = entry.metadata()?;
             let name = name.to_str().unwrap_or("");
+            if meta.is_dir() && LAYER_DIRS.contains(&name) && !alone {
+                return Ok(None);
+            }
             if meta.is_dir() && (LAYER_DIRS.contains(&name) || name == "rootfs") {
                 // A layer root the container changed (its `/`, chowned or given attributes)
                 // is not what a new one starts from. Overlayfs's own attributes describe the
@@ -138,6 +145,7 @@ impl Store {
             // the next one; one the container could have changed is not kept.
             let keep = meta.is_file()
                 && !DROPPED_FILES.contains(&name)
+                && (alone || name == "config.json")
                 && ours(&meta)
                 && meta.nlink() == 1
                 && meta.permissions().mode() & 0o7777 == FILE_MODE
@@ -186,7 +194,7 @@ impl Store {
 /// Whether no process of the container can have outlived it: the container had a pid namespace
 /// of its own, whose processes the kernel kills and reaps before its first process can be
 /// reaped. Without one (`--pid host`, the hpc profile) a process the container left running
-/// may still use its files and mounts, which must then not serve another container.
+/// may still use its layer and the files bound into it.
 fn all_processes_ended(record: &Path) -> bool {
     #[derive(serde::Deserialize)]
     struct Record {

@@ -199,16 +199,13 @@ fn what_a_container_changed_is_not_reused() {
 }
 
 #[test]
-fn a_container_that_may_have_left_processes_is_not_reused() {
+fn what_processes_left_running_may_use_is_not_reused() {
     let env = env();
-    // The host's pid namespace, or another container's: what it started may still run.
-    for (c, pid) in [
-        ('a', serde_json::json!({"type": "mount"})),
-        (
-            'b',
-            serde_json::json!({"type": "pid", "path": "/proc/1/ns/pid"}),
-        ),
-    ] {
+    // The host's pid namespace, or another container's: what it started may still run, in
+    // its layer and with the files bound into it.
+    let host = serde_json::json!({"type": "mount"});
+    let joined = serde_json::json!({"type": "pid", "path": "/proc/1/ns/pid"});
+    for (c, pid) in [('a', host.clone()), ('b', joined)] {
         let mut rec = record(c, &c.to_string(), false);
         rec.spec = serde_json::json!({"linux": {"namespaces": [pid]}});
         env.store.create_container(&rec, &[]).unwrap();
@@ -216,6 +213,23 @@ fn a_container_that_may_have_left_processes_is_not_reused() {
         assert!(spares(&env.store).is_empty());
         assert!(!env.store.paths().container_dir(&rec.id).exists());
     }
+    // With its layer in memory, its directory serves without the bound files.
+    let mut rec = record('c', "c", true);
+    rec.spec = serde_json::json!({"linux": {"namespaces": [host]}});
+    env.store
+        .create_container(&rec, &[("etc_hosts", b"h\n")])
+        .unwrap();
+    run_in(&env.store, &rec);
+    env.store.remove_container(&rec.id).unwrap();
+    let kept = spares(&env.store);
+    assert_eq!(kept.len(), 1);
+    let mut names: Vec<_> = fs::read_dir(&kept[0])
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["config.json", "rootfs"]);
 }
 
 #[test]
