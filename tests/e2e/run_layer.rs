@@ -214,14 +214,23 @@ fn a_removed_containers_directory_serves_the_next_one_clean_rootless() {
 #[test]
 fn hpc_containers_leave_their_directory_without_what_they_bound() {
     let b = with_busybox();
-    let out = b.ok(&["run", "--rm", "--hpc", "localhost/bb", "cat", "/etc/hostname"]);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "localhost/bb",
+        "cat",
+        "/etc/hostname",
+    ]);
     assert!(!out.trim().is_empty());
     settled(&b.root());
     // No pid namespace of its own: a process it left may still use the files bound into it,
     // so only the directory, its mount point and the record wait for the next one.
     let kept = spares(&b.root());
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let mut v = release.split(['.', '-']).map(|n| n.parse::<u32>().unwrap_or(0));
+    let mut v = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
     if (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (6, 6) {
         // Without writable layers in memory the layer was on disk: deleted whole.
         assert!(kept.is_empty());
@@ -235,7 +244,14 @@ fn hpc_containers_leave_their_directory_without_what_they_bound() {
         .collect();
     names.sort();
     assert_eq!(names, ["config.json", "rootfs"]);
-    let again = b.ok(&["run", "--rm", "--hpc", "localhost/bb", "cat", "/etc/hostname"]);
+    let again = b.ok(&[
+        "run",
+        "--rm",
+        "--hpc",
+        "localhost/bb",
+        "cat",
+        "/etc/hostname",
+    ]);
     assert!(!again.trim().is_empty());
     settled(&b.root());
     assert_eq!(spares(&b.root()).len(), 1);

@@ -38,14 +38,7 @@ pub fn write_atomic(paths: &Paths, dest: &Path, bytes: &[u8]) -> Result<(), Stor
 /// leaves the old or the new one; after a power loss the container is gone anyway (the boot id
 /// in its state no longer matches), so the fsyncs would only slow every container start.
 pub fn write_replace(paths: &Paths, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = paths.temp("write");
-    let result = fs::write(&tmp, bytes)
-        .at(&tmp)
-        .and_then(|()| fs::rename(&tmp, dest).at(dest));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    replace_through(&paths.temp("write"), dest, bytes)
 }
 
 /// [`write_replace`] with the temporary file beside `dest` rather than in `tmp/`: its inode is
@@ -60,11 +53,16 @@ pub fn write_replace_beside(dest: &Path, bytes: &[u8]) -> Result<(), StoreError>
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = fs::write(&tmp, bytes)
-        .at(&tmp)
-        .and_then(|()| fs::rename(&tmp, dest).at(dest));
+    replace_through(&tmp, dest, bytes)
+}
+
+/// Writes `bytes` to `tmp`, then renames it over `dest`; `tmp` does not outlive a failure.
+fn replace_through(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let result = fs::write(tmp, bytes)
+        .at(tmp)
+        .and_then(|()| fs::rename(tmp, dest).at(dest));
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
     }
     result
 }
