@@ -7,6 +7,8 @@
 #   ROUNDS=N        split the RUNS into N interleaved rounds (default 3): A B C … A B C …, so that
 #                   the noise of a shared machine is spread over all tools; times are pooled
 #   PRUNS=N         timed runs of each "100 at once" command (default 5)
+#   PAIRS=N         rounds of single starts alternated one by one against ch-run (default 200;
+#                   0 skips them): berth and ch-run in the same moments, paired ratios
 #   ROOTLESS=0      skip the rootless part (default 1: also as user berthtest, if it exists)
 #   BENCH_USER=NAME the unprivileged user for the rootless part (default berthtest)
 #   BERTH_BIN=PATH  use this berth binary instead of building one (then BERTH_FIXTURES_TAR=PATH
@@ -19,6 +21,7 @@ set -euo pipefail
 runs=${1:-30}
 rounds=${ROUNDS:-3}
 pruns=${PRUNS:-5}
+pairs=${PAIRS:-200}
 rootless=${ROOTLESS:-1}
 buser=${BENCH_USER:-berthtest}
 out=${BENCH_OUT:-$BERTH_REPO/bench/results}
@@ -52,6 +55,7 @@ trap cleanup EXIT
 say "preparing fixtures in $work"
 # everything the rootless user needs is readable by it (its own copy of the binary and tar)
 install -m 755 "$berth_src" "$work/berth"
+install -m 644 "$BERTH_REPO/bench/pairs.py" "$work/pairs.py"
 install -m 644 "$tiny_tar" "$work/tiny.tar"
 berth="$work/berth"
 mkdir -p "$work/rootfs"
@@ -257,6 +261,27 @@ if [ "$rootless" = 1 ]; then
   rss user "$work/uhome/store" > "$work/rss-user"
   read -r rss_user anon_user file_user < "$work/rss-user"
 fi
+# Paired rounds: one start of each, in turn, so that a moment of noise hits all three alike
+# (the hyperfine blocks above each see their own moments; ch-run's median moved by a quarter
+# between runs). Run as the user itself in rootless mode, so that no setpriv is timed.
+pair_rows=()
+if [ "$pairs" -gt 0 ] && command -v ch-run >/dev/null; then
+  say "paired rounds against ch-run: $pairs"
+  for mode in root user; do
+    [ "$mode" = user ] && { [ "$rootless" = 1 ] || continue; st="$work/uhome/store"; } || st="$work/store"
+    if wrap "$mode" python3 "$work/pairs.py" "$pairs" \
+        "berth run --rm=$berth" --root "$st" run --rm localhost/tiny true :: \
+        "berth run --rm --hpc=$berth" --root "$st" run --rm --hpc localhost/tiny true :: \
+        "ch-run=ch-run" "$rootfs" -- true > "$work/pairs-$mode.tsv" 2> "$work/pairs-$mode.err"; then
+      while IFS=$'\t' read -r label med ratio paired; do
+        pair_rows+=("| $([ "$mode" = root ] && echo root || echo "rootless ($buser)") | $label | $med | $ratio | $paired |")
+      done < "$work/pairs-$mode.tsv"
+    else
+      say "  paired rounds ($mode) failed: $(tail -1 "$work/pairs-$mode.err")"
+    fi
+  done
+fi
+
 load1=$(cut -d' ' -f1-3 /proc/loadavg); date1=$(date -u +%FT%TZ)
 
 # ------------------------------------------------------------------ report
@@ -309,6 +334,12 @@ summary="$out/run-$stamp.md"
     done
   done
   echo
+  if [ "${#pair_rows[@]}" -gt 0 ]; then
+    echo "| $pairs paired rounds: mode | tool | median (ms) | / ch-run (medians) | / ch-run (paired) |"
+    echo "|---|---|---|---|---|"
+    printf '%s\n' "${pair_rows[@]}"
+    echo
+  fi
   echo "| berth monitor, 2 s into \`run --rm … sleep 4\` | VmRSS (kB) | RssAnon (kB) | RssFile (kB) |"
   echo "|---|---|---|---|"
   echo "| root | $rss_root | $anon_root | $file_root |"
