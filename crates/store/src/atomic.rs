@@ -43,16 +43,11 @@ pub fn write_replace(paths: &Paths, dest: &Path, bytes: &[u8]) -> Result<(), Sto
 
 /// [`write_replace`] with the temporary file beside `dest` rather than in `tmp/`: its inode is
 /// then allocated near the directory's (see `spare.rs` on why that matters for containers).
-/// A killed process can leave a `.NAME.tmp-PID-N` file there, which goes with the directory.
-pub fn write_replace_beside(dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
+/// A killed process can leave a `.NAME-…` file there, which goes with the directory.
+pub fn write_replace_beside(paths: &Paths, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dest.with_file_name(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let unique = paths.temp(&format!(".{name}"));
+    let tmp = dest.with_file_name(unique.file_name().unwrap_or_default());
     replace_through(&tmp, dest, bytes)
 }
 

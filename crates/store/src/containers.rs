@@ -183,7 +183,7 @@ impl Store {
         let path = self.paths.container_config(&rec.id);
         let bytes = encode(&renamed, &path)?;
         if let Err(e) = write_replace(&self.paths, &path, &bytes) {
-            let _ = fs::remove_file(self.paths.container_names_dir().join(name));
+            self.release_name(name, &rec.id);
             return Err(e);
         }
         self.release_name(&rec.name, &rec.id);
@@ -306,7 +306,7 @@ impl Store {
     pub fn set_container_state(&self, id: &str, st: &ContainerState) -> Result<(), StoreError> {
         let path = self.paths.container_state(id);
         let bytes = encode(st, &path)?;
-        write_replace_beside(&path, &bytes)
+        write_replace_beside(&self.paths, &path, &bytes)
     }
 
     /// Deletes the container directory. The record goes first (renamed away), so a removal

@@ -165,7 +165,8 @@ impl Paths {
         self.root.join("spare")
     }
 
-    /// `container-names/<name>`: holds the id of the container that claimed the name.
+    /// `container-names/<name>`: a hard link to the record of the container that claimed the
+    /// name (a file holding its id, from earlier versions).
     pub fn container_names_dir(&self) -> PathBuf {
         self.root.join("container-names")
     }

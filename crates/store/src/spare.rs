@@ -49,23 +49,23 @@ impl Store {
     /// name in `tmp/` and returns that; `None` when there is none.
     pub(crate) fn take_spare(&self, with_layer: bool) -> Option<PathBuf> {
         let want = kind(with_layer);
-        let names: Vec<_> = fs::read_dir(self.paths.spare_dir())
-            .ok()?
-            .flatten()
-            .map(|e| e.file_name())
-            .filter(|n| n.to_str().is_some_and(|n| n.starts_with(want)))
-            .collect();
-        // Starts at once would all race for the first one: each begins somewhere else.
-        let start = std::process::id() as usize;
-        for i in 0..names.len() {
-            let name = &names[(start + i) % names.len()];
-            let staging = self.paths.temp("container-new");
-            // Another start may have taken it first: then try the next one.
-            if fs::rename(self.paths.spare_dir().join(name), &staging).is_ok() {
-                return Some(staging);
-            }
-        }
-        None
+        let of_shape = || {
+            fs::read_dir(self.paths.spare_dir())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(want)))
+        };
+        // Starts at once would all race for the first one: each begins somewhere else, and
+        // tries the ones before it last.
+        let skip = std::process::id() as usize % 8;
+        let staging = self.paths.temp("container-new");
+        // Another start may have taken one first: then try the next.
+        of_shape()
+            .skip(skip)
+            .chain(of_shape().take(skip))
+            .any(|e| fs::rename(e.path(), &staging).is_ok())
+            .then_some(staging)
     }
 
     /// Empties the directory of a removed container (already out of `containers/`) and keeps it
@@ -166,11 +166,10 @@ impl Store {
         })
     }
 
-    /// Deletes spare directories nobody took for `older_than`; returns how many.
-    pub(crate) fn sweep_spares(&self, older_than: std::time::SystemTime) -> io::Result<u64> {
-        let mut n = 0;
+    /// Deletes spare directories nobody took for `older_than`.
+    pub(crate) fn sweep_spares(&self, older_than: std::time::SystemTime) -> io::Result<()> {
         let Ok(entries) = fs::read_dir(self.paths.spare_dir()) else {
-            return Ok(0);
+            return Ok(());
         };
         for entry in entries.flatten() {
             let stale = entry
@@ -184,10 +183,9 @@ impl Store {
             let doomed = self.paths.temp("gc-spare");
             if fs::rename(entry.path(), &doomed).is_ok() {
                 self.remove_tree(&doomed)?;
-                n += 1;
             }
         }
-        Ok(n)
+        Ok(())
     }
 }
 

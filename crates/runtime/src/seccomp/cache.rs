@@ -90,13 +90,17 @@ pub(crate) fn default_filter(caps: &[String], dir: Option<&Path>) -> Result<Filt
     Ok(filter)
 }
 
-/// A directory of this user's that no one else can write to, made if missing.
+/// A directory of this user's that no one else can write to, made if missing (only then: this
+/// runs at every start).
 fn usable(dir: &Path) -> bool {
-    let _ = fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir);
-    fs::symlink_metadata(dir).is_ok_and(|m| {
+    let meta = fs::symlink_metadata(dir).or_else(|_| {
+        let _ = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+        fs::symlink_metadata(dir)
+    });
+    meta.is_ok_and(|m| {
         m.is_dir() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o022 == 0
     })
 }
