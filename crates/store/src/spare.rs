@@ -287,15 +287,19 @@ pub(crate) fn spread_subdirectories(dir: &Path) {
 }
 
 /// Writes `bytes` to `path`, replacing what a spare directory held there.
+///
+/// The file is overwritten and then cut to its new length rather than truncated first: freeing
+/// its block and taking another costs a synchronous discard on file systems mounted with
+/// `discard` (0.1 ms each here), and the old and new contents are nearly always of one block.
+/// Nothing reads the file half-written: the directory is not published yet.
 pub(crate) fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
         .mode(FILE_MODE)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)?;
-    f.write_all(bytes)
+    f.write_all_at(bytes, 0)?;
+    f.set_len(bytes.len() as u64)
 }

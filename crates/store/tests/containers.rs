@@ -95,7 +95,10 @@ fn a_removed_container_directory_is_emptied_and_reused() {
     env.store
         .create_container(
             &first,
-            &[("etc_hosts", b"one\n"), ("proc_cpuinfo", b"cpu\n")],
+            &[
+                ("etc_hosts", b"one, longer than the next\n"),
+                ("proc_cpuinfo", b"cpu\n"),
+            ],
         )
         .unwrap();
     run_in(&env.store, &first);
@@ -124,7 +127,11 @@ fn a_removed_container_directory_is_emptied_and_reused() {
         "the same directory"
     );
     assert!(spares(&env.store).is_empty());
-    assert_eq!(fs::read_to_string(dir.join("etc_hosts")).unwrap(), "two\n");
+    assert_eq!(
+        fs::read_to_string(dir.join("etc_hosts")).unwrap(),
+        "two\n",
+        "overwritten in place and cut to the new length"
+    );
     assert!(
         !dir.join("proc_cpuinfo").exists(),
         "a file of the one before"
