@@ -87,3 +87,82 @@ fn kill(pid: i32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// The network namespace of the thread that makes them ahead of time in the user's holder of
+/// `userns`, once it has filled the pool and waits (its namespace no longer changes).
+fn maker_netns(u: &AsUser, userns: &str) -> Option<String> {
+    let dir = u.user.runtime_dir().join("berth/userns");
+    let maker = || {
+        let pids = std::fs::read_dir(&dir).ok()?.flatten().filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            (name.ends_with(".pid")).then_some(())?;
+            let pid = text.split_whitespace().next()?.parse::<i32>().ok()?;
+            let ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()?;
+            (ns.to_string_lossy() == userns).then_some(pid)
+        });
+        pids.flat_map(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "netns-maker")
+        })
+        .and_then(|t| std::fs::read_link(t.path().join("ns/net")).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+    };
+    let mut last = None;
+    for _ in 0..50 {
+        let now = maker();
+        if now.is_some() && now == last {
+            return now;
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The holder of a user's shared namespace makes docker-profile containers' network
+/// namespaces ahead of time; a container gets one of those, its own, with loopback up, and
+/// nothing of the host's network.
+#[test]
+fn rootless_docker_containers_get_network_namespaces_made_ahead() {
+    let u = AsUser::new(unprivileged_user());
+    u.import("localhost/bb");
+    let net = || {
+        u.ok(&[
+            "run",
+            "--rm",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/user; readlink /proc/self/ns/net; \
+             cat /sys/class/net/lo/flags; ls /sys/class/net",
+        ])
+    };
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    // Other tests of this user may take from the pool meanwhile, or stop the holder: a few
+    // tries, each after a start that makes sure a holder runs and has been asked.
+    let mut got = Vec::new();
+    for _ in 0..8 {
+        let userns = net().lines().next().unwrap_or_default().to_string();
+        let ready = maker_netns(&u, &userns);
+        let out = net();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some(userns.as_str()), "{out}");
+        let ns = lines.next().unwrap_or_default().to_string();
+        assert!(ns.starts_with("net:["), "{out}");
+        assert_ne!(ns, host.to_string_lossy(), "the host's");
+        // IFF_UP | IFF_LOOPBACK, and no other interface.
+        assert_eq!(lines.next(), Some("0x9"), "{out}");
+        assert_eq!(lines.collect::<Vec<_>>(), ["lo"], "{out}");
+        got.push(ns.clone());
+        if ready.as_ref() == Some(&ns) {
+            return;
+        }
+    }
+    panic!("no container got a namespace the holder made: {got:?}");
+}

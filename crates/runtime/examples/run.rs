@@ -22,6 +22,7 @@ fn main() {
         init: false,
         preserve_fds: Vec::new(),
         default_seccomp: None,
+        network_namespace: None,
     };
     let stdio = if std::env::var_os("BERTH_TTY").is_some() {
         Stdio::Tty

@@ -43,6 +43,7 @@ pub use delegate::{enter_user_namespace, join_user_namespace, write_id_maps};
 pub use error::{RuntimeError, Step};
 pub use exec::{exec, exec_confined, exec_detached, ExecOptions};
 pub use monitor::{die_by_signal, last_exit_signal, RelayedSignals};
+pub use namespaces::new_network_namespace;
 pub use process::Container;
 pub use resident::shed_startup_pages;
 pub use seccomp::{default_seccomp, fake_root_seccomp, seccomp_from_docker_json};
@@ -77,6 +78,10 @@ pub struct Bundle {
     /// `linux.seccomp` of its own. The monitor builds the filter while the container's init
     /// mounts its root, rather than before the init exists.
     pub default_seccomp: Option<DefaultSeccomp>,
+    /// A new network namespace made ahead of time ([`new_network_namespace`]), owned by the
+    /// user namespace the container's init will be root in: the init joins it where the spec
+    /// asks for a new one (and ignores it otherwise), rather than make one on the start's path.
+    pub network_namespace: Option<std::os::fd::OwnedFd>,
 }
 
 /// Docker's default seccomp profile, for [`Bundle::default_seccomp`].

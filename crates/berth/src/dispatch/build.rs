@@ -436,6 +436,7 @@ fn run_step(
         init: false,
         preserve_fds: Vec::new(),
         default_seccomp: None,
+        network_namespace: None,
     };
     let (mut r, w) = std::io::pipe()?;
     let w2 = w.try_clone()?;

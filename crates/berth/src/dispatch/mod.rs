@@ -12,6 +12,7 @@ pub mod limits;
 pub mod local_image;
 pub mod logging;
 pub mod mpi;
+pub mod netns_pool;
 pub mod pull;
 pub mod push;
 pub mod run_flags;

@@ -50,6 +50,9 @@ const USER_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 /// Keeps this container's place in the shared namespace: while it is open, the holder stays.
 pub struct Hold {
     _lock: File,
+    /// A network namespace the holder made ahead of time, for a container that asks for a new
+    /// one (see `netns_pool`).
+    pub net: Option<std::os::fd::OwnedFd>,
 }
 
 /// Where the locks and pid files live.
@@ -147,7 +150,13 @@ fn join(spec: &mut Spec, key: &str) -> Result<Hold> {
     } else {
         std::time::Duration::ZERO
     };
-    let (path, hold) = acquire(&dir(), key, &uids, &gids, linger)?;
+    let (path, mut hold) = acquire(&dir(), key, &uids, &gids, linger)?;
+    let new_net = |n: &oci_spec::runtime::LinuxNamespace| {
+        n.typ() == LinuxNamespaceType::Network && n.path().is_none()
+    };
+    if key == USER_KEY && linux.namespaces().iter().flatten().any(new_net) {
+        hold.net = super::netns_pool::take(&pool_socket(&dir(), key, &uids, &gids));
+    }
     let mut linux = linux;
     let namespaces = linux
         .namespaces()
@@ -186,6 +195,11 @@ fn stem(key: &str, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> String {
     }
     uids.len().hash(&mut h);
     format!("{safe}-{:016x}", h.finish())
+}
+
+/// Where the holder of [`USER_KEY`] hands out network namespaces (see `netns_pool`).
+fn pool_socket(dir: &Path, key: &str, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> PathBuf {
+    dir.join(format!("{}.net", stem(key, uids, gids)))
 }
 
 fn open_lock(path: &Path) -> Result<File> {
@@ -253,7 +267,13 @@ fn acquire(
     let create = open_lock(&create_path)?;
     lock(&create, true, &create_path)?;
     let previous = match Holder::read(&pid_path) {
-        Some(h) if h.alive() => return Ok((h.namespace(), Hold { _lock: held })),
+        Some(h) if h.alive() => {
+            let hold = Hold {
+                _lock: held,
+                net: None,
+            };
+            return Ok((h.namespace(), hold));
+        }
         other => other,
     };
     // A holder that was killed while containers of the job still run: its namespace lives on
@@ -275,7 +295,10 @@ fn acquire(
         .with_context(|| format!("cannot write {}", pid_path.display()))?;
     Ok((
         PathBuf::from(format!("/proc/{pid}/ns/user")),
-        Hold { _lock: held },
+        Hold {
+            _lock: held,
+            net: None,
+        },
     ))
 }
 
@@ -383,6 +406,12 @@ pub fn serve(lock_path: &Path, join: Option<&Path>, linger: std::time::Duration)
             berth_runtime::enter_user_namespace(&mut output, &mut input)?;
         }
     }
+    // A user's holder outlives its containers: it makes their network namespaces meanwhile.
+    // Without the pool, starts make their own.
+    let pool = lock_path.with_extension("net");
+    if !linger.is_zero() {
+        let _ = super::netns_pool::serve(&pool);
+    }
     let held = open_lock(lock_path)?;
     lock(&held, true, lock_path)?;
     while !linger.is_zero() {
@@ -398,6 +427,7 @@ pub fn serve(lock_path: &Path, join: Option<&Path>, linger: std::time::Duration)
     // Nobody holds the namespace, and nobody can look for it while this lock is held (a
     // creator takes the create lock only while holding this one shared): the job's files go,
     // the lock file last; a container waiting on it takes the new one (see `acquire`).
+    let _ = fs::remove_file(&pool);
     let _ = fs::remove_file(lock_path.with_extension("pid"));
     let _ = fs::remove_file(lock_path.with_extension("create"));
     let _ = fs::remove_file(lock_path);

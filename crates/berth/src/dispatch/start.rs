@@ -59,6 +59,7 @@ fn bundle(store: &Store, rec: &ContainerRecord) -> Result<Bundle> {
                 caps,
                 cache: Some(super::runtime_dir().join("seccomp")),
             }),
+        network_namespace: None,
     })
 }
 
@@ -115,7 +116,8 @@ pub fn run(
         bundle.preserve_fds = host::launcher_fds(env.into_iter().flatten());
     }
     // Held until this monitor ends: the job's shared user namespace stays while it runs.
-    let _userns = super::shared_userns::join_recorded(&mut bundle.spec, &rec.host_config, p);
+    let mut userns = super::shared_userns::join_recorded(&mut bundle.spec, &rec.host_config, p);
+    bundle.network_namespace = userns.as_mut().and_then(|h| h.net.take());
     // In a Slurm job a foreground container ends with the job step, whatever the tracking
     // plugin sees: see Container::end_with_parent.
     let foreground = matches!(io, Io::Foreground { .. });

@@ -26,6 +26,7 @@ fn bundle(root: &Path, prep: &Prepared) -> Bundle {
         init: false,
         preserve_fds: Vec::new(),
         default_seccomp: None,
+        network_namespace: None,
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::LinuxNamespaceType;
 use rustix::process::{DumpableBehavior, Signal};
 
 use super::command::Command;
@@ -162,7 +161,7 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     ctx.namespaces.join()?;
     // A new network namespace has only `lo`, and it starts down: without it 127.0.0.1 would
     // not even reach the container itself (Docker brings it up too).
-    if ctx.namespaces.creates(LinuxNamespaceType::Network) {
+    if ctx.namespaces.loopback_down() {
         sys::net::loopback_up().map_err(|e| Failure::new(Step::Loopback, "lo", e))?;
     }
     // Through the host's /proc, still mounted here: a sysctl file belongs to the namespace of

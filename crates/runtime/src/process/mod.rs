@@ -146,7 +146,7 @@ impl Container {
             .process()
             .as_ref()
             .ok_or_else(|| RuntimeError::InvalidSpec("no process".into()))?;
-        let namespaces = Namespaces::from_spec(spec)?;
+        let namespaces = Namespaces::from_spec(spec, bundle.network_namespace.as_ref())?;
         let user_ns = namespaces.creates(LinuxNamespaceType::User);
         // The spec's maps describe the user namespace whether it is made here (and its maps
         // written by this process) or joined (its maps already written by whoever made it).

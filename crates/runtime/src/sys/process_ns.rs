@@ -186,6 +186,18 @@ pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Moves the calling thread into a new network namespace, owned by its user namespace.
+pub(crate) fn unshare_network_namespace() -> io::Result<()> {
+    // SAFETY: unshare(CLONE_NEWNET) only changes the calling thread's network namespace and
+    // touches no memory; the kernel allows it in a process with other threads.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Moves this process into a new user namespace, where it has every capability once its maps
 /// are written.
 pub(crate) fn unshare_user_namespace() -> io::Result<()> {

@@ -160,6 +160,7 @@ impl Fixture {
             init: false,
             preserve_fds: Vec::new(),
             default_seccomp: None,
+            network_namespace: None,
         }
     }
 }
