@@ -150,6 +150,12 @@ pub fn kill(pid: i32, signal: i32) -> Result<(), RuntimeError> {
     sys::kill(pid, signal).map_err(RuntimeError::sys("kill"))
 }
 
+/// Moves the calling thread to `SCHED_IDLE`: it runs only on CPU time nothing else wants. For
+/// work done ahead of time, which must not slow down the starts it is done for.
+pub fn run_only_when_idle() -> std::io::Result<()> {
+    sys::run_only_when_idle()
+}
+
 /// Whether this kernel can hold a container's writable layer in memory
 /// ([`Rootfs::OverlayInMemory`]): overlayfs in a user namespace keeps its attributes in `user.*`
 /// extended attributes, which tmpfs has since Linux 6.6.

@@ -49,6 +49,9 @@ pub fn serve(socket: &Path) -> Result<()> {
 /// Makes namespaces while the pool has room. A failure (the kernel's limit on network
 /// namespaces, say) ends the making: starts then make their own, and meet the error there.
 fn make(pool: &Pool) {
+    // Making one competes for the CPU with the very start that took the last one, and with
+    // the next start: it waits for CPU time they leave.
+    let _ = berth_runtime::run_only_when_idle();
     let (ready, room) = &**pool;
     loop {
         {
