@@ -150,10 +150,16 @@ pub fn kill(pid: i32, signal: i32) -> Result<(), RuntimeError> {
     sys::kill(pid, signal).map_err(RuntimeError::sys("kill"))
 }
 
-/// Moves the calling thread to `SCHED_IDLE`: it runs only on CPU time nothing else wants. For
-/// work done ahead of time, which must not slow down the starts it is done for.
-pub fn run_only_when_idle() -> std::io::Result<()> {
-    sys::run_only_when_idle()
+/// Gives the calling thread the lowest priority of normal scheduling (nice 19): the CPU goes
+/// to nearly anything else first. For work done ahead of time, which must not slow down the
+/// starts it is done for. Not `SCHED_IDLE`: such work takes locks that starts need too (the
+/// kernel's `rtnl_lock` while it makes a network namespace), and a thread that runs only on
+/// idle CPU time may wait for long, on a busy node, while it holds one.
+pub fn run_at_lowest_priority() -> std::io::Result<()> {
+    Ok(rustix::process::setpriority_process(
+        Some(rustix::thread::gettid()),
+        19,
+    )?)
 }
 
 /// Whether this kernel can hold a container's writable layer in memory

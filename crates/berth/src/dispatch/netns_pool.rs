@@ -50,8 +50,8 @@ pub fn serve(socket: &Path) -> Result<()> {
 /// namespaces, say) ends the making: starts then make their own, and meet the error there.
 fn make(pool: &Pool) {
     // Making one competes for the CPU with the very start that took the last one, and with
-    // the next start: it waits for CPU time they leave.
-    let _ = berth_runtime::run_only_when_idle();
+    // the next start: it takes the CPU time they leave.
+    let _ = berth_runtime::run_at_lowest_priority();
     let (ready, room) = &**pool;
     loop {
         {
@@ -80,7 +80,13 @@ fn answer(listener: &UnixListener, pool: &Pool) {
                 .spawn(move || make(&maker))
                 .is_ok();
         }
-        let taken = ready.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        // Never waits for the lock: its other holder is the maker, which runs only on idle CPU
+        // time and may be kept off the CPU for long while it holds it. Busy: none ready.
+        let taken = match ready.try_lock() {
+            Ok(mut ready) => ready.pop(),
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().pop(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
         room.notify_one();
         let _ = match &taken {
             Some(fd) => berth_runtime::handoff::send_fds(&conn, &[fd.as_fd()]),

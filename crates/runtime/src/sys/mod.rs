@@ -182,7 +182,7 @@ pub(crate) fn run_only_when_idle() -> io::Result<()> {
     // SAFETY: sched_param is plain integers, for which all zeroes is a valid value.
     let param: libc::sched_param = unsafe { std::mem::zeroed() };
     // The system call, not the C library's wrapper: musl's refuses with ENOSYS, as the
-    // call sets one thread's policy and not the process's, which is what callers want.
+    // call sets one thread's policy and not the process's. Only this thread exists here.
     // SAFETY: param is a valid sched_param that outlives the call; pid 0 is this thread.
     if unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_IDLE, &param) } == -1 {
         return Err(io::Error::last_os_error());
