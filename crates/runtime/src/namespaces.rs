@@ -186,7 +186,7 @@ impl Namespaces {
 /// off every start's path. The calling thread is left in the new namespace: call it from a
 /// thread that does nothing else (each call makes another).
 pub fn new_network_namespace() -> Result<OwnedFd, RuntimeError> {
-    crate::sys::process_ns::unshare_network_namespace()
+    crate::sys::process_ns::unshare(libc::CLONE_NEWNET)
         .map_err(RuntimeError::sys("unshare(CLONE_NEWNET)"))?;
     crate::sys::net::loopback_up().map_err(RuntimeError::sys("bringing up lo"))?;
     let path = std::path::Path::new("/proc/thread-self/ns/net");

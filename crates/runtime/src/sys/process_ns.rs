@@ -174,23 +174,12 @@ pub(crate) fn unshare_mount_namespace() -> io::Result<()> {
     }
 }
 
-/// `unshare(flags)`: moves this process into new namespaces of the `CLONE_NEW*` kinds given.
+/// `unshare(flags)`: moves the calling thread into new namespaces of the `CLONE_NEW*` kinds
+/// given (the whole process, for the kinds the kernel allows only single-threaded callers).
 pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: unshare only changes which namespaces this process uses and touches no memory;
-    // the caller is a single-threaded container init.
+    // SAFETY: unshare only changes which namespaces the caller uses and touches no memory; the
+    // kernel refuses (EINVAL) kinds that need a single-threaded caller from any other.
     let r = unsafe { libc::unshare(flags) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Moves the calling thread into a new network namespace, owned by its user namespace.
-pub(crate) fn unshare_network_namespace() -> io::Result<()> {
-    // SAFETY: unshare(CLONE_NEWNET) only changes the calling thread's network namespace and
-    // touches no memory; the kernel allows it in a process with other threads.
-    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
     if r == 0 {
         Ok(())
     } else {
