@@ -538,6 +538,20 @@ fn init_runs_the_command_as_pid_2_and_forwards_stop() {
             .trim(),
         "1"
     );
+    // The container's first child is pid 2, as in Docker: the thread of the init that made
+    // the network namespace took that pid, and gave it back.
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "sleep 0 & echo $!"
+        ])
+        .trim(),
+        "2"
+    );
     // Exit status passes through; an orphan is reaped rather than left as a zombie.
     let out = b.run(&[
         "run",

@@ -159,13 +159,13 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     // from anything else that can see it (CVE-2019-5736). Exec makes it dumpable again.
     hide_from_proc();
     ctx.namespaces.join()?;
-    // A new network namespace has only `lo`, and it starts down: without it 127.0.0.1 would
-    // not even reach the container itself (Docker brings it up too).
-    if ctx.namespaces.loopback_down() {
-        sys::net::loopback_up().map_err(|e| Failure::new(Step::Loopback, "lo", e))?;
-    }
+    // After the joins: joining a mount namespace takes a process without other threads.
+    let mut net = ctx.namespaces.start_network();
     // Through the host's /proc, still mounted here: a sysctl file belongs to the namespace of
-    // whoever writes it, which this process already is in.
+    // whoever writes it, which this process must be in by then.
+    if !ctx.sysctls.is_empty() {
+        net.enter()?;
+    }
     for (path, value) in ctx.sysctls {
         write_sysctl(path, value).map_err(|e| Failure::new(Step::Sysctl, path.display(), e))?;
     }
@@ -173,8 +173,11 @@ fn setup(ctx: &mut InitContext<'_>) -> Result<bool, Failure> {
     let hooks = ctx.hooks.as_ref();
     let mut pre = || before_pivot(hooks, &mut ctx.control, &mut ctx.report, &mut host_pid);
     match &ctx.rootfs {
-        Some(plan) => rootfs::setup(plan, &mut pre)?,
-        None => pre()?,
+        Some(plan) => rootfs::setup(plan, &mut || net.enter(), &mut pre)?,
+        None => {
+            net.enter()?;
+            pre()?
+        }
     }
     if let Some(name) = ctx.hostname {
         rustix::system::sethostname(name.as_bytes()).map_err(Failure::at(Step::Hostname, name))?;

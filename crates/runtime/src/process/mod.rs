@@ -1,6 +1,8 @@
 //! Creating a container: the monitor (the calling process) clones the container's init with
-//! all namespaces at once, writes its id maps, and waits for it to build the root; `start`
-//! lets it exec; `wait` forwards signals and collects the exit code.
+//! all namespaces at once but the network one (which the init makes in a thread of its own
+//! while it mounts the root, or joins when one was made ahead), writes its id maps, and waits
+//! for it to build the root; `start` lets it exec; `wait` forwards signals and collects the
+//! exit code.
 //!
 //! ```text
 //! monitor                                   init (pid 1 of the new pid namespace)

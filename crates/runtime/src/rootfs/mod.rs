@@ -41,10 +41,13 @@ impl RootfsPlan<'_> {
 }
 
 /// Builds the root and enters it. Runs in the container's init, in its new mount namespace.
-/// `before_pivot` runs once every mount is in place, before the root is made read-only and
-/// entered: the point of the spec's hooks that look at the container's files from outside.
+/// `enter_network` moves the init into its network namespace: it runs before the first sysfs
+/// mount and again (doing nothing by then, if it did) before `before_pivot`, which runs once
+/// every mount is in place, before the root is made read-only and entered: the point of the
+/// spec's hooks that look at the container's files from outside.
 pub(crate) fn setup(
     plan: &RootfsPlan<'_>,
+    enter_network: &mut dyn FnMut() -> Result<(), Failure>,
     before_pivot: &mut dyn FnMut() -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     // Nothing done from here on may propagate back to the host's mount table.
@@ -75,6 +78,9 @@ pub(crate) fn setup(
     let root = resolve::open_root(&plan.mount_point)
         .map_err(Failure::at(Step::MountRoot, plan.mount_point.display()))?;
     for m in plan.spec.mounts().as_deref().unwrap_or_default() {
+        if m.typ().as_deref() == Some("sysfs") {
+            enter_network()?;
+        }
         mounts::mount_one(&root, m, plan)?;
     }
     if let Some(devices) = plan
@@ -101,6 +107,7 @@ pub(crate) fn setup(
         paths::make_readonly(&root, Path::new(p))?;
     }
     drop(root);
+    enter_network()?;
     before_pivot()?;
     if plan.readonly_root() {
         let flags = options::current_flags(
