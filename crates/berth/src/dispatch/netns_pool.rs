@@ -80,8 +80,8 @@ fn answer(listener: &UnixListener, pool: &Pool) {
                 .spawn(move || make(&maker))
                 .is_ok();
         }
-        // Never waits for the lock: its other holder is the maker, which runs only on idle CPU
-        // time and may be kept off the CPU for long while it holds it. Busy: none ready.
+        // Never waits for the lock: its other holder is the maker, which runs at the lowest
+        // priority and may be kept off the CPU for a while as it holds it. Busy: none ready.
         let taken = match ready.try_lock() {
             Ok(mut ready) => ready.pop(),
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().pop(),

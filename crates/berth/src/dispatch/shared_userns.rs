@@ -150,13 +150,11 @@ fn join(spec: &mut Spec, key: &str) -> Result<Hold> {
     } else {
         std::time::Duration::ZERO
     };
-    let (path, mut hold) = acquire(&dir(), key, &uids, &gids, linger)?;
     let new_net = |n: &oci_spec::runtime::LinuxNamespace| {
         n.typ() == LinuxNamespaceType::Network && n.path().is_none()
     };
-    if key == USER_KEY && linux.namespaces().iter().flatten().any(new_net) {
-        hold.net = super::netns_pool::take(&pool_socket(&dir(), key, &uids, &gids));
-    }
+    let want_net = key == USER_KEY && linux.namespaces().iter().flatten().any(new_net);
+    let (path, hold) = acquire(&dir(), key, &uids, &gids, linger, want_net)?;
     let mut linux = linux;
     let namespaces = linux
         .namespaces()
@@ -197,9 +195,10 @@ fn stem(key: &str, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> String {
     format!("{safe}-{:016x}", h.finish())
 }
 
-/// Where the holder of [`USER_KEY`] hands out network namespaces (see `netns_pool`).
-fn pool_socket(dir: &Path, key: &str, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> PathBuf {
-    dir.join(format!("{}.net", stem(key, uids, gids)))
+/// Where the holder of [`USER_KEY`] whose lock file is `lock_path` hands out network
+/// namespaces (see `netns_pool`).
+fn pool_socket(lock_path: &Path) -> PathBuf {
+    lock_path.with_extension("net")
 }
 
 fn open_lock(path: &Path) -> Result<File> {
@@ -227,12 +226,15 @@ fn lock(f: &File, exclusive: bool, path: &Path) -> Result<()> {
         .with_context(|| format!("cannot lock {}", path.display()))
 }
 
+/// With `want_net`, the hold comes with a network namespace from the holder's pool, if it has
+/// one ready (taken once the create lock is let go, so that starts do not queue for it).
 fn acquire(
     dir: &Path,
     key: &str,
     uids: &[LinuxIdMapping],
     gids: &[LinuxIdMapping],
     linger: std::time::Duration,
+    want_net: bool,
 ) -> Result<(PathBuf, Hold)> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -263,16 +265,19 @@ fn acquire(
             break f;
         }
     };
+    let hold = |held: File| Hold {
+        _lock: held,
+        net: want_net
+            .then(|| super::netns_pool::take(&pool_socket(&lock_path)))
+            .flatten(),
+    };
     let create_path = dir.join(format!("{stem}.create"));
     let create = open_lock(&create_path)?;
     lock(&create, true, &create_path)?;
     let previous = match Holder::read(&pid_path) {
         Some(h) if h.alive() => {
-            let hold = Hold {
-                _lock: held,
-                net: None,
-            };
-            return Ok((h.namespace(), hold));
+            drop(create);
+            return Ok((h.namespace(), hold(held)));
         }
         other => other,
     };
@@ -293,13 +298,8 @@ fn acquire(
     fs::write(&tmp, format!("{pid} {start} {ns}\n"))
         .and_then(|()| fs::rename(&tmp, &pid_path))
         .with_context(|| format!("cannot write {}", pid_path.display()))?;
-    Ok((
-        PathBuf::from(format!("/proc/{pid}/ns/user")),
-        Hold {
-            _lock: held,
-            net: None,
-        },
-    ))
+    drop(create);
+    Ok((PathBuf::from(format!("/proc/{pid}/ns/user")), hold(held)))
 }
 
 /// What a pid file says: the holder's pid, its start time and its namespace (`user:[N]`).
@@ -408,7 +408,7 @@ pub fn serve(lock_path: &Path, join: Option<&Path>, linger: std::time::Duration)
     }
     // A user's holder outlives its containers: it makes their network namespaces meanwhile.
     // Without the pool, starts make their own.
-    let pool = lock_path.with_extension("net");
+    let pool = pool_socket(lock_path);
     if !linger.is_zero() {
         let _ = super::netns_pool::serve(&pool);
     }
