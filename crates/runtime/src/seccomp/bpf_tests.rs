@@ -57,6 +57,10 @@ fn arg(index: usize, op: Op, value: u64, two: Option<u64>) -> LinuxSeccompArg {
 }
 
 fn filter(rules: Vec<(Vec<&str>, Action, Vec<LinuxSeccompArg>)>) -> Vec<Instruction> {
+    compile(&profile(rules)).unwrap().program
+}
+
+fn profile(rules: Vec<(Vec<&str>, Action, Vec<LinuxSeccompArg>)>) -> LinuxSeccomp {
     let syscalls = rules
         .into_iter()
         .map(|(names, action, args)| {
@@ -68,12 +72,11 @@ fn filter(rules: Vec<(Vec<&str>, Action, Vec<LinuxSeccompArg>)>) -> Vec<Instruct
                 .unwrap()
         })
         .collect::<Vec<_>>();
-    let s = LinuxSeccompBuilder::default()
+    LinuxSeccompBuilder::default()
         .default_action(Action::ScmpActErrno)
         .syscalls(syscalls)
         .build()
-        .unwrap();
-    compile(&s).unwrap().program
+        .unwrap()
 }
 
 #[test]
@@ -207,4 +210,82 @@ fn errno_values_and_notify_refused() {
     n.set_default_action(Action::ScmpActNotify);
     let err = compile(&n).unwrap_err().to_string();
     assert!(err.contains("SCMP_ACT_NOTIFY"), "{err}");
+}
+
+/// Docker's default profile in the compact layout: under half the far layout's length, and
+/// the same verdict for every syscall number of both architectures, with arguments on both
+/// sides of the profile's conditions.
+#[test]
+fn compact_layout_decides_as_the_far_one() {
+    let (native_arch, compat) = native_arches();
+    for caps in [vec![], vec!["CAP_SYS_ADMIN".to_string()]] {
+        let profile = crate::default_seccomp(&caps);
+        let compact = compile(&profile).unwrap().program;
+        let far = compile_as(&profile, Some(Layout::Far)).unwrap().program;
+        assert!(
+            compact.len() * 2 < far.len(),
+            "{} {}",
+            compact.len(),
+            far.len()
+        );
+        let values = [
+            0,
+            2,
+            8,
+            0x11,
+            40,
+            0x0040_0000,
+            0x1000_0000,
+            0xffff_ffff,
+            u64::MAX,
+        ];
+        for arch in [Some(native_arch), compat].into_iter().flatten() {
+            for nr in (0..1100).chain([X32_SYSCALL_BIT, X32_SYSCALL_BIT + 1, u32::MAX]) {
+                for v in values {
+                    let args = [v, v, v, 0, 0, 0];
+                    assert_eq!(
+                        run(&compact, arch as u32, nr, args),
+                        run(&far, arch as u32, nr, args),
+                        "{arch:?} {nr} {v:#x}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A profile too long for the compact layout's short jumps is compiled in the far one.
+#[test]
+fn long_rules_fall_back_to_the_far_layout() {
+    let conditions: Vec<LinuxSeccompArg> =
+        (0..60).map(|i| arg(0, Op::ScmpCmpNe, i, None)).collect();
+    let long = profile(vec![
+        (vec!["read", "write"], Action::ScmpActAllow, vec![]),
+        // Three bodies of 240 instructions each: the search cannot reach the last two.
+        (
+            vec!["openat", "close", "fstat"],
+            Action::ScmpActAllow,
+            conditions,
+        ),
+    ]);
+    assert!(compile_as(&long, Some(Layout::Compact)).is_err());
+    let prog = compile(&long).unwrap().program;
+    assert_eq!(run(&prog, native(), nr("read"), [0; 6]), RET_ALLOW);
+    assert_eq!(
+        run(&prog, native(), nr("openat"), [100, 0, 0, 0, 0, 0]),
+        RET_ALLOW
+    );
+    assert_eq!(
+        run(&prog, native(), nr("openat"), [7, 0, 0, 0, 0, 0]),
+        RET_ERRNO | 1
+    );
+    assert_eq!(
+        run(&prog, native(), nr("fstat"), [100, 0, 0, 0, 0, 0]),
+        RET_ALLOW
+    );
+    assert_eq!(
+        run(&prog, native(), nr("fstat"), [59, 0, 0, 0, 0, 0]),
+        RET_ERRNO | 1
+    );
+    assert_eq!(run(&prog, native(), nr("mkdirat"), [0; 6]), RET_ERRNO | 1);
 }
