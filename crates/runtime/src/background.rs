@@ -46,30 +46,52 @@ pub fn in_background(
     hold: Option<OwnedFd>,
     work: impl FnOnce() + Send + 'static,
 ) -> io::Result<()> {
-    let caller = match rustix::process::pidfd_open(
-        rustix::process::getpid(),
-        rustix::process::PidfdFlags::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(e) => {
-            work();
-            return Err(e.into());
+    match Cleaner::start(hold) {
+        Ok(cleaner) => {
+            cleaner.hand_over(work);
+            Ok(())
         }
-    };
-    let handoff: &'static Handoff = Box::leak(Box::new(Handoff {
-        caller,
-        hold_fd: hold.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-        hold: Mutex::new(hold),
-        work: Mutex::new(Some(Box::new(work))),
-    }));
-    match sys::shared_memory::spawn_sharing_memory(after_caller, handoff) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            if let Some(work) = take(&handoff.work) {
-                work();
-            }
+        Err((e, _hold)) => {
+            work();
             Err(e)
         }
+    }
+}
+
+/// The process of [`in_background`], started before its work is known: a monitor starts it
+/// while its container's init builds the root, when a CPU is otherwise idle, and hands it the
+/// work once the container has ended. Its start then costs the container's exit nothing.
+///
+/// Until this process has exited the new one only waits. Without [`Cleaner::hand_over`] it
+/// closes `hold` once this process has exited, and does nothing else.
+pub struct Cleaner(&'static Handoff);
+
+impl Cleaner {
+    /// Starts the process. On failure, `hold` comes back with the error.
+    pub fn start(hold: Option<OwnedFd>) -> Result<Cleaner, (io::Error, Option<OwnedFd>)> {
+        let caller = match rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) => return Err((e.into(), hold)),
+        };
+        let handoff: &'static Handoff = Box::leak(Box::new(Handoff {
+            caller,
+            hold_fd: hold.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+            hold: Mutex::new(hold),
+            work: Mutex::new(None),
+        }));
+        match sys::shared_memory::spawn_sharing_memory(after_caller, handoff) {
+            Ok(_) => Ok(Cleaner(handoff)),
+            Err(e) => Err((e, take(&handoff.hold))),
+        }
+    }
+
+    /// Gives the process `work`, to run once this process has exited.
+    pub fn hand_over(self, work: impl FnOnce() + Send + 'static) {
+        // The other process reads the slot only after this one has exited.
+        *self.0.work.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(work));
     }
 }
 

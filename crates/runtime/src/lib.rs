@@ -38,13 +38,13 @@ mod visit;
 
 use std::path::PathBuf;
 
-pub use background::in_background;
+pub use background::{in_background, Cleaner};
 pub use delegate::{enter_user_namespace, join_user_namespace, write_id_maps};
 pub use error::{RuntimeError, Step};
 pub use exec::{exec, exec_confined, exec_detached, ExecOptions};
 pub use monitor::{die_by_signal, last_exit_signal, RelayedSignals};
 pub use namespaces::new_network_namespace;
-pub use process::Container;
+pub use process::{BeforeExec, Container};
 pub use resident::shed_startup_pages;
 pub use seccomp::{default_seccomp, fake_root_seccomp, seccomp_from_docker_json};
 pub use signal::signal_by_name;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use berth_cgroups::{CgroupError, CgroupManager};
-use berth_runtime::{Bundle, Container, Rootfs, Stdio};
+use berth_runtime::{Bundle, Cleaner, Container, Rootfs, RuntimeError, Stdio, Step};
 use berth_store::{ContainerRecord, ContainerState, Store};
 
 use super::{host, logging};
@@ -200,22 +200,33 @@ pub fn run(
         Ok(cg) => cg,
         Err(e) => {
             fail(&mut state, 125, format!("{e:#}"))?;
-            cleanup(store, rec, None, None);
+            cleanup(store, rec, None, (None, None));
             return Err(e);
         }
     };
     super::host::debug_assert_single_threaded();
-    let mut c = match Container::create(&bundle, stdio) {
+    // Into the cgroup before exec, so the program starts inside its limits.
+    let mut join_cgroup = |pid: i32| match &cg {
+        Some(cg) => cg.add_pid(pid).map_err(|e| RuntimeError::Setup {
+            step: Step::Cgroup,
+            subject: pid.to_string(),
+            source: std::io::Error::other(e),
+        }),
+        None => Ok(()),
+    };
+    state.started_at = humanize::rfc3339(humanize::now());
+    // A `--rm` container's mounts are taken down by the process that deletes its files, after
+    // this one has exited (see `cleanup`). A single-file image's mounts are left to go with
+    // the container, as `release_lingering` expects.
+    let deferred = auto_remove(rec) && rec.host_config["SquashfsMount"].is_null();
+    let mut c = match Container::create_started(&bundle, stdio, &mut join_cgroup, deferred) {
         Ok(c) => c,
         Err(e) => {
             fail(&mut state, e.exit_code(), e.to_string())?;
-            cleanup(store, rec, cg.as_mut(), None);
+            cleanup(store, rec, cg.as_mut(), (None, None));
             return Err(e.into());
         }
     };
-    if let Some(cg) = &cg {
-        cg.add_pid(c.pid())?;
-    }
     if let Some((out_r, err_r)) = relays {
         let log = Arc::new(Mutex::new(logging::LogWriter::open(
             store.paths().container_log(&rec.id),
@@ -231,22 +242,13 @@ pub fn run(
         logs.push(relay(out_r, "stdout", log.clone(), out));
         logs.push(relay(err_r, "stderr", log, err));
     }
-    // A `--rm` container's mounts are taken down by the process that deletes its files, after
-    // this one has exited (see `cleanup`). A single-file image's mounts are left to go with
-    // the container, as `release_lingering` expects.
-    let mounts = if auto_remove(rec) && rec.host_config["SquashfsMount"].is_null() {
+    let cleaner = c.take_cleaner();
+    let mounts = if deferred && cleaner.is_none() {
         c.take_mount_namespace()
     } else {
         None
     };
     state.pid = c.pid();
-    state.started_at = humanize::rfc3339(humanize::now());
-    if let Err(e) = c.start() {
-        let code = e.exit_code();
-        fail(&mut state, code, e.to_string())?;
-        cleanup(store, rec, cg.as_mut(), None);
-        return Err(e.into());
-    }
     // Written while the program runs rather than before it may: the record's commands see a
     // "created" container for those few microseconds, but the program does not wait for it.
     state.status = "running".into();
@@ -272,7 +274,7 @@ pub fn run(
         state.finished_at = humanize::rfc3339(humanize::now());
         store.set_container_state(&rec.id, &state)?;
     }
-    cleanup(store, rec, cg.as_mut(), mounts);
+    cleanup(store, rec, cg.as_mut(), (cleaner, mounts));
     Ok(code)
 }
 
@@ -301,12 +303,14 @@ pub fn end_by_signal_if_due() {
     }
 }
 
-/// `mounts`: the container's mount namespace, when this process holds it (see `run`).
+/// The container's end: its cgroup goes, and a `--rm` container's files are deleted once this
+/// process has exited, by the cleaner started with it (which holds its mount namespace), or
+/// else by a process started now and given `mounts`, the mount namespace this process holds.
 fn cleanup(
     store: &Store,
     rec: &ContainerRecord,
     cg: Option<&mut Box<dyn CgroupManager>>,
-    mounts: Option<OwnedFd>,
+    (cleaner, mounts): (Option<Cleaner>, Option<OwnedFd>),
 ) {
     if let Some(cg) = cg {
         let _ = cg.destroy();
@@ -317,10 +321,16 @@ fn cleanup(
         // for every command, and a detached process deletes what is left.
         if let Ok(doomed) = store.unpublish_container(rec) {
             let store = store.clone();
-            // Without a process of its own, the work has been done here.
-            let _ = berth_runtime::in_background(mounts, move || {
+            let work = move || {
                 let _ = store.delete_unpublished(&doomed);
-            });
+            };
+            match cleaner {
+                Some(cleaner) => cleaner.hand_over(work),
+                // Without a process of its own, the work has been done here.
+                None => {
+                    let _ = berth_runtime::in_background(mounts, work);
+                }
+            }
         }
     }
 }

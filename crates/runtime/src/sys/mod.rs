@@ -128,12 +128,18 @@ pub(crate) fn close_from_3_keeping(keep: &[i32]) -> io::Result<()> {
 fn close_range(first: libc::c_uint, last: libc::c_uint, flags: libc::c_uint) -> io::Result<()> {
     // SAFETY: close_range takes plain integers. Closing (flags 0): the caller owns no Rust
     // object holding one of these descriptors that it will use again (it only uses those it
-    // opens afterwards); CLOSE_RANGE_CLOEXEC only changes descriptor flags.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
-    if ret == -1 {
-        return Err(io::Error::last_os_error());
+    // opens afterwards); CLOSE_RANGE_CLOEXEC only changes descriptor flags. Issued directly,
+    // without the C library's errno: see `run_only_when_idle`.
+    unsafe {
+        syscalls::syscall3(
+            syscalls::Sysno::close_range,
+            first as usize,
+            last as usize,
+            flags as usize,
+        )
     }
-    Ok(())
+    .map(drop)
+    .map_err(|e| io::Error::from_raw_os_error(e.into_raw()))
 }
 
 /// A null-terminated `char *[]` built ahead of time, so the child needs no allocation to exec.
@@ -181,11 +187,19 @@ pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
 pub(crate) fn run_only_when_idle() -> io::Result<()> {
     // SAFETY: sched_param is plain integers, for which all zeroes is a valid value.
     let param: libc::sched_param = unsafe { std::mem::zeroed() };
-    // The system call, not the C library's wrapper: musl's refuses with ENOSYS, as the
-    // call sets one thread's policy and not the process's. Only this thread exists here.
+    // The system call, not the C library's wrapper: musl's refuses with ENOSYS, as the call
+    // sets one thread's policy and not the process's. Only this thread exists here. Nor its
+    // `syscall()`, which sets errno on failure: a process sharing its caller's memory (see
+    // `background`) shares the caller's errno too, while the caller runs.
     // SAFETY: param is a valid sched_param that outlives the call; pid 0 is this thread.
-    if unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_IDLE, &param) } == -1 {
-        return Err(io::Error::last_os_error());
+    unsafe {
+        syscalls::syscall3(
+            syscalls::Sysno::sched_setscheduler,
+            0,
+            libc::SCHED_IDLE as usize,
+            std::ptr::from_ref(&param) as usize,
+        )
     }
-    Ok(())
+    .map(drop)
+    .map_err(|e| io::Error::from_raw_os_error(e.into_raw()))
 }
