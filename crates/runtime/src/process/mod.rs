@@ -339,6 +339,8 @@ impl Container {
             mount_ns: None,
             cleaner: None,
         };
+        // The init waits for its maps before anything else: they go first.
+        container.send_maps(maps.as_ref())?;
         if new_mount_ns {
             container.mount_ns = open_mount_namespace(pid);
         }
@@ -351,7 +353,7 @@ impl Container {
                 return Err(e);
             }
             container.mask_before_start = sys::signal::block(&monitor::forwarded()).ok();
-            container.send_setup(maps.as_ref(), late_seccomp, true)?;
+            container.send_setup(late_seccomp, true)?;
             // Started now, while this process would only wait for the init: see Cleaner.
             if cleaner {
                 match Cleaner::start(container.mount_ns.take()) {
@@ -364,7 +366,7 @@ impl Container {
             container.await_exec()?;
             return Ok(container);
         }
-        container.send_setup(maps.as_ref(), late_seccomp, false)?;
+        container.send_setup(late_seccomp, false)?;
         container.await_ready()?;
         container.master = stdio::receive_master(tty_socket)?;
         if let Some(master) = &container.master {
@@ -374,13 +376,8 @@ impl Container {
         Ok(container)
     }
 
-    /// Writes the maps and sends the filter and, with `start`, the go-ahead.
-    fn send_setup(
-        &mut self,
-        maps: Option<&IdMaps>,
-        seccomp: Option<SeccompSource>,
-        start: bool,
-    ) -> Result<(), RuntimeError> {
+    /// Writes the init's id maps, which it waits for first.
+    fn send_maps(&mut self, maps: Option<&IdMaps>) -> Result<(), RuntimeError> {
         // From here on the container could look at the monitor through /proc (shared pid
         // namespace); a non-dumpable monitor's /proc entries are root's (CVE-2019-5736).
         let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable);
@@ -388,6 +385,15 @@ impl Container {
             crate::idmap::write(self.pid, maps)?;
             self.send(ToInit::MapsWritten)?;
         }
+        Ok(())
+    }
+
+    /// Sends the filter and, with `start`, the go-ahead.
+    fn send_setup(
+        &mut self,
+        seccomp: Option<SeccompSource>,
+        start: bool,
+    ) -> Result<(), RuntimeError> {
         if let Some(seccomp) = seccomp {
             self.send_filter(&seccomp.compile()?)?;
         }
