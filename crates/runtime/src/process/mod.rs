@@ -14,6 +14,9 @@
 //! start() returns on end of file ◀───────── (report pipe closed by exec) or ExecFailed(errno)
 //! ```
 //!
+//! [`Container::create_started`] (a `run`) sends `Start` right after the maps and the filter,
+//! before `Ready` comes: the init finds it waiting and execs at once.
+//!
 //! A spec with hooks adds one stop before `pivot_root`: the init sends `Mounted`, the monitor
 //! runs the `prestart` and `createRuntime` hooks and answers `HooksDone(pid)`, and the init runs
 //! the `createContainer` ones (see `hooks`).

@@ -1,4 +1,5 @@
-//! Giving back the pages of the program's own code once a container runs.
+//! Memory mappings: the allocator's arena, and giving back the pages of the program's own code
+//! once a container runs.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -18,4 +19,31 @@ pub(crate) fn drop_clean_file_pages(addr: usize, len: usize) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Reserves `len` bytes of fresh, zeroed, private memory, pages made as touched; `None` when
+/// the kernel refuses. Issued straight to the kernel: the allocator calls it, and the C
+/// library's wrapper may itself allocate or set errno.
+pub(crate) fn reserve(len: usize) -> Option<*mut u8> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing; nothing
+    // else refers to it.
+    let r = unsafe {
+        syscalls::syscall6(
+            syscalls::Sysno::mmap,
+            0,
+            len,
+            (libc::PROT_READ | libc::PROT_WRITE) as usize,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE) as usize,
+            usize::MAX,
+            0,
+        )
+    };
+    r.ok().map(|addr| addr as *mut u8)
+}
+
+/// Unmaps what [`reserve`] gave, when nothing points into it any more.
+pub(crate) fn release(addr: *mut u8, len: usize) {
+    // SAFETY: the caller passes a whole mapping from `reserve` that no live reference points
+    // into.
+    let _ = unsafe { syscalls::syscall2(syscalls::Sysno::munmap, addr as usize, len) };
 }
