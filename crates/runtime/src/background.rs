@@ -135,3 +135,78 @@ fn detach_self(keep: &[i32]) {
     // A monitor blocks most signals for its signalfd: this process starts with none blocked.
     let _ = sys::signal::set_mask(&sys::signal::SigSet::empty());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Forked;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    /// Runs `caller` in a forked process that then exits 0 (or with the code it returns);
+    /// returns that exit code once the process is reaped.
+    fn in_a_caller(caller: impl FnOnce() -> i32) -> i32 {
+        match sys::fork().unwrap() {
+            Forked::Child => sys::exit_now(caller()),
+            Forked::Parent(pid) => {
+                let pid = rustix::process::Pid::from_raw(pid).unwrap();
+                let (_, status) =
+                    rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+                        .unwrap()
+                        .unwrap();
+                status.exit_status().unwrap()
+            }
+        }
+    }
+
+    fn wait_for(path: &std::path::Path) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if path.exists() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn a_cleaner_started_early_works_only_after_its_caller_has_exited() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = dir.path().join("done");
+        let (mut held, hold) = std::io::pipe().unwrap();
+        let d = done.clone();
+        let code = in_a_caller(move || {
+            let Ok(cleaner) = Cleaner::start(Some(OwnedFd::from(hold))) else {
+                return 1;
+            };
+            let target = d.clone();
+            cleaner.hand_over(move || std::fs::write(&target, b"done").unwrap());
+            // The caller goes on for a while: nothing may happen meanwhile.
+            std::thread::sleep(Duration::from_millis(100));
+            i32::from(d.exists()) * 2
+        });
+        assert_eq!(
+            code, 0,
+            "1: no cleaner; 2: its work ran before the caller exited"
+        );
+        // `hold` is closed once the caller has exited, and the work runs then.
+        let mut rest = Vec::new();
+        held.read_to_end(&mut rest).unwrap();
+        assert!(wait_for(&done));
+        assert_eq!(std::fs::read(&done).unwrap(), b"done");
+    }
+
+    #[test]
+    fn a_cleaner_without_work_only_lets_go_of_what_it_holds() {
+        let (mut held, hold) = std::io::pipe().unwrap();
+        let code = in_a_caller(move || match Cleaner::start(Some(OwnedFd::from(hold))) {
+            Ok(_) => 0,
+            Err(_) => 1,
+        });
+        assert_eq!(code, 0);
+        let mut rest = Vec::new();
+        held.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+}
