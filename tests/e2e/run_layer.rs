@@ -246,3 +246,26 @@ fn hpc_containers_leave_their_directory_without_what_they_bound() {
     hostname();
     assert_eq!(spares(&b.root()).len(), 1);
 }
+
+/// A `--rm` start that fails after its clean-up process was started (exec fails, or the init
+/// does) hands the deletion to that process too, which lets the container's mounts go first:
+/// the next containers, which take the directory again, start as usual.
+#[test]
+fn failed_starts_leave_their_directory_to_the_next_ones() {
+    let b = with_busybox();
+    for _ in 0..5 {
+        b.fails(&["run", "--rm", "localhost/bb", "no-such-program"], 127);
+        let e = b.fails(
+            &["run", "--rm", "-w", "/etc/passwd", "localhost/bb", "true"],
+            125,
+        );
+        assert!(e.contains("/etc/passwd"), "{e}");
+        assert_eq!(
+            b.ok(&["run", "--rm", "localhost/bb", "echo", "ok"]).trim(),
+            "ok"
+        );
+    }
+    settled(&b.root());
+    assert!(b.ok(&["ps", "-aq"]).trim().is_empty());
+    assert!(!spares(&b.root()).is_empty());
+}

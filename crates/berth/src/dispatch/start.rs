@@ -219,11 +219,14 @@ pub fn run(
     // this one has exited (see `cleanup`). A single-file image's mounts are left to go with
     // the container, as `release_lingering` expects.
     let deferred = auto_remove(rec) && rec.host_config["SquashfsMount"].is_null();
-    let mut c = match Container::create_started(&bundle, stdio, &mut join_cgroup, deferred) {
+    let mut cleaner = None;
+    let slot = deferred.then_some(&mut cleaner);
+    let mut c = match Container::create_started(&bundle, stdio, &mut join_cgroup, slot) {
         Ok(c) => c,
         Err(e) => {
             fail(&mut state, e.exit_code(), e.to_string())?;
-            cleanup(store, rec, cg.as_mut(), (None, None));
+            // The cleaner, if it was started, holds the mounts: the files go after them.
+            cleanup(store, rec, cg.as_mut(), (cleaner, None));
             return Err(e.into());
         }
     };
@@ -242,7 +245,6 @@ pub fn run(
         logs.push(relay(out_r, "stdout", log.clone(), out));
         logs.push(relay(err_r, "stderr", log, err));
     }
-    let cleaner = c.take_cleaner();
     let mounts = if deferred && cleaner.is_none() {
         c.take_mount_namespace()
     } else {

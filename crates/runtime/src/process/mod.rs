@@ -72,8 +72,6 @@ pub struct Container {
     /// The container's own mount namespace, held so that its mounts outlive the process until
     /// [`Container::wait`] lets go, or whoever [`Container::take_mount_namespace`] does.
     mount_ns: Option<OwnedFd>,
-    /// A process holding the mount namespace instead, to run the caller's clean-up.
-    cleaner: Option<Cleaner>,
 }
 
 /// What [`Container::create_started`] runs with the init's pid before letting it exec.
@@ -154,18 +152,14 @@ impl Container {
         Self::create_inner(bundle, stdio, None)
     }
 
-    /// The cleaner [`Container::create_started`] started, if it could.
-    pub fn take_cleaner(&mut self) -> Option<Cleaner> {
-        self.cleaner.take()
-    }
-
     /// [`Container::create`] and [`Container::start`] at once: the process runs when this
     /// returns. `before_exec` gets the init's host pid as soon as it exists, and the process
     /// cannot exec before it has returned: the place to move it into a cgroup. An error from
     /// it ends the container and is returned.
     ///
     /// With `cleaner`, a [`Cleaner`] holding the container's mount namespace is started while
-    /// the init builds the root, for [`Container::take_cleaner`].
+    /// the init builds the root and put there, where the caller finds it whether or not the
+    /// start succeeds: a clean-up handed to it runs after the namespace is gone.
     ///
     /// Without hooks or a terminal, the monitor sends the init its go-ahead right after the id
     /// maps and the seccomp filter, so the init finds it waiting when it is ready, rather than
@@ -174,7 +168,7 @@ impl Container {
         bundle: &Bundle,
         stdio: Stdio,
         before_exec: &mut BeforeExec<'_>,
-        cleaner: bool,
+        cleaner: Option<&mut Option<Cleaner>>,
     ) -> Result<Container, RuntimeError> {
         let mut c = Self::create_inner(bundle, stdio, Some((&mut *before_exec, cleaner)))?;
         if c.state == State::Created {
@@ -189,7 +183,7 @@ impl Container {
     fn create_inner(
         bundle: &Bundle,
         stdio: Stdio,
-        early: Option<(&mut BeforeExec<'_>, bool)>,
+        early: Option<(&mut BeforeExec<'_>, Option<&mut Option<Cleaner>>)>,
     ) -> Result<Container, RuntimeError> {
         let spec = &bundle.spec;
         let process = spec
@@ -340,7 +334,6 @@ impl Container {
             state: State::Created,
             hooks: owned_hooks,
             mount_ns: None,
-            cleaner: None,
         };
         // The init waits for its maps before anything else: they go first.
         container.send_maps(maps.as_ref())?;
@@ -358,9 +351,9 @@ impl Container {
             container.mask_before_start = sys::signal::block(&monitor::forwarded()).ok();
             container.send_setup(late_seccomp, true)?;
             // Started now, while this process would only wait for the init: see Cleaner.
-            if cleaner {
+            if let Some(slot) = cleaner {
                 match Cleaner::start(container.mount_ns.take()) {
-                    Ok(c) => container.cleaner = Some(c),
+                    Ok(c) => *slot = Some(c),
                     Err((_, ns)) => container.mount_ns = ns,
                 }
             }
