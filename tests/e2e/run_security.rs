@@ -1,5 +1,5 @@
 //! What a container cannot reach: descriptors and directories of the host (CVE-2024-21626),
-//! Docker's masked and read-only `/proc` paths, a PID namespace of its own.
+//! Docker's masked and read-only `/proc` paths, a PID namespace of its own, the host's mounts.
 
 use crate::common::Berth;
 use crate::run::{code, with_busybox};
@@ -89,4 +89,44 @@ fn a_working_directory_through_a_host_descriptor_is_refused() {
         String::from_utf8_lossy(&out.stdout)
     );
     b.ok(&["rm", "-f", "cwd"]);
+}
+
+/// The host's mount table is gone from the container's namespace: its root is the overlay
+/// alone (the old root, stacked on it by `pivot_root`, was taken down), and none of the host's
+/// mount points is listed.
+#[test]
+fn nothing_of_the_host_mounts_stays_in_the_container() {
+    let b = with_busybox();
+    let host: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .collect();
+    let out = b.ok(&["run", "--rm", "localhost/bb", "cat", "/proc/self/mountinfo"]);
+    let points: Vec<(&str, &str)> = out
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let dash = f.iter().position(|x| *x == "-")?;
+            Some((f[4], *f.get(dash + 1)?))
+        })
+        .collect();
+    let roots: Vec<&str> = points
+        .iter()
+        .filter(|(p, _)| *p == "/")
+        .map(|(_, t)| *t)
+        .collect();
+    assert_eq!(roots, ["overlay"], "{out}");
+    // What the container mounts itself (/proc, /dev, /sys and below, /etc's files) may share
+    // a path with a host mount; anything else may not.
+    let own = ["/proc", "/dev", "/sys", "/etc/"];
+    for (point, _) in &points {
+        if *point == "/" || own.iter().any(|o| point.starts_with(o)) {
+            continue;
+        }
+        assert!(
+            !host.iter().any(|h| h == point),
+            "host mount {point} in {out}"
+        );
+    }
 }
