@@ -288,7 +288,7 @@ fn acquire(
     // namespace is gone, possibly to a job's.
     let survivor = previous
         .filter(|_| key != USER_KEY)
-        .and_then(|h| h.member());
+        .and_then(|h| h.member(uids, gids));
     let pid = start_holder(&lock_path, uids, gids, survivor.as_deref(), linger)?;
     let start = host::start_time(pid).context("the user namespace holder died at once")?;
     let ns = fs::read_link(format!("/proc/{pid}/ns/user"))
@@ -336,14 +336,56 @@ impl Holder {
     }
 
     /// A process of this user still in the dead holder's namespace, by its `ns/user` file.
-    fn member(&self) -> Option<PathBuf> {
+    ///
+    /// The kernel gives a namespace's number out again once the namespace is gone: a process
+    /// found by number is taken only where it runs as this user and its namespace has the
+    /// maps this job's has. (A killed holder's pid file can outlive its job; the next job of
+    /// the same number, on a new cluster or after a restart, must not join a stranger's
+    /// namespace, whose maps would not even hold the caller's ids.)
+    fn member(&self, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Option<PathBuf> {
         let ns = self.ns.as_deref()?;
         fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
             e.file_name().to_str()?.parse::<u32>().ok()?;
             let path = e.path().join("ns/user");
-            (fs::read_link(&path).ok()?.to_str()? == ns).then_some(path)
+            (fs::read_link(&path).ok()?.to_str()? == ns
+                && owned_by_caller(&e.path())
+                && maps_are(&e.path().join("uid_map"), uids)
+                && maps_are(&e.path().join("gid_map"), gids))
+            .then_some(path)
         })
     }
+}
+
+/// Whether the process of `/proc/PID` runs as the caller (its real uid).
+fn owned_by_caller(proc_dir: &Path) -> bool {
+    let status = fs::read_to_string(proc_dir.join("status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next()?.parse::<u32>().ok())
+        == Some(super::euid())
+}
+
+/// Whether a `uid_map` or `gid_map` file lists exactly `maps`, in order.
+fn maps_are(file: &Path, maps: &[LinuxIdMapping]) -> bool {
+    let Ok(text) = fs::read_to_string(file) else {
+        return false;
+    };
+    let listed: Vec<[u32; 3]> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            <[u32; 3]>::try_from(f).ok()
+        })
+        .collect();
+    let wanted: Vec<[u32; 3]> = maps
+        .iter()
+        .map(|m| [m.container_id(), m.host_id(), m.size()])
+        .collect();
+    listed == wanted
 }
 
 /// Starts `berth __userns LOCK`, writes its maps and lets it go; returns its pid. With `join`,
@@ -432,4 +474,38 @@ pub fn serve(lock_path: &Path, join: Option<&Path>, linger: std::time::Duration)
     let _ = fs::remove_file(lock_path.with_extension("create"));
     let _ = fs::remove_file(lock_path);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::LinuxIdMappingBuilder;
+
+    fn map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
+        LinuxIdMappingBuilder::default()
+            .container_id(container)
+            .host_id(host)
+            .size(size)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_namespace_is_recognised_by_its_owner_and_maps() {
+        let me = Path::new("/proc/self");
+        assert!(owned_by_caller(me));
+        // This process's own maps: those of whatever namespace it runs in.
+        let text = fs::read_to_string(me.join("uid_map")).unwrap();
+        let mine: Vec<LinuxIdMapping> = text
+            .lines()
+            .map(|l| {
+                let f: Vec<u32> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
+                map(f[0], f[1], f[2])
+            })
+            .collect();
+        assert!(maps_are(&me.join("uid_map"), &mine));
+        let other = [map(0, 100_000, 65_536)];
+        assert!(!maps_are(&me.join("uid_map"), &other));
+        assert!(!maps_are(Path::new("/nonexistent/uid_map"), &mine));
+    }
 }
