@@ -344,10 +344,9 @@ impl Container {
         // report and its exec: no hooks to run, no terminal's size to set.
         let early = early.filter(|_| container.hooks.is_none() && tty_socket.is_none());
         if let Some((before_exec, cleaner)) = early {
-            if let Err(e) = before_exec(pid) {
-                abort(pid);
-                return Err(e);
-            }
+            // An error drops the container, which ends its init (once: a second kill after
+            // the reap could reach a process that got the pid since).
+            before_exec(pid)?;
             container.mask_before_start = sys::signal::block(&monitor::forwarded()).ok();
             container.send_setup(late_seccomp, true)?;
             // Started now, while this process would only wait for the init: see Cleaner.
