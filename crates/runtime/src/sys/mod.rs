@@ -125,21 +125,25 @@ pub(crate) fn close_from_3_keeping(keep: &[i32]) -> io::Result<()> {
     close_from_3_but(keep, 0)
 }
 
+/// The outcome of a system call issued without the C library (no errno), as `io::Result`.
+fn done(r: Result<usize, syscalls::Errno>) -> io::Result<()> {
+    r.map(drop)
+        .map_err(|e| io::Error::from_raw_os_error(e.into_raw()))
+}
+
 fn close_range(first: libc::c_uint, last: libc::c_uint, flags: libc::c_uint) -> io::Result<()> {
     // SAFETY: close_range takes plain integers. Closing (flags 0): the caller owns no Rust
     // object holding one of these descriptors that it will use again (it only uses those it
     // opens afterwards); CLOSE_RANGE_CLOEXEC only changes descriptor flags. Issued directly,
     // without the C library's errno: see `run_only_when_idle`.
-    unsafe {
+    done(unsafe {
         syscalls::syscall3(
             syscalls::Sysno::close_range,
             first as usize,
             last as usize,
             flags as usize,
         )
-    }
-    .map(drop)
-    .map_err(|e| io::Error::from_raw_os_error(e.into_raw()))
+    })
 }
 
 /// A null-terminated `char *[]` built ahead of time, so the child needs no allocation to exec.
@@ -192,14 +196,12 @@ pub(crate) fn run_only_when_idle() -> io::Result<()> {
     // `syscall()`, which sets errno on failure: a process sharing its caller's memory (see
     // `background`) shares the caller's errno too, while the caller runs.
     // SAFETY: param is a valid sched_param that outlives the call; pid 0 is this thread.
-    unsafe {
+    done(unsafe {
         syscalls::syscall3(
             syscalls::Sysno::sched_setscheduler,
             0,
             libc::SCHED_IDLE as usize,
             std::ptr::from_ref(&param) as usize,
         )
-    }
-    .map(drop)
-    .map_err(|e| io::Error::from_raw_os_error(e.into_raw()))
+    })
 }
